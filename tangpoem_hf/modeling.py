@@ -1,0 +1,250 @@
+"""The model: Embedding → LSTM → Linear over the characters, Hub-native through the mixin.
+
+``config.json`` + ``model.safetensors`` + ``vocab.json`` make a model folder. Loading is strict and
+never unpickles: a folder that only has ``pytorch_model.bin`` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+from torch import nn
+
+from .errors import ModelFileError
+from .tokenizer import VOCAB_NAME, CharTokenizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")
+BUNDLED_MODEL_DIR = Path(__file__).parent / "pretrained"
+IGNORE_INDEX = -100
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+MODEL_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title | default("tangpoem LSTM", true) }}
+
+A character-level LSTM that writes Tang poems (唐诗), from the
+[tangpoem](https://github.com/tangpoem/tangpoem) package.
+
+## Usage
+
+```python
+from tangpoem_hf import TangPoemLSTM, generate_poem
+
+model = TangPoemLSTM.from_pretrained("{{ repo_id | default("path/to/model", true) }}")
+print(generate_poem(model, first="山", form=7, lines=4, seed=0).text)
+```
+
+{{ body | default("", true) }}
+"""
+
+
+@dataclass
+class TangPoemConfig:
+    """Hyper-parameters that fix the weights' shapes; saved as ``config.json``."""
+
+    vocab_size: int = 8000
+    embedding_dim: int = 512
+    hidden_size: int = 512
+    num_layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False
+    pad_token_id: int = 0
+    model_type: str = "tangpoem-lstm"
+
+    def __post_init__(self) -> None:
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ModelFileError("tie_weights needs embedding_dim == hidden_size.")
+        if min(self.vocab_size, self.embedding_dim, self.hidden_size, self.num_layers) < 1:
+            raise ModelFileError("vocab_size, embedding_dim, hidden_size and num_layers must be positive.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelFileError("dropout must lie in [0, 1).")
+
+
+@dataclass
+class TangPoemOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None
+    state: LSTMState
+
+
+class TangPoemLSTM(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="tangpoem",
+    license="mit",
+    language=["zh"],
+    pipeline_tag="text-generation",
+    tags=["poetry", "tang-poetry", "lstm", "chinese"],
+    repo_url="https://github.com/tangpoem/tangpoem",
+    model_card_template=MODEL_CARD_TEMPLATE,
+):
+    """Embedding → LSTM → Linear, as in the report, with optional weight tying."""
+
+    def __init__(self, config: TangPoemConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer: CharTokenizer | None = None
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.lstm = nn.LSTM(
+            config.embedding_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.tie_weights:
+            # A unit-variance embedding used as output weights gives huge initial logits, so a
+            # tied table starts at the output layer's scale instead.
+            nn.init.normal_(self.embed.weight, std=config.hidden_size**-0.5)
+            self.head.weight = self.embed.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        state: LSTMState | None = None,
+    ) -> TangPoemOutput:
+        """Logits for every position, and the mean loss when ``labels`` is given.
+
+        ``labels[b, t]`` is the target for position ``t`` (already shifted, so that a stream can
+        be cut into chunks with the state carried over); ``-100`` and the pad id are ignored.
+        """
+        x = self.drop(self.embed(input_ids))
+        out, state = self.lstm(x, state)
+        logits = self.head(self.drop(out))
+        loss = None
+        if labels is not None:
+            labels = labels.masked_fill(labels == self.config.pad_token_id, IGNORE_INDEX)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        return TangPoemOutput(logits=logits, loss=loss, state=state)
+
+    def generate(self, **kwargs: Any):
+        """Write one poem; see :func:`tangpoem_hf.decoding.generate_poem` for the arguments."""
+        from .decoding import generate_poem
+
+        return generate_poem(self, **kwargs)
+
+    # --- saving and loading: the mixin does the Hub work, these two add the vocabulary ----------
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        if self.tokenizer is None:
+            raise ModelFileError("The model has no tokenizer attached, so its vocab.json cannot be saved.")
+        super()._save_pretrained(save_directory)
+        (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
+        self.tokenizer.save(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> TangPoemLSTM:
+        """Load from a local folder, a Hub repo id, or (with no argument) the bundled model."""
+        source = str(pretrained_model_name_or_path or BUNDLED_MODEL_DIR)
+        if os.path.isdir(source):
+            _check_local_folder(Path(source))
+        elif os.path.sep in source and not os.path.exists(source):
+            raise ModelFileError(f"The model folder {source} does not exist.")
+        config_path = _fetch(source, CONFIG_NAME, kwargs)
+        try:
+            raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
+            config = TangPoemConfig(**{f.name: raw[f.name] for f in fields(TangPoemConfig) if f.name in raw})
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{config_path} is not a valid tangpoem config ({exc}).") from None
+        return super().from_pretrained(source, config=config, **kwargs)
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: TangPoemConfig,
+        map_location: str = "cpu",
+        **_: Any,
+    ) -> TangPoemLSTM:
+        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                   local_files_only=local_files_only, token=token)
+        weights = _fetch(model_id, WEIGHTS_NAME, hub)
+        tokenizer = CharTokenizer.load(_fetch(model_id, VOCAB_NAME, hub))
+        if len(tokenizer) != config.vocab_size:
+            raise ModelFileError(
+                f"{VOCAB_NAME} has {len(tokenizer)} tokens but config.json says vocab_size={config.vocab_size}."
+            )
+        model = cls(config)
+        try:
+            state = safetensors.torch.load_file(weights, device=map_location)
+        except (safetensors.SafetensorError, OSError, ValueError) as exc:
+            raise ModelFileError(f"{weights} is not a readable safetensors file ({exc}).") from None
+        _load_strict(model, state, weights)
+        model.tokenizer = tokenizer
+        model.eval()
+        return model
+
+
+def _check_local_folder(folder: Path) -> None:
+    """Name the missing file up front, and refuse pickled weights explicitly."""
+    for name in (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME):
+        if not (folder / name).is_file():
+            pickled = [p for p in PICKLE_NAMES if (folder / p).exists()]
+            hint = f" ({pickled[0]} is there, but tangpoem never loads pickled weights)" if pickled else ""
+            raise ModelFileError(f"{folder / name} is missing{hint}.")
+
+
+def _fetch(model_id: str, filename: str, hub: dict[str, Any]) -> str:
+    """Path of ``filename`` in a local folder or in the Hub cache (downloading if allowed)."""
+    if os.path.isdir(model_id):
+        return os.path.join(model_id, filename)
+    keys = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+    try:
+        return hf_hub_download(repo_id=model_id, filename=filename, **{k: hub[k] for k in keys if k in hub})
+    except EntryNotFoundError:
+        raise ModelFileError(f"The Hub repo {model_id} has no {filename}.") from None
+    except LocalEntryNotFoundError:
+        raise ModelFileError(
+            f"{filename} of {model_id} is not in the local cache and the Hub cannot be reached."
+        ) from None
+    except (HfHubHTTPError, ValueError, OSError) as exc:
+        raise ModelFileError(f"Could not get {filename} of {model_id} from the Hub ({type(exc).__name__}).") from None
+
+
+def _load_strict(model: TangPoemLSTM, state: dict[str, torch.Tensor], weights: str) -> None:
+    """load_state_dict(strict=True), with shape and key mismatches named in one sentence."""
+    expected = model.state_dict()
+    if model.config.tie_weights:
+        state.setdefault("head.weight", state.get("embed.weight"))
+        state = {k: v for k, v in state.items() if v is not None}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{weights} does not match config.json (missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'})."
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelFileError(
+                f"{weights} has {key} of shape {tuple(tensor.shape)} but config.json implies {tuple(expected[key].shape)}."
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(name_or_path: str | Path | None = None, **kwargs: Any) -> TangPoemLSTM:
+    """The model at a folder or Hub id, or the bundled one when none is given."""
+    return TangPoemLSTM.from_pretrained(name_or_path, **kwargs)

@@ -1,0 +1,102 @@
+"""Text normalisation: the one place where script conversion and character classes live.
+
+The corpus cleaner, the tokenizer and every user-facing input go through these functions, so a
+character is judged the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import opencc
+
+COMMA = "，"
+PERIOD = "。"
+LINE_PUNCT = COMMA + PERIOD
+
+# Half-width and rarer full-width marks, mapped onto the two marks a regulated poem uses:
+# clause-internal marks become a comma, sentence-final marks a full stop.
+_PUNCT_MAP = str.maketrans(
+    {
+        ",": COMMA,
+        "、": COMMA,
+        "；": COMMA,
+        ";": COMMA,
+        "：": COMMA,
+        ":": COMMA,
+        ".": PERIOD,
+        "？": PERIOD,
+        "?": PERIOD,
+        "！": PERIOD,
+        "!": PERIOD,
+        "…": PERIOD,
+    }
+)
+# Editorial markup in chinese-poetry: {X/Y} builds an unencoded character, □ ○ ● mark lost ones.
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}|[□○●]")
+# （…）, (…), 〔…〕 and 〖…〗 hold variant readings and notes, never the poem itself.
+_NOTE = re.compile(r"（[^（）]*）|\([^()]*\)|〔[^〔〕]*〕|〖[^〖〗]*〗")
+# [X] marks an editor's correction: the bracketed text is the reading to keep.
+_CORRECTION = re.compile(r"\[([^\[\]]*)\]")
+_QUOTES = re.compile(r"[「」『』《》〈〉“”‘’\"'·/|=\-\s]")
+_LATIN_DIGITS = re.compile(r"[A-Za-z0-9０-９Ａ-Ｚａ-ｚ]")
+
+
+@lru_cache(maxsize=2)
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → simplified with OpenCC's t2s table (the corpus is traditional)."""
+    return _converter("t2s").convert(text)
+
+
+def to_traditional(text: str) -> str:
+    """Simplified → traditional, for users who want to read the poem in the corpus's script."""
+    return _converter("s2t").convert(text)
+
+
+def is_han(ch: str) -> bool:
+    """True for one CJK ideograph, including the extension planes the corpus uses."""
+    return len(ch) == 1 and unicodedata.category(ch) == "Lo" and "CJK" in unicodedata.name(ch, "")
+
+
+def has_placeholder(text: str) -> bool:
+    """Whether the text contains a lost or unencoded character that no repair can recover."""
+    return _PLACEHOLDER.search(text) is not None
+
+
+def normalize_punctuation(text: str) -> str:
+    """Map every line-ending mark onto ，/。 so the model sees one line grammar."""
+    return text.translate(_PUNCT_MAP)
+
+
+def clean_poem_text(text: str, simplified: bool = True) -> str:
+    """Strip editorial markup from one poem's text and normalise its script and punctuation.
+
+    Placeholders are left to the caller (see :func:`has_placeholder`): a poem with a lost
+    character cannot be repaired, so the corpus drops it rather than silently shortening a line.
+    """
+    text = _NOTE.sub("", text)
+    text = _CORRECTION.sub(r"\1", text)
+    text = _QUOTES.sub("", text)
+    text = _LATIN_DIGITS.sub("", text)
+    text = normalize_punctuation(text)
+    text = re.sub(r"[，。]*。[，。]*", PERIOD, text)  # collapse runs such as "，。" after removals
+    text = re.sub(r"，{2,}", COMMA, text).lstrip(LINE_PUNCT)
+    if simplified:
+        text = to_simplified(text)
+    return text
+
+
+def strip_punctuation(text: str) -> str:
+    """Keep only Han characters: the report's preprocessing."""
+    return "".join(ch for ch in text if is_han(ch))
+
+
+def split_lines(text: str) -> list[str]:
+    """Split a poem at ，/。 into its lines, without the marks."""
+    return [line for line in re.split(r"[，。]", text) if line]
