@@ -64,6 +64,7 @@ class TangPoemConfig:
     dropout: float = 0.0
     tie_weights: bool = False
     pad_token_id: int = 0
+    preprocessing: str = "ours"  # "ours" (punctuation, bos/eos) or "report" (bare characters)
     model_type: str = "tangpoem-lstm"
 
     def __post_init__(self) -> None:
@@ -71,6 +72,8 @@ class TangPoemConfig:
             raise ModelFileError("tie_weights needs embedding_dim == hidden_size.")
         if min(self.vocab_size, self.embedding_dim, self.hidden_size, self.num_layers) < 1:
             raise ModelFileError("vocab_size, embedding_dim, hidden_size and num_layers must be positive.")
+        if self.preprocessing not in ("ours", "report"):
+            raise ModelFileError("preprocessing must be 'ours' or 'report'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ModelFileError("dropout must lie in [0, 1).")
 
@@ -146,6 +149,7 @@ class TangPoemLSTM(
     def _save_pretrained(self, save_directory: Path) -> None:
         if self.tokenizer is None:
             raise ModelFileError("The model has no tokenizer attached, so its vocab.json cannot be saved.")
+        (Path(save_directory) / "README.md").unlink(missing_ok=True)  # the mixin never overwrites a card
         super()._save_pretrained(save_directory)
         (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
         self.tokenizer.save(save_directory)

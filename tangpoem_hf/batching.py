@@ -1,0 +1,123 @@
+"""Token ids → training batches, in the two preprocessing modes.
+
+``ours`` packs every poem, framed by ``<bos>``/``<eos>``, into one stream cut into ``batch_size``
+parallel rows; the LSTM state is carried from chunk to chunk, so no compute goes to padding.
+``report`` is the course report's recipe: punctuation stripped, cut at 100 characters, padded.
+Both are pure functions of (seed, epoch, step), which is what makes ``--resume`` exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .text import strip_punctuation
+from .tokenizer import CharTokenizer
+
+Mode = Literal["ours", "report"]
+REPORT_LENGTH = 100
+
+
+def prepare_text(text: str, mode: Mode) -> str:
+    """What the model sees of one cleaned poem in ``mode``."""
+    return strip_punctuation(text)[:REPORT_LENGTH] if mode == "report" else text
+
+
+def encode_poems(texts: Sequence[str], tokenizer: CharTokenizer, mode: Mode) -> list[np.ndarray]:
+    """One id array per poem: framed by bos/eos in ``ours``, bare and cut at 100 in ``report``."""
+    framed = mode == "ours"
+    return [
+        np.asarray(tokenizer.encode(prepare_text(t, mode), add_bos=framed, add_eos=framed), dtype=np.int64)
+        for t in texts
+    ]
+
+
+class StreamBatches:
+    """Packed batches: poems shuffled per epoch, concatenated, and read as parallel streams."""
+
+    carry_state = True
+
+    def __init__(
+        self,
+        poems: list[np.ndarray],
+        batch_size: int,
+        seq_len: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.poems, self.batch_size, self.seq_len, self.seed = poems, batch_size, seq_len, seed
+        self.rank, self.world_size = rank, world_size
+        total = sum(len(p) for p in poems)
+        self.row_len = (total - 1) // (batch_size * world_size)
+        self.steps_per_epoch = self.row_len // seq_len
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"The corpus ({total} tokens) is too small for batch {batch_size} × seq {seq_len}.")
+        self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _rows(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cached is None or self._cached[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.poems))
+            stream = np.concatenate([self.poems[i] for i in order])
+            n_rows, length = self.batch_size * self.world_size, self.row_len
+            lo = self.rank * self.batch_size
+            x = stream[: n_rows * length].reshape(n_rows, length)[lo : lo + self.batch_size]
+            y = stream[1 : n_rows * length + 1].reshape(n_rows, length)[lo : lo + self.batch_size]
+            self._cached = (epoch, np.ascontiguousarray(x), np.ascontiguousarray(y))
+        return self._cached[1], self._cached[2]
+
+    def get(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self._rows(epoch)
+        cut = slice(step * self.seq_len, (step + 1) * self.seq_len)
+        return torch.from_numpy(x[:, cut]), torch.from_numpy(y[:, cut])
+
+
+class PaddedBatches:
+    """The report's batches: each poem padded to 100, shuffled per epoch, no state between them."""
+
+    carry_state = False
+
+    def __init__(
+        self,
+        poems: list[np.ndarray],
+        batch_size: int,
+        pad_id: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        length: int = REPORT_LENGTH,
+    ) -> None:
+        self.matrix = np.full((len(poems), length), pad_id, dtype=np.int64)
+        for i, p in enumerate(poems):
+            self.matrix[i, : len(p)] = p[:length]
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self._order: tuple[int, np.ndarray] | None = None
+        self.steps_per_epoch = len(poems) // (batch_size * world_size)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{len(poems)} poems are too few for batch {batch_size} × {world_size} processes.")
+
+    def get(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.matrix)))
+        order = self._order[1]
+        start = (step * self.world_size + self.rank) * self.batch_size
+        rows = self.matrix[np.sort(order[start : start + self.batch_size])]
+        return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
+
+
+def make_batches(
+    poems: list[np.ndarray],
+    mode: Mode,
+    batch_size: int,
+    seq_len: int,
+    pad_id: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> StreamBatches | PaddedBatches:
+    if mode == "report":
+        return PaddedBatches(poems, batch_size, pad_id, seed, rank, world_size)
+    return StreamBatches(poems, batch_size, seq_len, seed, rank, world_size)

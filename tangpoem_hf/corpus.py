@@ -1,0 +1,214 @@
+"""The Tang corpus as a ``datasets.DatasetDict``: load, clean, classify the form, split.
+
+A chinese-poetry folder is validated file by file first (a broken file is skipped with a warning,
+not fatal), normalised to one JSON Lines file, then read with ``datasets.load_dataset("json")``
+and explicit Features, so Arrow caching and ``map`` come for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from datasets import DatasetDict, Features, List, Value
+
+from .errors import CorpusError
+from .text import clean_poem_text, has_placeholder, is_han, split_lines
+
+CORPUS_ENV = "TANGPOEM_CORPUS"
+FILE_GLOB = "poet.tang.*.json"
+RAW_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "author": Value("string"),
+        "title": Value("string"),
+        "paragraphs": List(Value("string")),
+        "tags": List(Value("string")),
+    }
+)
+FORMS = ("五绝", "七绝", "五律", "七律", "other")
+SPLITS = ("train", "validation", "test")
+_CACHE = Path(os.environ.get("TANGPOEM_CACHE", Path.home() / ".cache" / "tangpoem"))
+
+
+@dataclass
+class LoadReport:
+    """What loading a folder skipped, so a user sees the cost of a damaged corpus."""
+
+    files: int = 0
+    raw_poems: int = 0  # every record in the readable files, valid or not
+    skipped_files: list[str] = field(default_factory=list)
+    skipped_poems: int = 0
+
+
+def corpus_location(path: str | os.PathLike | None = None) -> str:
+    """The corpus argument, else ``$TANGPOEM_CORPUS``; a clear error when neither is set."""
+    location = path or os.environ.get(CORPUS_ENV)
+    if not location:
+        raise CorpusError(
+            f"No corpus given: pass --corpus DIR or set {CORPUS_ENV} to a chinese-poetry folder "
+            "(npm pack chinese-poetry@2.0.1, or git clone the chinese-poetry repository)."
+        )
+    return str(location)
+
+
+def split_of(poem_id: str) -> str:
+    """96/2/2 by a hash of the poem id: the same on every run and every machine."""
+    bucket = int.from_bytes(hashlib.sha256(poem_id.encode("utf-8")).digest()[:8], "big") % 100
+    return "train" if bucket < 96 else "validation" if bucket < 98 else "test"
+
+
+def classify_form(text: str) -> str:
+    """五绝/七绝/五律/七律 by line count and length; anything irregular is "other"."""
+    lines = split_lines(text)
+    lengths = {len(line) for line in lines}
+    if len(lengths) != 1 or len(lines) not in (4, 8) or text.count("，") + text.count("。") != len(lines):
+        return "other"
+    size = lengths.pop()
+    if size not in (5, 7):
+        return "other"
+    return ("五" if size == 5 else "七") + ("绝" if len(lines) == 4 else "律")
+
+
+def _valid_record(rec: object) -> dict | None:
+    if not isinstance(rec, dict):
+        return None
+    pid, author, title, paras = rec.get("id"), rec.get("author"), rec.get("title"), rec.get("paragraphs")
+    if not (isinstance(pid, str) and isinstance(author, str) and isinstance(title, str)):
+        return None
+    if not isinstance(paras, list) or not paras or not all(isinstance(p, str) for p in paras):
+        return None
+    tags = rec.get("tags") or []
+    tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+    return {"id": pid, "author": author, "title": title, "paragraphs": paras, "tags": tags}
+
+
+def _normalise_folder(folder: Path) -> tuple[Path, LoadReport]:
+    """Validate every Tang file and write the good records to one cached JSON Lines file."""
+    files = sorted(folder.rglob(FILE_GLOB), key=lambda p: str(p))
+    if not files:
+        raise CorpusError(f"{folder} holds no {FILE_GLOB} files; is it a chinese-poetry folder?")
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    out = _CACHE / f"corpus-{digest.hexdigest()[:16]}.jsonl"
+    report_path = out.with_suffix(".report.json")
+    if out.exists() and report_path.exists():
+        return out, LoadReport(**json.loads(report_path.read_text()))
+    report = LoadReport(files=len(files))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as sink:
+        for f in files:
+            try:
+                records = json.loads(f.read_text(encoding="utf-8"))
+                if not isinstance(records, list):
+                    raise ValueError("top level is not a list")
+            except (ValueError, UnicodeDecodeError) as exc:
+                report.skipped_files.append(f.name)
+                warnings.warn(f"Skipping {f.name}: not a chinese-poetry JSON list ({exc}).", stacklevel=2)
+                continue
+            report.raw_poems += len(records)
+            for rec in records:
+                good = _valid_record(rec)
+                if good is None:
+                    report.skipped_poems += 1
+                    continue
+                sink.write(json.dumps(good, ensure_ascii=False) + "\n")
+    if report.raw_poems == report.skipped_poems:
+        tmp.unlink()
+        raise CorpusError(f"{folder} holds no readable poems.")
+    if report.skipped_poems:
+        warnings.warn(f"Skipped {report.skipped_poems} poems with missing or malformed fields.", stacklevel=2)
+    os.replace(tmp, out)
+    report_path.write_text(json.dumps(report.__dict__))
+    return out, report
+
+
+def load_raw(source: str | os.PathLike | None = None) -> tuple[datasets.Dataset, LoadReport]:
+    """Raw poems from a chinese-poetry folder or a Hub dataset id (with the same columns)."""
+    location = corpus_location(source)
+    if os.path.isdir(location):
+        jsonl, report = _normalise_folder(Path(location))
+        ds = datasets.load_dataset("json", data_files=str(jsonl), features=RAW_FEATURES, split="train")
+        return ds, report
+    if os.path.exists(location) or os.sep in location:
+        raise CorpusError(f"{location} is not a folder of chinese-poetry JSON files.")
+    try:
+        ds = datasets.load_dataset(location, split="train")
+    except Exception as exc:  # the Hub raises many types; the user needs one sentence
+        raise CorpusError(f"Could not load the Hub dataset {location} ({type(exc).__name__}: {exc}).") from None
+    missing = {"id", "paragraphs"} - set(ds.column_names)
+    if missing:
+        raise CorpusError(f"The dataset {location} lacks the column(s) {sorted(missing)}.")
+    for col, default in (("author", ""), ("title", ""), ("tags", [])):
+        if col not in ds.column_names:
+            ds = ds.add_column(col, [default] * len(ds))
+    ds = ds.select_columns(list(RAW_FEATURES)).cast(RAW_FEATURES)
+    return ds, LoadReport(files=0, raw_poems=len(ds))
+
+
+def _clean_batch(batch: dict, simplified: bool) -> dict:
+    texts, forms, splits, keep = [], [], [], []
+    for pid, paras in zip(batch["id"], batch["paragraphs"]):
+        raw = "".join(paras)
+        text = "" if has_placeholder(raw) else clean_poem_text(raw, simplified=simplified)
+        texts.append(text)
+        forms.append(classify_form(text))
+        splits.append(split_of(pid))
+        keep.append(sum(is_han(ch) for ch in text) >= 4)
+    return {"text": texts, "form": forms, "split": splits, "keep": keep}
+
+
+def build_splits(
+    source: str | os.PathLike | None = None, simplified: bool = True
+) -> tuple[DatasetDict, LoadReport]:
+    """Cleaned poems (id, author, title, tags, text, form) in train/validation/test splits.
+
+    Poems with lost characters (□, {…} placeholders) or fewer than four characters are dropped.
+    """
+    raw, report = load_raw(source)
+    cleaned = raw.map(
+        _clean_batch,
+        batched=True,
+        batch_size=2000,
+        fn_kwargs={"simplified": simplified},
+        remove_columns=["paragraphs"],
+        desc="Cleaning poems",
+    )
+    kept = cleaned.filter(lambda keep: keep, input_columns="keep").remove_columns("keep")
+    parts = {
+        name: kept.filter(lambda s, name=name: s == name, input_columns="split").remove_columns("split")
+        for name in SPLITS
+    }
+    return DatasetDict(parts), report
+
+
+def corpus_stats(source: str | os.PathLike | None = None, simplified: bool = True) -> dict:
+    """Counts for ``tangpoem data stats``."""
+    splits, report = build_splits(source, simplified=simplified)
+    chars: Counter[str] = Counter()
+    forms: Counter[str] = Counter()
+    for name in SPLITS:
+        for text, form in zip(splits[name]["text"], splits[name]["form"]):
+            chars.update(ch for ch in text if is_han(ch))
+            forms[form] += 1
+    return {
+        "files": report.files,
+        "raw_poems": report.raw_poems,
+        "skipped_files": report.skipped_files,
+        "skipped_poems": report.skipped_poems,
+        "kept_poems": sum(len(splits[s]) for s in SPLITS),
+        "characters": sum(chars.values()),
+        "vocabulary": len(chars),
+        "forms": {f: forms.get(f, 0) for f in FORMS},
+        "splits": {s: len(splits[s]) for s in SPLITS},
+        "script": "simplified" if simplified else "traditional",
+    }
