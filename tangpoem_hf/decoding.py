@@ -63,7 +63,7 @@ class Poem:
         total = self.total_lines or len(self.lines)
         for i, line in enumerate(self.lines):
             parts.append(line + (COMMA if i % 2 == 0 and i + 1 < total else PERIOD))
-            if i % 2 == 1 or i + 1 == len(self.lines):
+            if i % 2 == 1 or i + 1 == total:
                 rows.append("".join(parts))
                 parts = []
         if self.partial:
