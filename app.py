@@ -1,0 +1,203 @@
+"""The tangpoem Gradio app (Gradio 6 Blocks): write a Tang poem that streams in line by line.
+
+A thin layer over :mod:`tangpoem_hf.decoding`: the inputs are mapped by
+:mod:`tangpoem_hf.app_support`, every validation rule lives in the package, and an ``InputError``
+becomes a ``gr.Error`` with its one sentence. ``MODEL_ID`` (a Hub repo id or a local folder)
+picks the model; unset means the bundled one. ``python app.py`` serves it on localhost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from tangpoem_hf.app_support import (
+    PLACEHOLDER_HTML,
+    generation_kwargs,
+    model_id_from_env,
+    poem_html,
+    poem_text,
+    script_of,
+)
+from tangpoem_hf.decoding import MAX_LINES, MIN_LINES, stream_poem
+from tangpoem_hf.errors import TangPoemError
+from tangpoem_hf.modeling import TangPoemLSTM, load_model
+
+MODEL_ID = model_id_from_env()
+# Two CPU-bound generations at a time, and a bounded queue, so a burst of users gets
+# "queue is full" instead of an ever-growing wait.
+CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "2"))
+QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
+
+_model: TangPoemLSTM | None = None
+_model_lock = threading.Lock()
+
+
+def get_model() -> TangPoemLSTM:
+    """Load the model once, on first use, so importing the app never touches the disk or the Hub."""
+    global _model
+    with _model_lock:
+        if _model is None:
+            _model = load_model(MODEL_ID)
+        return _model
+
+
+# Controls added later (e.g. rhyme and tone) go here: keyword argument of stream_poem → component.
+# They are created inside the Blocks below, appended to the inputs and passed through unchanged.
+EXTRA_CONTROLS: dict[str, gr.components.Component] = {}
+
+
+def generate(
+    mode: str,
+    characters: str,
+    form: str,
+    lines: float,
+    temperature: float,
+    top_k: float,
+    top_p: float,
+    seed: float | None,
+    style: str,
+    script: str,
+    *extra: Any,
+) -> Iterator[tuple[str, str, int]]:
+    """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
+    try:
+        model = get_model()
+        kwargs = generation_kwargs(
+            model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, style,
+            **dict(zip(EXTRA_CONTROLS, extra)),
+        )
+        out_script = script_of(script)
+        for poem in stream_poem(model, **kwargs):
+            yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed
+    except TangPoemError as exc:
+        raise gr.Error(str(exc), title="输入有误 · Input error", print_exception=False) from None
+
+
+EXAMPLES = [
+    ["续写", "床前", "五言", 4, ""],
+    ["藏头", "春夏秋冬", "七言", 4, ""],
+    ["续写", "大漠", "五言", 8, "边塞"],
+    ["续写", "江", "七言", 4, "秋思"],
+    ["藏头", "明月清风", "五言", 4, "山水"],
+]
+
+FONT_SANS = ["Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif"]
+FONT_SERIF = (
+    '"Noto Serif CJK SC", "Source Han Serif SC", "Songti SC", "STSong", "SimSun", '
+    '"Noto Serif CJK TC", "Source Han Serif TC", serif'
+)
+THEME = gr.themes.Soft(primary_hue="red", neutral_hue="stone", font=FONT_SANS, font_mono=["monospace"])
+
+# Page-level CSS (passed to launch()); the poem's own CSS travels with its component below.
+CSS = """
+.gradio-container { max-width: 1100px !important; margin: 0 auto; }
+#tp-header { text-align: center; padding: 0.6rem 0 0.2rem; }
+#tp-header h1 { font-family: FONT_SERIF; font-size: 2.2rem; letter-spacing: 0.3em; margin: 0; }
+#tp-header h1 small { display: block; font-size: 1rem; letter-spacing: 0.05em; font-weight: 400; opacity: 0.7; }
+#tp-header p { margin: 0.4rem 0 0; opacity: 0.75; }
+""".replace("FONT_SERIF", FONT_SERIF)
+STYLE: dict[str, Any] = {"theme": THEME, "css": CSS}
+
+POEM_CSS = """
+.tp-poem { font-family: FONT_SERIF; text-align: center; padding: 2.2rem 1rem 1.4rem; min-height: 16rem;
+  background: linear-gradient(#fbf7ee, #f6efdf); color: #2b2118; border: 1px solid #e4d8bf;
+  border-radius: 12px; box-shadow: inset 0 0 40px rgba(160, 120, 60, 0.08); }
+.tp-row { font-size: 1.9rem; line-height: 1.9; letter-spacing: 0.12em; margin: 0; white-space: nowrap; }
+.tp-line { display: inline-block; }
+.tp-punct { color: #9b7b55; }
+.tp-slot { display: inline-block; width: 1em; height: 1em; vertical-align: -0.1em;
+  border-bottom: 1px dotted #cdb992; margin: 0 0.06em; }
+.tp-slot-punct { visibility: hidden; }
+.tp-cursor { display: inline-block; width: 2px; height: 1em; vertical-align: -0.1em; background: #b0413e;
+  animation: tp-blink 1s steps(1) infinite; }
+.tp-meta { font-size: 0.9rem; color: #8a7356; margin-top: 1.2rem; letter-spacing: 0.1em; }
+.tp-hint { font-size: 1.4rem; color: #a8926f; margin-top: 4.5rem; letter-spacing: 0.2em; }
+.tp-en { font-size: 0.9rem; letter-spacing: 0.02em; }
+.tp-poem[lang="zh-Hant"] { font-family: "Noto Serif CJK TC", "Source Han Serif TC", FONT_SERIF; }
+@keyframes tp-blink { 50% { opacity: 0; } }
+@media (prefers-color-scheme: dark) {
+  .tp-poem { background: #2a241d; color: #f1e6d2; border-color: #4a3f30; }
+}
+""".replace("FONT_SERIF", FONT_SERIF)
+
+with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
+    gr.HTML(
+        '<div id="tp-header"><h1>唐诗生成器<small>Tang Poem Generator</small></h1>'
+        "<p>一个字符级 LSTM 续写或藏头作诗 · A character-level LSTM writes a poem from your first "
+        "characters or as an acrostic</p></div>"
+    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            mode = gr.Radio(
+                [("续写 · Continue", "续写"), ("藏头 · Acrostic", "藏头")],
+                value="续写",
+                label="模式 · Mode",
+                info="续写：以这些字开篇 · Continue from the characters; 藏头：每句首字 · one per line",
+            )
+            characters = gr.Textbox(
+                label="字 · Characters",
+                elem_id="tp-chars",
+                placeholder="例如 山、春江、春夏秋冬 · e.g. 山",
+                info="汉字，简繁皆可 · Chinese characters, simplified or traditional",
+                max_length=200,
+            )
+            with gr.Row():
+                form = gr.Radio(
+                    [("五言 · 5 per line", "五言"), ("七言 · 7 per line", "七言")], value="七言", label="体裁 · Form"
+                )
+                lines = gr.Slider(
+                    MIN_LINES, MAX_LINES, value=4, step=1, label="句数 · Lines",
+                    info="藏头时随首字数 · Acrostic: one line per head",
+                )
+            style = gr.Textbox(
+                "",
+                label="风格词 · Style words (optional)",
+                placeholder="例如 边塞、秋思、山水 · e.g. 秋思",
+                info="作为前缀引导意境 · A prefix that sets the mood",
+                max_length=200,
+            )
+            script = gr.Radio(
+                [("简体 · Simplified", "简体"), ("繁體 · Traditional", "繁體")], value="简体", label="输出字体 · Script"
+            )
+            with gr.Accordion("采样设置 · Sampling", open=False):
+                temperature = gr.Slider(0.1, 2.0, value=0.8, step=0.05, label="温度 · Temperature")
+                top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 = 不限 · no limit")
+                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+                seed = gr.Number(
+                    value=None, precision=0, minimum=0, label="种子 · Seed", info="留空则随机 · Blank for random"
+                )
+            # Rhyme/tone controls: create them here and register them, e.g.
+            #   EXTRA_CONTROLS["rhyme"] = gr.Dropdown([...], label="韵部 · Rhyme")
+            button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
+        with gr.Column(scale=6):
+            poem = gr.HTML(
+                PLACEHOLDER_HTML, label="诗 · Poem", css_template=POEM_CSS, elem_id="tp-poem", js_on_load=None
+            )
+            with gr.Row():
+                text = gr.Textbox(label="纯文本 · Plain text", lines=4, buttons=["copy"], interactive=False, scale=3)
+                seed_used = gr.Number(label="所用种子 · Seed used", precision=0, interactive=False, scale=1)
+    gr.Examples(
+        EXAMPLES,
+        inputs=[mode, characters, form, lines, style],
+        label="示例（点击试试）· Examples (click to try)",
+    )
+    gr.on(
+        [button.click, characters.submit],
+        generate,
+        inputs=[mode, characters, form, lines, temperature, top_k, top_p, seed, style, script,
+                *EXTRA_CONTROLS.values()],
+        outputs=[poem, text, seed_used],
+        api_name="generate",
+        api_description="Write a Tang poem; streams (poem HTML, plain text, seed used).",
+    )
+
+demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
+
+if __name__ == "__main__":
+    get_model()  # fail at start-up, with the model error's one sentence, rather than on the first request
+    demo.launch(**STYLE)

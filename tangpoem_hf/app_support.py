@@ -1,0 +1,220 @@
+"""Glue between the Gradio app and the package: UI values → ``stream_poem`` kwargs, poem → HTML.
+
+Kept out of ``app.py`` so it can be tested without starting a server, and so the app stays a thin
+layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.decoding`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import opencc
+
+from .decoding import MAX_LINES, MIN_LINES, Poem, check_chars
+from .errors import InputError
+from .text import COMMA, PERIOD, is_han, to_simplified
+from .tokenizer import CharTokenizer
+
+MODEL_ENV = "MODEL_ID"
+
+# UI values (what the radios send, also over the API) and the English aliases API users may send.
+MODES = {"续写": "continue", "藏头": "acrostic", "continue": "continue", "acrostic": "acrostic"}
+FORMS = {"五言": 5, "七言": 7, "5": 5, "7": 7}
+SCRIPTS = {"简体": "simplified", "繁體": "traditional", "simplified": "simplified", "traditional": "traditional"}
+
+CHARS_NAME = "字 · Characters"
+STYLE_NAME = "风格词 · Style words"
+
+# Other spellings of a character that OpenCC knows: Taiwan/Hong Kong standards and Japanese
+# shinjitai (via traditional). Used only to suggest a replacement for an unknown character.
+_VARIANT_CONFIGS = ("t2s", "tw2s", "hk2s", "s2t", "jp2t")
+
+
+def model_id_from_env() -> str | None:
+    """``$MODEL_ID`` (a Hub repo id or a local folder), or None for the bundled model."""
+    return os.environ.get(MODEL_ENV, "").strip() or None
+
+
+@lru_cache(maxsize=8)
+def _opencc(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+def variants(ch: str) -> list[str]:
+    """Other forms of ``ch`` (simplified, traditional, regional, shinjitai→simplified), in order."""
+    seen: list[str] = []
+    for config in _VARIANT_CONFIGS:
+        out = _opencc(config).convert(ch)
+        if config == "jp2t":
+            out = to_simplified(out)
+        if len(out) == 1 and out != ch and out not in seen:
+            seen.append(out)
+    return seen
+
+
+def unknown_chars_message(tokenizer: CharTokenizer, text: str, name: str) -> str | None:
+    """One sentence naming the Han characters the model does not know, with a suggestion.
+
+    Returns None when every Han character is known (the problem, if any, is something else).
+    """
+    unknown = [ch for ch in dict.fromkeys(text) if is_han(ch) and tokenizer.normalize(ch) not in tokenizer]
+    if not unknown:
+        return None
+    described, hints = [], []
+    for ch in unknown:
+        simplified = to_simplified(ch)
+        described.append(f"{ch}（简体 {simplified}）" if simplified != ch else ch)
+        known = [v for v in variants(ch) if v in tokenizer]
+        if known:
+            hints.append(f"{known[0]} for {ch}")
+    sentence = f"The model does not know the character(s) {'、'.join(described)} in {name}"
+    if hints:
+        return f"{sentence}; try {', '.join(hints)}."
+    return f"{sentence}; please choose other characters."
+
+
+def validate_chars(tokenizer: CharTokenizer, value: object, name: str, allow_punct: bool = False) -> str:
+    """The package's character check, with the app's field name and an unknown-character hint."""
+    try:
+        return check_chars(value, name, tokenizer, allow_punct=allow_punct)
+    except InputError:
+        text = value.strip() if isinstance(value, str) else ""
+        others = [ch for ch in text if not is_han(ch) and not (allow_punct and ch in COMMA + PERIOD + ",.，。")]
+        message = None if others else unknown_chars_message(tokenizer, text, name)
+        if message:
+            raise InputError(message) from None
+        raise
+
+
+def _whole(value: object, name: str) -> object:
+    """Sliders and number boxes send floats such as 4.0; the package wants whole numbers as int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _choice(table: Mapping[str, Any], value: object, name: str) -> Any:
+    key = str(value).strip() if value is not None else ""
+    if key not in table:
+        choices = " or ".join(k for k in table if not k.isascii())
+        raise InputError(f"{name} must be {choices}, not {value!r}.")
+    return table[key]
+
+
+def generation_kwargs(
+    tokenizer: CharTokenizer,
+    mode: object,
+    characters: object,
+    form: object,
+    lines: object,
+    temperature: object,
+    top_k: object,
+    top_p: object,
+    seed: object,
+    style: object,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Map the app's inputs onto :func:`tangpoem_hf.decoding.stream_poem` keyword arguments.
+
+    ``extra`` is passed through unchanged: new controls (e.g. ``rhyme``, ``tone``) need only a
+    component in ``app.py`` and a keyword argument in ``stream_poem``.
+    """
+    kind = _choice(MODES, mode, "mode (模式)")
+    chars = validate_chars(tokenizer, characters, CHARS_NAME)
+    kwargs: dict[str, Any] = {
+        "form": _choice(FORMS, form, "form (体裁)"),
+        "temperature": temperature,
+        "top_k": None if top_k in (None, 0, 0.0, "") else _whole(top_k, "top_k"),
+        "top_p": top_p,
+        "seed": None if seed in (None, "") else _whole(seed, "seed"),
+        "prefix": validate_chars(tokenizer, style, STYLE_NAME, allow_punct=True) if str(style or "").strip() else None,
+    }
+    if kind == "acrostic":
+        # One line per head: the line count follows the heads, so the slider is not consulted.
+        if not MIN_LINES <= len(chars) <= MAX_LINES:
+            raise InputError(
+                f"An acrostic (藏头) has one head per line, so give {MIN_LINES} to {MAX_LINES} characters, "
+                f"not {len(chars)}."
+            )
+        kwargs["acrostic"] = chars
+    else:
+        kwargs["first"] = chars
+        kwargs["lines"] = _whole(lines, "lines")
+    kwargs.update(extra)
+    return kwargs
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+PLACEHOLDER_HTML = (
+    '<div class="tp-poem tp-empty" lang="zh">'
+    '<p class="tp-hint">诗将在此显现<br><span class="tp-en">Your poem will appear here</span></p></div>'
+)
+
+
+def form_name(form: int, lines: int) -> str:
+    """五言绝句, 七言律诗, or 五言十二句 for the uncommon lengths."""
+    size = "五言" if form == 5 else "七言"
+    if lines == 4:
+        return size + "绝句"
+    if lines == 8:
+        return size + "律诗"
+    return f"{size}{_chinese_number(lines)}句"
+
+
+def _chinese_number(n: int) -> str:
+    digits = "〇一二三四五六七八九"
+    if n < 10:
+        return digits[n]
+    return "十" + (digits[n - 10] if n > 10 else "")
+
+
+def poem_html(poem: Poem | None, script: str = "simplified") -> str:
+    """The poem as centred couplet rows, the growing line followed by empty slots and a cursor."""
+    if poem is None:
+        return PLACEHOLDER_HTML
+    if script == "traditional":
+        poem = poem.traditional()
+    total = poem.total_lines or len(poem.lines)
+    rows: list[str] = []
+    cells: list[str] = []
+    for i, line in enumerate(poem.lines):
+        mark = COMMA if i % 2 == 0 and i + 1 < total else PERIOD
+        cells.append(f'<span class="tp-line">{html.escape(line)}<span class="tp-punct">{mark}</span></span>')
+        if i % 2 == 1 or i + 1 == total:
+            rows.append("".join(cells))
+            cells = []
+    if not poem.finished:
+        index = len(poem.lines)
+        mark = COMMA if index % 2 == 0 and index + 1 < total else PERIOD
+        done = html.escape(poem.partial)
+        empty = '<span class="tp-slot"></span>' * (poem.form - len(poem.partial))
+        cells.append(
+            f'<span class="tp-line tp-growing">{done}<span class="tp-cursor"></span>{empty}'
+            f'<span class="tp-punct tp-slot-punct">{mark}</span></span>'
+        )
+    if cells:
+        rows.append("".join(cells))
+    lang = "zh-Hant" if script == "traditional" else "zh-Hans"
+    body = "".join(f'<p class="tp-row">{row}</p>' for row in rows)
+    status = "" if poem.finished else " tp-streaming"
+    meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
+    return f'<div class="tp-poem{status}" lang="{lang}">{body}<p class="tp-meta">{html.escape(meta)}</p></div>'
+
+
+def poem_text(poem: Poem | None, script: str = "simplified") -> str:
+    """Plain text for copying and for API users: one couplet per row."""
+    if poem is None:
+        return ""
+    return (poem.traditional() if script == "traditional" else poem).text
+
+
+def script_of(value: object) -> str:
+    """``simplified`` or ``traditional`` from the output-script radio."""
+    return _choice(SCRIPTS, value, "output script (字体)")

@@ -1,0 +1,211 @@
+"""``tangpoem`` subcommands: thin wrappers that check arguments and print clean errors.
+
+A :class:`~tangpoem_hf.errors.TangPoemError` becomes one line on stderr and exit code 2; no
+traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .errors import InputError, TangPoemError
+
+TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
+    "corpus": "chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)",
+    "out_dir": "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png",
+    "mode": "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)",
+    "min_freq": "drop characters seen fewer times than this from the vocabulary",
+    "embedding_dim": "embedding size",
+    "hidden_size": "LSTM hidden size",
+    "num_layers": "LSTM layers",
+    "dropout": "dropout on embeddings and LSTM outputs",
+    "optimizer": "adam, adamw, adagrad or sgd",
+    "lr": "learning rate (default per optimiser: adam 2e-3, adagrad 0.05, sgd 1.0)",
+    "lr_schedule": "constant or cosine",
+    "weight_decay": "weight decay",
+    "batch_size": "sequences per batch (per process)",
+    "seq_len": "tokens per chunk in packed mode (the report mode always uses 100)",
+    "epochs": "epochs",
+    "max_steps": "stop after this many steps",
+    "time_budget": "stop after this many seconds of training",
+    "clip": "gradient-norm clipping (0 disables)",
+    "seed": "random seed",
+    "device": "auto (CUDA when present), cpu or cuda",
+    "checkpoint_every": "steps between checkpoints",
+    "keep_checkpoints": "how many checkpoints to keep",
+    "eval_every": "steps between validations (0: once per epoch)",
+    "threads": "torch CPU threads (0: torch's default)",
+}
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from .training import TrainConfig
+
+    types = {f.name: f for f in fields(TrainConfig)}
+    defaults = TrainConfig()
+    for name, help_text in TRAIN_FLAGS.items():
+        default = getattr(defaults, name)
+        kind = {"int": int, "float": float}.get(str(types[name].type).split(" ")[0], str)
+        if name in ("lr", "time_budget"):
+            kind = float
+        elif name == "max_steps":
+            kind = int
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=f"{help_text} [{default}]")
+    p.add_argument("--traditional", action="store_true", help="keep the corpus in traditional script")
+    p.add_argument("--tie-weights", action="store_true", help="share the embedding and output weights")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (the output layer on CPU; everything on CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out-dir")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import Trainer, TrainConfig
+
+    values = {name: getattr(args, name) for name in TRAIN_FLAGS}
+    cfg = TrainConfig(
+        **values,
+        simplified=not args.traditional,
+        tie_weights=args.tie_weights,
+        bf16=args.bf16,
+        compile=args.compile,
+        progress=not args.no_progress,
+    )
+    if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
+        raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
+    if cfg.mode not in ("ours", "report"):
+        raise InputError(f"--mode must be ours or report, not {cfg.mode!r}.")
+    summary = Trainer(cfg).run(resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    print(f"Best model: {Path(cfg.out_dir) / 'best'}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .decoding import generate_poems
+    from .modeling import load_model
+
+    model = load_model(args.model)
+    poems = generate_poems(
+        model,
+        num=args.num,
+        first=args.first,
+        acrostic=args.acrostic,
+        form=args.form,
+        lines=args.lines,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        prefix=args.prefix,
+    )
+    if args.traditional:
+        poems = [p.traditional() for p in poems]
+    if args.json:
+        rows = [{"seed": p.seed, "form": p.form, "lines": p.lines, "text": p.text} for p in poems]
+        print(json.dumps(rows if len(rows) > 1 else rows[0], ensure_ascii=False, indent=2))
+    else:
+        print("\n\n".join(p.text for p in poems))
+    return 0
+
+
+def _perplexity(args: argparse.Namespace) -> int:
+    from .evaluation import perplexity
+    from .modeling import load_model
+    from .text import clean_poem_text
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InputError(f"{path} is not a file.")
+    try:
+        raw = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text.") from None
+    model = load_model(args.model)
+    texts = [clean_poem_text(line, simplified=model.tokenizer.simplified) for line in raw if line.strip()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise InputError(f"{path} holds no poems (one per line).")
+    value = perplexity(model, texts)
+    print(f"poems: {len(texts)}")
+    print(f"perplexity: {value:.3f}")
+    return 0
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    from .corpus import corpus_stats
+
+    stats = corpus_stats(args.corpus, simplified=not args.traditional)
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return 0
+    print(f"files:              {stats['files']}")
+    print(f"raw poems:          {stats['raw_poems']}")
+    print(f"  skipped (broken): {stats['skipped_poems']} poems, {len(stats['skipped_files'])} files")
+    print(f"kept poems:         {stats['kept_poems']}")
+    print(f"characters:         {stats['characters']}")
+    print(f"vocabulary:         {stats['vocabulary']} ({stats['script']})")
+    print("forms:              " + ", ".join(f"{k} {v}" for k, v in stats["forms"].items()))
+    print("splits:             " + ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tangpoem", description="Write, score and train Tang-poem models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write poems")
+    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    start = g.add_mutually_exclusive_group()
+    start.add_argument("--first", help="the poem's first character(s)")
+    start.add_argument("--acrostic", help="acrostic heads, one per line (藏头诗)")
+    g.add_argument("--form", type=int, default=7, help="5 (五言) or 7 (七言) [7]")
+    g.add_argument("--lines", type=int, default=None, help="number of lines, 2–16 [4; an acrostic sets it]")
+    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0, 10] [0.8]")
+    g.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest characters")
+    g.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (0, 1] [0.9]")
+    g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same poem")
+    g.add_argument("--num", type=int, default=1, help="how many poems (poem i uses seed+i) [1]")
+    g.add_argument("--prefix", help="style words that condition the model and are not printed")
+    g.add_argument("--traditional", action="store_true", help="print in traditional script")
+    g.add_argument("--json", action="store_true", help="print JSON")
+    g.set_defaults(func=_generate)
+
+    p = sub.add_parser("perplexity", help="per-token perplexity of poems in a file (one per line)")
+    p.add_argument("file")
+    p.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    p.set_defaults(func=_perplexity)
+
+    d = sub.add_parser("data", help="corpus tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    ds = dsub.add_parser("stats", help="counts of the cleaned corpus")
+    ds.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    ds.add_argument("--traditional", action="store_true", help="keep traditional script")
+    ds.add_argument("--json", action="store_true", help="print JSON")
+    ds.set_defaults(func=_data_stats)
+
+    t = sub.add_parser("train", help="train a model (same as scripts/train.py)")
+    _add_train_args(t)
+    t.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TangPoemError as exc:
+        print(f"tangpoem: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""The training loop behind ``scripts/train.py`` and ``tangpoem train``.
+
+Everything a run needs to continue lives in its output folder: ``vocab.json`` (ids never change),
+``checkpoints/`` (weights, optimiser state, RNG and carried LSTM state, all safetensors + JSON,
+written to a temporary folder and renamed, so a kill never leaves a half-written one),
+``train_log.jsonl``, ``best/`` (the best validation model, via ``save_pretrained``) and
+``curves.png``. ``--resume`` continues bit-exactly from the last checkpoint on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .batching import Mode, encode_poems, make_batches, prepare_text
+from .corpus import build_splits
+from .errors import InputError
+from .evaluation import token_losses
+from .modeling import TangPoemConfig, TangPoemLSTM
+from .tokenizer import VOCAB_NAME, CharTokenizer
+
+DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}
+LATEST = "latest.json"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags."""
+
+    corpus: str | None = None
+    out_dir: str = "runs/tangpoem"
+    mode: Mode = "ours"
+    simplified: bool = True
+    min_freq: int = 1
+    embedding_dim: int = 512
+    hidden_size: int = 512
+    num_layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False
+    optimizer: str = "adam"
+    lr: float | None = None
+    lr_schedule: str = "constant"  # or "cosine" over the whole run
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    seq_len: int = 64
+    epochs: int = 20
+    max_steps: int | None = None
+    time_budget: float | None = None  # seconds of training, checkpoints and evaluation excluded
+    clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    compile: bool = False
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # steps; 0 means once per epoch
+    threads: int = 0
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    fused = {"fused": True} if params and params[0].is_cuda else {}
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fused)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    raise InputError(f"optimizer must be adam, adamw, adagrad or sgd, not {name!r}.")
+
+
+# --- checkpoints: safetensors for tensors, JSON for the rest; never pickle ---------------------
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, extra in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(extra)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(ckpt_dir: Path, step_name: str, tensors: dict[str, torch.Tensor], meta: dict, keep: int) -> Path:
+    """Write into a temporary folder, rename it, then point ``latest.json`` at it."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / step_name
+    tmp = ckpt_dir / f".{step_name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    safetensors.torch.save_file(tensors, str(tmp / "state.safetensors"))
+    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    for f in tmp.iterdir():  # flush file contents before the rename makes them visible
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": step_name}))
+    old = sorted((p for p in ckpt_dir.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    for p in old[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_latest(ckpt_dir: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    pointer = ckpt_dir / LATEST
+    if not pointer.exists():
+        return None
+    folder = ckpt_dir / json.loads(pointer.read_text())["checkpoint"]
+    tensors = safetensors.torch.load_file(str(folder / "state.safetensors"))
+    return tensors, json.loads((folder / "meta.json").read_text())
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One training run; construct, then :meth:`run`."""
+
+    def __init__(self, cfg: TrainConfig, base_model: TangPoemLSTM | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = resolve_device(cfg.device)
+        if self.world > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.main = self.rank == 0
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.base_model = base_model
+        self._stop_signal: int | None = None
+
+    # data and model ---------------------------------------------------------------------------
+
+    def _tokenizer(self, train_texts: list[str]) -> CharTokenizer:
+        """Reuse the run's vocab.json (or the base model's) so ids never change across runs."""
+        saved = self.out / VOCAB_NAME
+        if saved.exists():
+            return CharTokenizer.load(saved)
+        if self.base_model is not None and self.base_model.tokenizer is not None:
+            tok = self.base_model.tokenizer
+        else:
+            mode = self.cfg.mode
+            tok = CharTokenizer.build((prepare_text(t, mode) for t in train_texts), self.cfg.min_freq, self.cfg.simplified)
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            tok.save(self.out)
+        return tok
+
+    def prepare(self, splits: Any | None = None) -> None:
+        cfg = self.cfg
+        if splits is None:
+            splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified)
+        train_texts = list(splits["train"]["text"])
+        self.val_texts = list(splits["validation"]["text"])
+        self.tokenizer = self._tokenizer(train_texts)
+        poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
+        self.batches = make_batches(
+            poems, cfg.mode, cfg.batch_size, cfg.seq_len, self.tokenizer.pad_id, cfg.seed, self.rank, self.world
+        )
+        torch.manual_seed(cfg.seed)
+        if self.base_model is not None:
+            self.model = self.base_model
+        else:
+            config = TangPoemConfig(
+                vocab_size=len(self.tokenizer),
+                embedding_dim=cfg.embedding_dim,
+                hidden_size=cfg.hidden_size,
+                num_layers=cfg.num_layers,
+                dropout=cfg.dropout,
+                tie_weights=cfg.tie_weights,
+                preprocessing=cfg.mode,
+            )
+            self.model = TangPoemLSTM(config)
+        self.model.tokenizer = self.tokenizer
+        self.model.to(self.device).train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.resolved_lr(), cfg.weight_decay)
+        self.total_steps = cfg.epochs * self.batches.steps_per_epoch
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if self.world > 1
+            else None
+        )
+        self.forward = self.ddp or self.model
+        if cfg.compile:
+            self.forward = torch.compile(self.forward)
+
+    # state ------------------------------------------------------------------------------------
+
+    def _state_tensors(self, carried: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.model.config.tie_weights:
+            tensors.pop("model.head.weight")
+        opt_tensors, self._opt_meta = _flatten_optimizer(self.optimizer)
+        tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if carried is not None:
+            tensors["carry.h"], tensors["carry.c"] = (t.detach().float().cpu().contiguous() for t in carried)
+        return tensors
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        if self.model.config.tie_weights:
+            model_sd["head.weight"] = model_sd["embed.weight"]
+        self.model.load_state_dict(model_sd, strict=True)
+        _restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.history = meta["history"]
+        self.best_val = meta["best_val"]
+        self.elapsed = meta["elapsed"]
+        if "carry.h" in tensors:
+            return tensors["carry.h"].to(self.device), tensors["carry.c"].to(self.device)
+        return None
+
+    def _checkpoint(self, step: int, carried: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        if not self.main:
+            return
+        tensors = self._state_tensors(carried)
+        meta = {
+            "step": step,
+            "optimizer": self._opt_meta,
+            "history": self.history,
+            "best_val": self.best_val,
+            "elapsed": self.elapsed,
+            "config": asdict(self.cfg),
+        }
+        save_checkpoint(self.ckpt_dir, f"step-{step}", tensors, meta, self.cfg.keep_checkpoints)
+
+    # loop -------------------------------------------------------------------------------------
+
+    def _lr_at(self, step: int) -> float:
+        base = self.cfg.resolved_lr()
+        if self.cfg.lr_schedule == "cosine":
+            return base * 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
+        return base
+
+    def evaluate(self) -> float:
+        total, count = token_losses(self.model, self.val_texts)
+        return math.exp(total / max(count, 1))
+
+    def _log(self, record: dict) -> None:
+        if self.main:
+            with (self.out / "train_log.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._stop_signal = signum
+
+    def run(self, resume: bool = False) -> dict:
+        """Train to the end (or budget), save ``best/`` and ``curves.png``; return a summary."""
+        cfg = self.cfg
+        if not hasattr(self, "model"):
+            self.prepare()
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.elapsed = 0.0
+        step = 0
+        carried = None
+        if resume:
+            found = load_latest(self.ckpt_dir)
+            if found is not None:
+                carried = self._restore(*found)
+                step = found[1]["step"]
+                if self.main:
+                    print(f"Resumed from step {step}.")
+        elif self.main and (self.ckpt_dir / LATEST).exists():
+            raise InputError(f"{self.out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False))
+            if step == 0:
+                (self.out / "train_log.jsonl").unlink(missing_ok=True)
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.total_steps, initial=step, disable=not (cfg.progress and self.main), desc="train")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        spe = self.batches.steps_per_epoch
+        tokens_window, time_window = 0, time.perf_counter()
+        try:
+            while step < self.total_steps:
+                if cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
+                    break
+                epoch, in_epoch = divmod(step, spe)
+                if in_epoch == 0:
+                    carried = None
+                t0 = time.perf_counter()
+                x, y = self.batches.get(epoch, in_epoch)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._lr_at(step)
+                with autocast:
+                    out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
+                loss = out.loss
+                if cfg.mode == "report":  # the report's loss counts the padding too
+                    loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip:
+                    torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+                self.optimizer.step()
+                if self.batches.carry_state:
+                    carried = tuple(s.detach() for s in out.state)
+                step += 1
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                real = int((y != self.tokenizer.pad_id).sum()) * self.world
+                tokens_window += real
+                loss_value = float(loss.detach())
+                record = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "loss": round(loss_value, 5),
+                    "perplexity": round(math.exp(min(loss_value, 50)), 3),
+                    "tokens_per_s": round(real / dt, 1),
+                    "lr": self._lr_at(step - 1),
+                    "elapsed_s": round(self.elapsed, 2),
+                }
+                self._log(record)
+                bar.update(1)
+                if step % 10 == 0:
+                    now = time.perf_counter()
+                    bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{record['perplexity']:.1f}",
+                                    tok_s=f"{tokens_window / (now - time_window):.0f}")
+                    tokens_window, time_window = 0, now
+                end_of_epoch = step % spe == 0
+                if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
+                    self._validate(step, epoch + 1)
+                if step % cfg.checkpoint_every == 0 or step == self.total_steps:
+                    self._checkpoint(step, carried)
+                if self._stop_signal is not None:
+                    break
+            if self._stop_signal is not None or (cfg.time_budget is not None and self.elapsed >= cfg.time_budget):
+                if not self.history or self.history[-1]["step"] != step:
+                    self._validate(step, step // spe + 1)
+                self._checkpoint(step, carried)
+        finally:
+            bar.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        if self._stop_signal is not None:
+            if self.main:
+                print(f"Interrupted: checkpoint saved at step {step}; continue with --resume.")
+            raise KeyboardInterrupt
+        summary = {"steps": step, "best_val_perplexity": self.best_val, "train_seconds": round(self.elapsed, 1)}
+        if self.main:
+            from .plotting import plot_curves
+
+            plot_curves(self.out / "train_log.jsonl", self.history, self.out / "curves.png")
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _validate(self, step: int, epoch: int) -> None:
+        if self.world > 1:
+            dist.barrier()
+        val = self.evaluate() if self.main else math.nan
+        entry = {"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(self.elapsed, 2)}
+        self.history.append(entry)
+        if not self.main:
+            return
+        self._log(entry)
+        tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
+        if val < self.best_val:
+            self.best_val = val
+            self.save_model(self.out / "best", extra={"val_perplexity": round(val, 3), "step": step})
+
+    def save_model(self, folder: Path, extra: dict | None = None) -> None:
+        """save_pretrained into a temporary folder, then swap it in."""
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        info = {"train_config": asdict(self.cfg), "train_seconds": round(self.elapsed, 1), **(extra or {})}
+        (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
