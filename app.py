@@ -91,7 +91,11 @@ FONT_SERIF = (
     '"Noto Serif CJK SC", "Source Han Serif SC", "Songti SC", "STSong", "SimSun", '
     '"Noto Serif CJK TC", "Source Han Serif TC", serif'
 )
-THEME = gr.themes.Soft(primary_hue="red", neutral_hue="stone", font=FONT_SANS, font_mono=["monospace"])
+THEME = gr.themes.Soft(primary_hue="red", neutral_hue="stone", font=FONT_SANS, font_mono=["monospace"]).set(
+    button_primary_background_fill="*primary_700",
+    button_primary_background_fill_hover="*primary_800",
+    button_primary_text_color="white",
+)
 
 # Page-level CSS (passed to launch()); the poem's own CSS travels with its component below.
 CSS = """
@@ -107,8 +111,8 @@ POEM_CSS = """
 .tp-poem { font-family: FONT_SERIF; text-align: center; padding: 2.2rem 1rem 1.4rem; min-height: 16rem;
   background: linear-gradient(#fbf7ee, #f6efdf); color: #2b2118; border: 1px solid #e4d8bf;
   border-radius: 12px; box-shadow: inset 0 0 40px rgba(160, 120, 60, 0.08); }
-.tp-row { font-size: 1.9rem; line-height: 1.9; letter-spacing: 0.12em; margin: 0; white-space: nowrap; }
-.tp-line { display: inline-block; }
+.tp-row { font-size: 1.75rem; line-height: 1.9; letter-spacing: 0.08em; margin: 0; }
+.tp-line { display: inline-block; white-space: nowrap; padding: 0 0.15em; }
 .tp-punct { color: #9b7b55; }
 .tp-slot { display: inline-block; width: 1em; height: 1em; vertical-align: -0.1em;
   border-bottom: 1px dotted #cdb992; margin: 0 0.06em; }

@@ -1,0 +1,113 @@
+"""The app as a user meets it: headless Debian Chromium driven by Playwright, plus a screenshot.
+
+Needs ``apt-get install chromium fonts-noto-cjk`` and ``pip install playwright`` (never
+``playwright install``: the system Chromium is used through ``executable_path``). Skipped, with the
+reason, when /usr/bin/chromium is missing; CI installs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
+from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+POEMS = [
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。",
+    "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
+    "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
+]
+
+if not CHROMIUM.exists():
+    pytest.skip("/usr/bin/chromium is missing (apt-get install chromium fonts-noto-cjk)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+
+def _model_folder(tmp: Path) -> Path:
+    """The bundled model when it has been trained (a nicer screenshot), else a tiny random one."""
+    if (BUNDLED_MODEL_DIR / "config.json").is_file():
+        return BUNDLED_MODEL_DIR
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.build(POEMS)
+    model = TangPoemLSTM(TangPoemConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=16))
+    model.tokenizer = tokenizer
+    model.save_pretrained(tmp / "tiny")
+    return tmp / "tiny"
+
+
+def _import_app(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setenv("MODEL_ID", str(model_dir))
+    spec = importlib.util.spec_from_file_location("tangpoem_app_browser", ROOT / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    app = _import_app(_model_folder(tmp_path), monkeypatch)
+    port = _free_port()
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.demo.close()
+
+
+def test_page_writes_a_poem_and_screenshot(url: str) -> None:
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            chars = page.locator("#tp-chars textarea, #tp-chars input").first
+            chars.wait_for(timeout=60_000)
+            for label in ("模式 · Mode", "字 · Characters", "体裁 · Form", "句数 · Lines", "作诗 · Generate"):
+                assert page.get_by_text(label, exact=False).first.is_visible(), label
+            chars.fill("月")
+            page.locator("#tp-generate").click()
+            done = page.locator(".tp-poem:not(.tp-streaming):not(.tp-empty) .tp-meta")
+            done.wait_for(timeout=60_000)
+            rows = page.locator(".tp-poem .tp-row")
+            assert rows.count() == 2  # a quatrain: two couplet rows
+            first_line = page.locator(".tp-poem .tp-line").first.inner_text()
+            assert first_line.startswith("月") and len(first_line) == 8  # 七言 + 「，」
+            assert page.locator("text=Traceback").count() == 0
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
