@@ -1,0 +1,322 @@
+"""The NumPy LSTM: its hand-written gradients, its optimisers, and its interchange with the torch model."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, WEIGHTS_NAME, TangPoemConfig, TangPoemLSTM
+from tangpoem_hf.numpy_lstm import (
+    BOUNDS,
+    SGD,
+    Adagrad,
+    Adam,
+    NumpyLSTM,
+    clip_grad_norm,
+    gradcheck_finite_differences,
+    gradcheck_vs_torch,
+    main,
+    rel_error,
+    tiny_problem,
+)
+from tangpoem_hf.tokenizer import CharTokenizer
+
+FD_BOUND = BOUNDS["finite differences (float64)"]
+PARAM_NAMES_2L = {
+    "embed.weight",
+    "head.bias",
+    *(f"lstm.{k}_l{n}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for n in (0, 1)),
+}
+
+
+def _assert_all_within(errors: dict[str, float], bound: float) -> None:
+    bad = {name: err for name, err in errors.items() if not err <= bound}
+    assert not bad, f"relative errors above {bound:g}: {bad}"
+
+
+# --- gradients -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tie_weights", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_finite_differences_every_parameter_and_initial_state(tie_weights: bool, num_layers: int) -> None:
+    errors = gradcheck_finite_differences(tie_weights=tie_weights, num_layers=num_layers)
+    expected = {n for n in PARAM_NAMES_2L if not n.endswith("l1") or num_layers == 2} | {"h0", "c0"}
+    if not tie_weights:
+        expected.add("head.weight")
+    assert set(errors) == expected
+    _assert_all_within(errors, FD_BOUND)
+
+
+@pytest.mark.parametrize("tie_weights", [False, True])
+@pytest.mark.parametrize(("dtype", "bound"), [(np.float32, 1e-4), (np.float64, 1e-9)])
+def test_matches_torch_autograd(dtype: type, bound: float, tie_weights: bool) -> None:
+    """Padding, -100 targets, 2 layers and a random initial state, against autograd."""
+    errors = gradcheck_vs_torch(dtype, tie_weights=tie_weights, num_layers=2)
+    assert {"loss", "logits", "state", "h0", "c0", "head.bias"} <= set(errors)
+    assert ("head.weight" in errors) != tie_weights
+    _assert_all_within(errors, bound)
+
+
+REPORT_MISTAKES = {
+    # the tanh candidate's derivative written as the sigmoid's, C̄(1-C̄), instead of 1-C̄²
+    "candidate": ("np.multiply(g, g, out=t2)\n            np.subtract(1.0, t2, out=t2)",
+                  "np.subtract(1.0, g, out=t2)\n            t2 *= g"),
+    # δC_t without the recursion δC_{t+1}·f_{t+1} through the forget gate
+    "cell recursion": ("dc *= f\n", "dc.fill(0.0)\n"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mistake", sorted(REPORT_MISTAKES))
+def test_gradcheck_catches_the_reports_mistakes(mistake: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks have teeth: the module with one of the report's formulas swapped in fails them."""
+    import tangpoem_hf.numpy_lstm as mod
+
+    old, new = REPORT_MISTAKES[mistake]
+    source = inspect.getsource(mod)
+    assert source.count(old) == 1
+    mutant = types.ModuleType("tangpoem_hf._numpy_lstm_mutant")
+    mutant.__package__ = "tangpoem_hf"
+    monkeypatch.setitem(sys.modules, mutant.__name__, mutant)  # dataclasses look their module up
+    exec(compile(source.replace(old, new), mod.__file__, "exec"), mutant.__dict__)
+    assert max(mutant.gradcheck_finite_differences(num_layers=1).values()) > 1e-2
+    assert max(mutant.gradcheck_vs_torch(np.float64, num_layers=1).values()) > 1e-2
+
+
+def test_dropout_gradients_with_fixed_masks() -> None:
+    """With dropout on, BPTT is still exact for the masks drawn (same seed → same masks)."""
+    cfg, ids, labels, state = tiny_problem(num_layers=2, batch=2, seq=4)
+    cfg.dropout = 0.3
+    model = NumpyLSTM(cfg, dtype=np.float64)
+
+    def loss_with_masks() -> float:
+        model.rng = np.random.default_rng(7)
+        return model.loss_and_grads(ids, labels, state, train=True).loss
+
+    loss_with_masks()
+    analytic = {name: g.copy() for name, g in model.grads.items()}
+    eps = 1e-5
+    for name in ("lstm.weight_ih_l1", "embed.weight", "head.weight"):
+        flat = model.params[name].reshape(-1)
+        numeric = np.empty_like(flat)
+        for k in range(flat.size):
+            orig = flat[k]
+            flat[k] = orig + eps
+            plus = loss_with_masks()
+            flat[k] = orig - eps
+            minus = loss_with_masks()
+            flat[k] = orig
+            numeric[k] = (plus - minus) / (2 * eps)
+        assert rel_error(analytic[name].reshape(-1), numeric) <= FD_BOUND, name
+    # and dropout really did something, but not at evaluation time
+    model.rng = np.random.default_rng(7)
+    assert model.loss_and_grads(ids, labels, state, train=True).loss != pytest.approx(model.loss(ids, labels, state))
+    eval_logits = model.forward(ids, state)[0]
+    np.testing.assert_array_equal(eval_logits, model.forward(ids, state, train=False)[0])
+
+
+def test_gradcheck_cli_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--gradcheck"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ok") == 3 and "FAIL" not in out
+
+
+def test_all_targets_ignored_gives_nan_like_torch_and_zero_grads() -> None:
+    cfg, ids, _, _ = tiny_problem(num_layers=1)
+    model = NumpyLSTM(cfg, dtype=np.float64)
+    labels = np.full_like(ids, -100)
+    labels[0, 0] = 0  # the pad id is ignored too
+    res = model.loss_and_grads(ids, labels)
+    assert math.isnan(res.loss) and res.tokens == 0
+    assert all(not g.any() for g in res.grads.values())
+    tmodel = model.to_torch()
+    assert math.isnan(float(tmodel(torch.from_numpy(ids), labels=torch.from_numpy(labels)).loss.detach()))
+
+
+def test_rejects_bad_input() -> None:
+    cfg, ids, labels, _ = tiny_problem(num_layers=1)
+    model = NumpyLSTM(cfg)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.forward(ids + cfg.vocab_size)
+    with pytest.raises(ValueError, match="batch, seq"):
+        model.forward(ids[0])
+    with pytest.raises(ValueError, match="same"):
+        model.loss(ids, labels[:, :-1])
+    with pytest.raises(ValueError, match="float32 or float64"):
+        NumpyLSTM(cfg, dtype=np.float16)
+
+
+# --- forward and interchange ----------------------------------------------------------------------------
+
+
+def _torch_model(tie_weights: bool = False, num_layers: int = 2, seed: int = 0) -> TangPoemLSTM:
+    torch.manual_seed(seed)
+    cfg = TangPoemConfig(
+        vocab_size=300, embedding_dim=64, hidden_size=64, num_layers=num_layers, tie_weights=tie_weights
+    )
+    return TangPoemLSTM(cfg).eval()
+
+
+@pytest.mark.parametrize("tie_weights", [False, True])
+def test_logits_and_carried_state_match_torch_float32(tie_weights: bool) -> None:
+    tmodel = _torch_model(tie_weights)
+    model = NumpyLSTM.from_torch(tmodel)
+    ids = np.random.default_rng(1).integers(0, 300, (4, 30))
+    state, t_state = None, None
+    for chunk in (ids[:, :17], ids[:, 17:]):  # the second chunk starts from the first one's final state
+        logits, state = model.forward(chunk, state)
+        with torch.no_grad():
+            out = tmodel(torch.from_numpy(chunk), state=t_state)
+        t_state = out.state
+        assert logits.dtype == np.float32 and logits.shape == (4, chunk.shape[1], 300)
+        np.testing.assert_allclose(logits, out.logits.numpy(), rtol=1e-5, atol=1e-5)
+        for mine, theirs in zip(state, t_state, strict=True):
+            np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tie_weights", [False, True])
+def test_from_torch_to_torch_round_trip(tie_weights: bool) -> None:
+    tmodel = _torch_model(tie_weights)
+    tmodel.tokenizer = CharTokenizer.build(["山高月小水落石出"])
+    back = NumpyLSTM.from_torch(tmodel).to_torch()
+    assert back.tokenizer is tmodel.tokenizer
+    assert back.config == tmodel.config
+    if tie_weights:
+        assert back.head.weight is back.embed.weight
+    for (name, a), (name_b, b) in zip(tmodel.state_dict().items(), back.state_dict().items(), strict=True):
+        assert name == name_b
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_float64_round_trip_keeps_values_within_float32() -> None:
+    tmodel = _torch_model()
+    model = NumpyLSTM.from_torch(tmodel, dtype=np.float64)
+    assert all(p.dtype == np.float64 for p in model.params.values())
+    back = model.to_torch()
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    torch.testing.assert_close(back.head.weight, tmodel.head.weight, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept_throughout(dtype: type) -> None:
+    cfg, ids, labels, state = tiny_problem(num_layers=2)
+    model = NumpyLSTM(cfg, dtype=dtype)
+    res = model.loss_and_grads(ids, labels, (state[0].astype(dtype), state[1].astype(dtype)))
+    assert {g.dtype for g in res.grads.values()} == {np.dtype(dtype)}
+    assert res.state[0].dtype == dtype and res.state_grads[1].dtype == dtype
+    assert model.forward(ids)[0].dtype == dtype
+    Adam(model.params).step(res.grads)
+    assert {p.dtype for p in model.params.values()} == {np.dtype(dtype)}
+
+
+# --- optimisers ----------------------------------------------------------------------------------------
+
+
+def _train(model: NumpyLSTM, opt: SGD | Adagrad | Adam, ids: np.ndarray, labels: np.ndarray, steps: int) -> list[float]:
+    losses = []
+    for _ in range(steps):
+        res = model.loss_and_grads(ids, labels)
+        clip_grad_norm(res.grads, 5.0)
+        opt.step(res.grads)
+        losses.append(res.loss)
+    return losses
+
+
+@pytest.mark.parametrize(
+    ("make_opt", "lr"),
+    [(lambda p, lr: SGD(p, lr=lr), 3.0), (lambda p, lr: SGD(p, lr=lr, momentum=0.9), 1.0),
+     (lambda p, lr: Adagrad(p, lr=lr), 0.1), (lambda p, lr: Adam(p, lr=lr), 0.01)],
+    ids=["sgd", "sgd-momentum", "adagrad", "adam"],
+)  # fmt: skip
+def test_each_optimizer_reduces_loss(make_opt: Callable[..., SGD | Adagrad | Adam], lr: float) -> None:
+    cfg, ids, _, _ = tiny_problem(vocab_size=20, hidden=16, num_layers=2, batch=4, seq=12, seed=3)
+    labels = 1 + (3 * ids) % 19  # a learnable rule (the next id is a function of this one), never the pad id
+    model = NumpyLSTM(cfg, dtype=np.float32, seed=3)
+    losses = _train(model, make_opt(model.params, lr), ids, labels, 40)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd-momentum", "adagrad", "adam"])
+def test_optimizer_updates_equal_torch_optim(name: str) -> None:
+    """Same parameters, same three gradients: the same parameters after, as torch.optim's."""
+    rng = np.random.default_rng(0)
+    params = {"a": rng.normal(size=(5, 3)), "b": rng.normal(size=7)}
+    tparams = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    make = {
+        "sgd": (lambda: SGD(params, lr=0.1), lambda: torch.optim.SGD(tparams.values(), lr=0.1)),
+        "sgd-momentum": (
+            lambda: SGD(params, lr=0.1, momentum=0.9),
+            lambda: torch.optim.SGD(tparams.values(), lr=0.1, momentum=0.9),
+        ),
+        "adagrad": (lambda: Adagrad(params, lr=0.1), lambda: torch.optim.Adagrad(tparams.values(), lr=0.1)),
+        "adam": (lambda: Adam(params, lr=0.01), lambda: torch.optim.Adam(tparams.values(), lr=0.01)),
+    }[name]
+    opt, topt = make[0](), make[1]()
+    for _ in range(3):
+        grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+        opt.step(grads)
+        for k, t in tparams.items():
+            t.grad = torch.tensor(grads[k])
+        topt.step()
+    for k, v in params.items():
+        np.testing.assert_allclose(v, tparams[k].detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_clip_grad_norm_matches_torch() -> None:
+    rng = np.random.default_rng(0)
+    grads = {"a": rng.normal(size=(4, 4)), "b": rng.normal(size=3)}
+    tensors = [torch.tensor(g) for g in grads.values()]
+    for t in tensors:
+        t.grad = t.clone()
+    total = clip_grad_norm(grads, 1.0)
+    t_total = torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+    assert total == pytest.approx(float(t_total))
+    for g, t in zip(grads.values(), tensors, strict=True):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12)
+    assert clip_grad_norm(grads, 100.0) == pytest.approx(1.0, rel=1e-5)  # already small: untouched
+
+
+# --- Hub round trip ----------------------------------------------------------------------------------------
+
+
+def test_numpy_trained_model_saves_and_loads_back(tmp_path: Path) -> None:
+    poems = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。", "白日依山尽，黄河入海流。"]
+    tok = CharTokenizer.build(poems)
+    cfg = TangPoemConfig(vocab_size=len(tok), embedding_dim=16, hidden_size=16, num_layers=2)
+    model = NumpyLSTM(cfg, seed=1)
+    model.tokenizer = tok
+    rows = [tok.encode(p, add_bos=True, add_eos=True) for p in poems]
+    ids = np.array([r[:-1] for r in rows])
+    labels = np.array([r[1:] for r in rows])
+    losses = _train(model, Adam(model.params, lr=0.02), ids, labels, 15)
+    assert losses[-1] < losses[0]
+
+    model.to_torch().save_pretrained(tmp_path)
+    loaded = TangPoemLSTM.from_pretrained(tmp_path)
+    assert loaded.tokenizer.tokens == tok.tokens
+    assert loaded.config == cfg
+    with torch.no_grad():
+        out = loaded(torch.from_numpy(ids), labels=torch.from_numpy(labels))
+    logits, _ = model.forward(ids)
+    np.testing.assert_allclose(out.logits.numpy(), logits, rtol=1e-5, atol=1e-5)
+    assert float(out.loss) == pytest.approx(model.loss(ids, labels), rel=1e-5)
+
+
+@pytest.mark.skipif(not (BUNDLED_MODEL_DIR / WEIGHTS_NAME).exists(), reason="the bundled model is not trained yet")
+def test_from_torch_reproduces_the_bundled_model() -> None:
+    tmodel = TangPoemLSTM.from_pretrained()
+    model = NumpyLSTM.from_torch(tmodel)
+    ids = np.array([tmodel.tokenizer.encode("床前明月光，疑是地上霜。举头望明月，低头思故乡。", add_bos=True)])
+    with torch.no_grad():
+        expected = tmodel(torch.from_numpy(ids)).logits.numpy()
+    logits, _ = model.forward(ids)
+    assert rel_error(logits, expected) <= 1e-5
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
