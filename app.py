@@ -69,7 +69,7 @@ def generate(
         model = get_model()
         kwargs = generation_kwargs(
             model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, style,
-            **dict(zip(EXTRA_CONTROLS, extra)),
+            **dict(zip(EXTRA_CONTROLS, extra, strict=True)),
         )
         out_script = script_of(script)
         for poem in stream_poem(model, **kwargs):

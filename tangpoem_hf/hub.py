@@ -1,0 +1,470 @@
+"""Publishing to the Hugging Face Hub: model cards, model/Space/dataset folders, and pushes.
+
+Every push is two steps: *stage* a folder that holds exactly what would be uploaded (so
+``--dry-run`` writes the very folder a push would send, and tests can load it back), then *upload*
+it with ``create_repo`` + ``upload_folder`` on an ``HfApi``. The API object can be injected, so
+tests record the calls instead of reaching the network.
+
+A model folder may carry ``training.json`` (written by :meth:`tangpoem_hf.training.Trainer.save_model`:
+``{"train_config": {...}, "val_perplexity": ..., "step": ...}``); its config and held-out
+perplexity go into the model card.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import (
+    DatasetCard,
+    DatasetCardData,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    SpaceCard,
+    SpaceCardData,
+)
+
+from .decoding import generate_poem
+from .errors import InputError, TangPoemError
+from .modeling import CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
+from .tokenizer import VOCAB_NAME
+
+CARD_NAME = "README.md"
+TRAINING_INFO_NAME = "training.json"
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME)
+UPLOADED_MODEL_FILES = [*MODEL_FILES, CARD_NAME, TRAINING_INFO_NAME]
+LIBRARY_NAME = "tangpoem"
+LICENSE = "mit"
+MODEL_TAGS = ["poetry", "tang-poetry", "chinese", "lstm", "char-level", "pytorch"]
+DEFAULT_DATASET_NAME = "tang-poems"  # what scripts/push_dataset.py publishes, under the user's namespace
+CORPUS_URL = "https://github.com/chinese-poetry/chinese-poetry"
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+# Sample requests for the card: (description, generate_poem kwargs). Seeds are fixed, so a card is
+# reproducible for a given model.
+SAMPLE_REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    ("五言绝句，首字「山」· 5-character quatrain starting with 山", {"first": "山", "form": 5, "lines": 4}),
+    ("七言绝句，首字「月」· 7-character quatrain starting with 月", {"first": "月", "form": 7, "lines": 4}),
+    ("七言藏头「春夏秋冬」· acrostic", {"acrostic": "春夏秋冬", "form": 7}),
+    ("五言律诗，首字「江」· 5-character regulated verse", {"first": "江", "form": 5, "lines": 8}),
+]
+
+# The Space needs these at run time; each is pinned to the version installed here.
+SPACE_REQUIREMENTS = ("torch", "numpy", "safetensors", "huggingface_hub", "gradio", "opencc")
+SPACE_PINS = {"torch": "2.13.0"}  # the CPU wheel here is 2.13.0+cpu; the Space takes the PyPI build
+SPACE_PACKAGE_IGNORE = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+
+
+def default_dataset(repo_id: str | None) -> list[str]:
+    """``USER/tang-poems``: the corpus as ``scripts/push_dataset.py`` publishes it for that user."""
+    if repo_id and "/" in repo_id:
+        return [f"{repo_id.split('/')[0]}/{DEFAULT_DATASET_NAME}"]
+    return []
+
+
+# --- model cards -----------------------------------------------------------------------------
+
+
+def read_training_info(folder: str | Path) -> dict[str, Any]:
+    """``training.json`` of a model folder, or an empty dict when there is none."""
+    path = Path(folder) / TRAINING_INFO_NAME
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise TangPoemError(f"{path} is not valid JSON ({exc}).") from None
+    return info if isinstance(info, dict) else {}
+
+
+def sample_poems(model: TangPoemLSTM, seed: int = 0) -> list[tuple[str, str]]:
+    """(description, poem text) for each sample request the model's vocabulary can serve."""
+    samples = []
+    for description, kwargs in SAMPLE_REQUESTS:
+        try:
+            poem = generate_poem(model, seed=seed, **kwargs)
+        except InputError:  # e.g. a tiny vocabulary without 山
+            continue
+        samples.append((f"{description} (seed {seed})", poem.text))
+    return samples
+
+
+def _body(
+    samples: Sequence[tuple[str, str]],
+    training_config: Mapping[str, Any] | None,
+    perplexity: float | None,
+    perplexity_split: str,
+    model: TangPoemLSTM,
+) -> str:
+    parts = ["## Sample poems", ""]
+    if samples:
+        for description, text in samples:
+            parts += [f"**{description}**", "", *[f"> {row}  " for row in text.splitlines()], ""]
+    else:
+        parts += ["(None: the vocabulary lacks the sample characters.)", ""]
+    cfg = model.config
+    parts += [
+        "## Model",
+        "",
+        f"Embedding {cfg.embedding_dim} → {cfg.num_layers}-layer LSTM {cfg.hidden_size} → linear over "
+        f"{cfg.vocab_size} characters (tied weights: {cfg.tie_weights}, preprocessing: `{cfg.preprocessing}`), "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters.",
+        "",
+        "## Training",
+        "",
+    ]
+    if training_config:
+        parts += ["```json", json.dumps(dict(training_config), indent=2, ensure_ascii=False, default=str), "```", ""]
+    else:
+        parts += ["Training configuration not recorded.", ""]
+    parts += ["## Evaluation", ""]
+    if perplexity is not None and math.isfinite(perplexity):
+        parts += [f"Held-out perplexity ({perplexity_split} split, per character): **{perplexity:.2f}**", ""]
+    else:
+        parts += ["Held-out perplexity: not measured.", ""]
+    parts += [
+        "## Data and limitations",
+        "",
+        f"Trained on the Tang poems of [chinese-poetry]({CORPUS_URL}), cleaned and split 96/2/2 by poem id. "
+        "The model imitates form (line length, ，/。) but not tonal patterns or rhyme unless constrained.",
+    ]
+    return "\n".join(parts)
+
+
+def build_model_card(
+    model: TangPoemLSTM,
+    repo_id: str | None = None,
+    *,
+    datasets: Sequence[str] | None = None,
+    base_model: str | None = None,
+    training_config: Mapping[str, Any] | None = None,
+    perplexity: float | None = None,
+    perplexity_split: str = "validation",
+    samples: Sequence[tuple[str, str]] | None = None,
+    sample_seed: int = 0,
+) -> ModelCard:
+    """The card: YAML metadata the Hub indexes, then usage, samples, training config, perplexity."""
+    datasets = list(datasets) if datasets is not None else default_dataset(repo_id)
+    eval_results = None
+    if perplexity is not None and math.isfinite(perplexity) and datasets:
+        eval_results = [
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=datasets[0],
+                dataset_name=datasets[0],
+                dataset_split=perplexity_split,
+                metric_type="perplexity",
+                metric_value=round(float(perplexity), 3),
+            )
+        ]
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=LICENSE,
+        language="zh",
+        pipeline_tag="text-generation",
+        datasets=datasets,
+        tags=list(MODEL_TAGS),
+        base_model=base_model,
+        model_name=repo_id.split("/")[-1] if repo_id else "tangpoem-lstm",
+        eval_results=eval_results,
+    )
+    if samples is None:
+        samples = sample_poems(model, seed=sample_seed)
+    body = _body(samples, training_config, perplexity, perplexity_split, model)
+    title = repo_id.split("/")[-1] if repo_id else "tangpoem LSTM"
+    return ModelCard.from_template(data, template_str=MODEL_CARD_TEMPLATE, repo_id=repo_id, title=title, body=body)
+
+
+# --- model folders -----------------------------------------------------------------------------
+
+
+def stage_model_folder(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    repo_id: str | None = None,
+    *,
+    perplexity: float | None = None,
+    **card_options: Any,
+) -> Path:
+    """Copy a saved model's files into ``out_dir`` and write its model card there.
+
+    The model is loaded first, so a broken folder fails here with one sentence, not on the Hub.
+    Perplexity and training config default to the folder's ``training.json``.
+    """
+    src, out = Path(model_dir), Path(out_dir)
+    model = TangPoemLSTM.from_pretrained(src)
+    info = read_training_info(src)
+    if perplexity is None:
+        for key, split in (("test_perplexity", "test"), ("val_perplexity", "validation")):
+            if isinstance(info.get(key), (int, float)):
+                perplexity = float(info[key])
+                card_options.setdefault("perplexity_split", split)
+                break
+    card_options.setdefault("training_config", info.get("train_config"))
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*MODEL_FILES, TRAINING_INFO_NAME):
+        if (src / name).is_file() and (src / name).resolve() != (out / name).resolve():
+            shutil.copy2(src / name, out / name)
+    card = build_model_card(model, repo_id, perplexity=perplexity, **card_options)
+    (out / CARD_NAME).write_text(str(card), encoding="utf-8")
+    return out
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    api: HfApi | None = None,
+    private: bool = False,
+    commit_message: str = "Upload with tangpoem",
+    allow_patterns: list[str] | None = None,
+    space_sdk: str | None = None,
+) -> Any:
+    """``create_repo(exist_ok=True)`` then ``upload_folder``; returns the CommitInfo."""
+    api = api or HfApi()
+    extra = {"space_sdk": space_sdk} if space_sdk else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **extra)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type=repo_type,
+        commit_message=commit_message,
+        allow_patterns=allow_patterns,
+    )
+
+
+def _stage_and_push(
+    snapshot: Path, repo_id: str, api: HfApi, private: bool, commit_message: str, card_options: dict[str, Any]
+) -> Any:
+    try:
+        stage_model_folder(snapshot, snapshot, repo_id, **card_options)
+        return push_folder(
+            snapshot, repo_id, api=api, private=private, commit_message=commit_message,
+            allow_patterns=UPLOADED_MODEL_FILES,
+        )
+    finally:
+        shutil.rmtree(snapshot.parent, ignore_errors=True)
+
+
+def push_model_folder(
+    folder: str | Path,
+    repo_id: str,
+    api: HfApi | None = None,
+    private: bool = False,
+    run_as_future: bool = False,
+    commit_message: str = "Upload tangpoem model",
+    **card_options: Any,
+) -> Any:
+    """Push a ``save_pretrained`` folder (weights, config, vocabulary) with a generated model card.
+
+    The folder is copied first, so the trainer may overwrite it at once (e.g. the next epoch's
+    ``best/``). With ``run_as_future=True`` the card and upload run on the API's background
+    worker and a ``Future`` is returned: training is never blocked, and pushes stay in order.
+    ``card_options`` go to :func:`build_model_card` (``datasets``, ``base_model``, ...).
+    """
+    src = Path(folder)
+    missing = [name for name in MODEL_FILES if not (src / name).is_file()]
+    if missing:
+        raise TangPoemError(f"{src} is not a saved model: {', '.join(missing)} missing.")
+    api = api or HfApi()
+    snapshot = Path(tempfile.mkdtemp(prefix="tangpoem-push-")) / "model"
+    snapshot.mkdir()
+    for name in (*MODEL_FILES, TRAINING_INFO_NAME):
+        if (src / name).is_file():
+            shutil.copy2(src / name, snapshot / name)
+    args = (snapshot, repo_id, api, private, commit_message, dict(card_options))
+    if run_as_future:
+        future: Future = api.run_as_future(_stage_and_push, *args)
+        return future
+    return _stage_and_push(*args)
+
+
+def push_model(
+    model: TangPoemLSTM,
+    repo_id: str,
+    api: HfApi | None = None,
+    private: bool = False,
+    run_as_future: bool = False,
+    commit_message: str = "Upload tangpoem model",
+    **card_options: Any,
+) -> Any:
+    """Save an in-memory model and push it like :func:`push_model_folder`."""
+    with tempfile.TemporaryDirectory(prefix="tangpoem-save-") as tmp:
+        model.save_pretrained(tmp)
+        return push_model_folder(
+            tmp, repo_id, api=api, private=private, run_as_future=run_as_future,
+            commit_message=commit_message, **card_options,
+        )
+
+
+# --- the Space -----------------------------------------------------------------------------------
+
+
+def _installed_version(name: str) -> str:
+    if name in SPACE_PINS:
+        return SPACE_PINS[name]
+    version = importlib.metadata.version(name)
+    return version.split("+", 1)[0]  # drop local build tags such as +cpu
+
+
+def pinned_requirements(names: Sequence[str] = SPACE_REQUIREMENTS) -> list[str]:
+    """``name==version`` for the Space's run-time packages, pinned to what is installed here."""
+    return [f"{name}=={_installed_version(name)}" for name in names]
+
+
+def build_space_card(repo_id: str | None = None, model_ids: Sequence[str] = ()) -> SpaceCard:
+    """README with the Space front matter: gradio SDK and version, app file, models used."""
+    data = SpaceCardData(
+        title="Tang Poem Generator 唐诗生成器",
+        sdk="gradio",
+        sdk_version=_installed_version("gradio"),
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
+        app_file="app.py",
+        license=LICENSE,
+        models=list(model_ids),
+        tags=["poetry", "chinese", "tang-poetry", "lstm"],
+        emoji="📜",
+        colorFrom="red",
+        colorTo="yellow",
+        pinned=False,
+        short_description="Write Tang poems (唐诗) with a character-level LSTM",
+        preload_from_hub=list(model_ids) or None,
+    )
+    model_line = (
+        f"The model is [{model_ids[0]}](https://huggingface.co/{model_ids[0]}), set by the Space variable `MODEL_ID`."
+        if model_ids
+        else "The model is the one bundled in `tangpoem_hf/pretrained/`; the Space variable `MODEL_ID` overrides it."
+    )
+    content = (
+        f"---\n{data.to_yaml()}\n---\n\n# 唐诗生成器 · Tang Poem Generator\n\n"
+        "Continue a poem from its first characters (续写) or write an acrostic (藏头); the poem streams in "
+        f"line by line.\n\n{model_line}\n\n"
+        "Programmatic use:\n\n```python\nfrom gradio_client import Client\n\n"
+        f'client = Client("{repo_id or "USER/SPACE"}")\n'
+        'print(client.predict("续写", "山", "七言", 4, 0.8, 0, 0.9, 0, "", "简体", api_name="/generate")[1])\n```\n'
+    )
+    return SpaceCard(content)
+
+
+def stage_space_folder(
+    out_dir: str | Path,
+    repo_id: str | None = None,
+    model_id: str | None = None,
+    app_file: str | Path | None = None,
+) -> Path:
+    """``app.py``, the package (it is not on PyPI), ``requirements.txt`` and the README.
+
+    With ``model_id`` the Space loads that Hub model (preloaded at build time), so the bundled
+    weights are left out; without it they travel in ``tangpoem_hf/pretrained/``.
+    """
+    out = Path(out_dir)
+    app = Path(app_file) if app_file else REPO_ROOT / "app.py"
+    if not app.is_file():
+        raise TangPoemError(f"{app} is missing: run from a checkout of the tangpoem repository.")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(app, out / "app.py")
+    ignore = list(SPACE_PACKAGE_IGNORE) + (["pretrained"] if model_id else [])
+    target = out / PACKAGE_DIR.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(PACKAGE_DIR, target, ignore=shutil.ignore_patterns(*ignore))
+    (out / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n", encoding="utf-8")
+    card = build_space_card(repo_id, [model_id] if model_id else [])
+    (out / CARD_NAME).write_text(str(card), encoding="utf-8")
+    return out
+
+
+def push_space_folder(
+    folder: str | Path,
+    repo_id: str,
+    api: HfApi | None = None,
+    private: bool = False,
+    model_id: str | None = None,
+    commit_message: str = "Update the tangpoem Space",
+) -> Any:
+    """Create the Gradio Space if needed, set ``MODEL_ID``, and upload the staged folder."""
+    api = api or HfApi()
+    result = push_folder(
+        folder, repo_id, repo_type="space", api=api, private=private, commit_message=commit_message,
+        space_sdk="gradio",
+    )
+    if model_id:
+        api.add_space_variable(repo_id, "MODEL_ID", model_id, description="Hub id of the tangpoem model")
+    return result
+
+
+# --- the dataset ---------------------------------------------------------------------------------
+
+
+_SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
+
+
+def build_dataset_card(counts: Mapping[str, int], forms: Mapping[str, int], repo_id: str | None = None) -> DatasetCard:
+    """Dataset card: Parquet configs per split, licence, language, and how the corpus was cleaned."""
+    total = sum(counts.values())
+    size = next((label for limit, label in _SIZE_CATEGORIES if total < limit), "1M<n<10M")
+    data = DatasetCardData(
+        language="zh",
+        license=LICENSE,
+        pretty_name="Tang poems (cleaned, simplified) 唐诗",
+        task_categories=["text-generation"],
+        size_categories=size,
+        source_datasets=["chinese-poetry"],
+        tags=["poetry", "tang-poetry", "chinese", "classical-chinese"],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in counts],
+            }
+        ],
+    )
+    rows = "\n".join(f"| {split} | {n:,} |" for split, n in counts.items())
+    form_rows = "\n".join(f"| {form} | {n:,} |" for form, n in forms.items())
+    name = repo_id or "USER/tang-poems"
+    content = (
+        f"---\n{data.to_yaml()}\n---\n\n# Tang poems (唐诗), cleaned for language modelling\n\n"
+        f"The Tang poems of [chinese-poetry]({CORPUS_URL}) as the tangpoem package prepares them: editorial "
+        "notes and variant readings removed, punctuation mapped onto ，/。, converted to simplified script with "
+        "OpenCC, poems with lost characters dropped, and split 96/2/2 by a hash of the poem id.\n\n"
+        f"```python\nfrom datasets import load_dataset\n\nds = load_dataset(\"{name}\")\n```\n\n"
+        "Columns: `id`, `author`, `title`, `tags`, `text` (the cleaned poem), `form` (五绝/七绝/五律/七律/other).\n\n"
+        f"| split | poems |\n| --- | --- |\n{rows}\n\n| form | poems |\n| --- | --- |\n{form_rows}\n"
+    )
+    return DatasetCard(content)
+
+
+def stage_dataset_folder(splits: Any, out_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write a ``DatasetDict`` as ``data/<split>-00000-of-00001.parquet`` plus the dataset card."""
+    out = Path(out_dir)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    counts, forms = {}, {}
+    for split, ds in splits.items():
+        ds.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
+        counts[split] = len(ds)
+        for form in ds["form"]:
+            forms[form] = forms.get(form, 0) + 1
+    card = build_dataset_card(counts, dict(sorted(forms.items())), repo_id)
+    (out / CARD_NAME).write_text(str(card), encoding="utf-8")
+    return out
+
+
+def push_dataset_folder(
+    folder: str | Path,
+    repo_id: str,
+    api: HfApi | None = None,
+    private: bool = False,
+    commit_message: str = "Upload the cleaned Tang corpus",
+) -> Any:
+    """Create the dataset repo if needed and upload the staged Parquet folder."""
+    return push_folder(folder, repo_id, repo_type="dataset", api=api, private=private, commit_message=commit_message)
