@@ -1,7 +1,7 @@
 """Train a tangpoem model on CPU or GPU; the same as ``tangpoem train``.
 
-    python scripts/train.py --corpus DIR --out-dir runs/x [--bf16] [--resume]
-    torchrun --nproc_per_node N scripts/train.py ...   # DistributedDataParallel
+python scripts/train.py --corpus DIR --out-dir runs/x [--bf16] [--resume]
+torchrun --nproc_per_node N scripts/train.py ...   # DistributedDataParallel
 """
 
 import sys

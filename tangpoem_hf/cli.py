@@ -65,7 +65,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import Trainer, TrainConfig
+    from .training import TrainConfig, Trainer
 
     values = {name: getattr(args, name) for name in TRAIN_FLAGS}
     cfg = TrainConfig(

@@ -167,9 +167,7 @@ def _clean_batch(batch: dict, simplified: bool) -> dict:
     return {"text": texts, "form": forms, "split": splits, "keep": keep}
 
 
-def build_splits(
-    source: str | os.PathLike | None = None, simplified: bool = True
-) -> tuple[DatasetDict, LoadReport]:
+def build_splits(source: str | os.PathLike | None = None, simplified: bool = True) -> tuple[DatasetDict, LoadReport]:
     """Cleaned poems (id, author, title, tags, text, form) in train/validation/test splits.
 
     Poems with lost characters (□, {…} placeholders) or fewer than four characters are dropped.

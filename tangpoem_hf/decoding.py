@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -327,6 +328,15 @@ def _poems_from(tok: CharTokenizer, spec: PoemSpec, rows: list[list[int]], seeds
     return poems
 
 
+def _prosody(rhyme: object, tone: object, rhyme_group: object) -> list[Constraint]:
+    """The regulated-verse constraints asked for (validated there; imported late: it imports us)."""
+    if rhyme is False and tone is None and rhyme_group is None:
+        return []
+    from .prosody import prosody_constraints
+
+    return prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
+
+
 def stream_poem(
     model: TangPoemLSTM,
     first: str | None = None,
@@ -339,11 +349,19 @@ def stream_poem(
     seed: int | None = None,
     prefix: str | None = None,
     constraints: Sequence[Constraint] = (),
+    rhyme: bool = False,
+    tone: str | None = None,
+    rhyme_group: str | None = None,
 ) -> Iterator[Poem]:
-    """Yield the poem as it grows, one character at a time; the last item is the whole poem."""
+    """Yield the poem as it grows, one character at a time; the last item is the whole poem.
+
+    ``rhyme``, ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse; see
+    :mod:`tangpoem_hf.prosody`.
+    """
     tok = model.tokenizer
     spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
     t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
+    constraints = [*_prosody(rhyme, tone, rhyme_group), *constraints]
     ids: list[int] = []
     for _, chosen in decode(model, spec, [s], t, k, p, constraints):
         ids.append(chosen[0])
@@ -352,11 +370,7 @@ def stream_poem(
 
 def generate_poem(model: TangPoemLSTM, **kwargs) -> Poem:
     """One poem of exactly ``lines`` lines of ``form`` characters; see :func:`stream_poem`."""
-    poem = None
-    for poem in stream_poem(model, **kwargs):
-        pass
-    assert poem is not None
-    return poem
+    return deque(stream_poem(model, **kwargs), maxlen=1)[0]
 
 
 def generate_poems(
@@ -372,6 +386,9 @@ def generate_poems(
     seed: int | None = None,
     prefix: str | None = None,
     constraints: Sequence[Constraint] = (),
+    rhyme: bool = False,
+    tone: str | None = None,
+    rhyme_group: str | None = None,
 ) -> list[Poem]:
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
@@ -381,6 +398,7 @@ def generate_poems(
     if not 1 <= n <= MAX_BATCH:
         raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
     t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
+    constraints = [*_prosody(rhyme, tone, rhyme_group), *constraints]
     seeds = [s + i for i in range(n)]
     rows: list[list[int]] = [[] for _ in seeds]
     for _, chosen in decode(model, spec, seeds, t, k, p, constraints):

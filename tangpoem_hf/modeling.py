@@ -190,8 +190,13 @@ class TangPoemLSTM(
         map_location: str = "cpu",
         **_: Any,
     ) -> TangPoemLSTM:
-        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
-                   local_files_only=local_files_only, token=token)
+        hub = dict(
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
         weights = _fetch(model_id, WEIGHTS_NAME, hub)
         tokenizer = CharTokenizer.load(_fetch(model_id, VOCAB_NAME, hub))
         if len(tokenizer) != config.vocab_size:

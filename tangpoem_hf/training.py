@@ -80,7 +80,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: list[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     fused = {"fused": True} if params and params[0].is_cuda else {}
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
@@ -191,7 +193,9 @@ class Trainer:
             tok = self.base_model.tokenizer
         else:
             mode = self.cfg.mode
-            tok = CharTokenizer.build((prepare_text(t, mode) for t in train_texts), self.cfg.min_freq, self.cfg.simplified)
+            tok = CharTokenizer.build(
+                (prepare_text(t, mode) for t in train_texts), self.cfg.min_freq, self.cfg.simplified
+            )
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             tok.save(self.out)
@@ -230,7 +234,9 @@ class Trainer:
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.ddp = (
-            torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
             if self.world > 1
             else None
         )
@@ -371,8 +377,11 @@ class Trainer:
                 bar.update(1)
                 if step % 10 == 0:
                     now = time.perf_counter()
-                    bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{record['perplexity']:.1f}",
-                                    tok_s=f"{tokens_window / (now - time_window):.0f}")
+                    bar.set_postfix(
+                        loss=f"{loss_value:.3f}",
+                        ppl=f"{record['perplexity']:.1f}",
+                        tok_s=f"{tokens_window / (now - time_window):.0f}",
+                    )
                     tokens_window, time_window = 0, now
                 end_of_epoch = step % spe == 0
                 if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:

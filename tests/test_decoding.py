@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from tangpoem_hf import InputError
+from tangpoem_hf.decoding import generate_poem, generate_poems, make_spec, stream_poem
+from tangpoem_hf.text import is_han
+
+
+def well_formed(poem, form, lines):
+    assert len(poem.lines) == lines
+    assert all(len(line) == form and all(is_han(c) for c in line) for line in poem.lines)
+    flat = poem.text.replace("\n", "")
+    expected = "".join(line + ("，" if i % 2 == 0 and i + 1 < lines else "。") for i, line in enumerate(poem.lines))
+    assert flat == expected
+
+
+@pytest.mark.parametrize(("form", "lines"), [(5, 4), (7, 4), (5, 8), (7, 2), (5, 3), (7, 16)])
+def test_shape_is_guaranteed(tiny_model, form, lines):
+    poem = generate_poem(tiny_model, first="山", form=form, lines=lines, seed=1)
+    well_formed(poem, form, lines)
+    assert poem.lines[0][0] == "山"
+
+
+def test_several_first_characters_and_traditional_input(tiny_model):
+    poem = generate_poem(tiny_model, first="黃河", form=5, seed=3)
+    assert poem.lines[0].startswith("黄河")
+
+
+def test_acrostic_gives_one_line_per_head(tiny_model):
+    poem = generate_poem(tiny_model, acrostic="春夜山月", form=5, seed=2)
+    well_formed(poem, 5, 4)
+    assert [line[0] for line in poem.lines] == list("春夜山月")
+    six = generate_poem(tiny_model, acrostic="春夜山月花鸟", form=7, seed=2)
+    assert len(six.lines) == 6
+
+
+def test_more_heads_than_lines_is_an_error(tiny_model):
+    with pytest.raises(InputError, match="heads"):
+        generate_poem(tiny_model, acrostic="春夜山月", lines=2)
+
+
+def test_same_seed_same_poem_and_batch_matches_single(tiny_model):
+    a = generate_poem(tiny_model, first="月", seed=7, temperature=1.2)
+    b = generate_poem(tiny_model, first="月", seed=7, temperature=1.2)
+    assert a.text == b.text
+    batch = generate_poems(tiny_model, 5, first="月", seed=5, temperature=1.2)
+    assert batch[2].text == a.text
+    assert [p.seed for p in batch] == [5, 6, 7, 8, 9]
+    assert len({p.text for p in batch}) > 1
+
+
+def test_prefix_conditions_but_is_not_printed(tiny_model):
+    prefix = "白日依山尽，黄河入海流。"
+    styled = [generate_poem(tiny_model, first="月", seed=s, temperature=2.0, prefix=prefix) for s in range(8)]
+    plain = [generate_poem(tiny_model, first="月", seed=s, temperature=2.0) for s in range(8)]
+    for poem in styled:
+        assert "白日依山尽" not in poem.text
+        well_formed(poem, 7, 4)
+    assert [p.text for p in plain] != [p.text for p in styled]
+
+
+def test_streaming_yields_growing_prefixes(tiny_model):
+    steps = list(stream_poem(tiny_model, first="山", form=5, lines=4, seed=1))
+    assert len(steps) == 20
+    flat = [s.text.replace("\n", "") for s in steps]
+    assert all(flat[i + 1].startswith(flat[i].rstrip("，。")) for i in range(len(flat) - 1))
+    assert steps[-1].finished and not steps[0].finished
+    assert steps[-1].text == generate_poem(tiny_model, first="山", form=5, lines=4, seed=1).text
+
+
+def test_never_loops_even_if_the_model_wants_to_stop(tiny_model):
+    """A model that only ever predicts <eos> still yields a full poem: the loop is bounded."""
+    with torch.no_grad():
+        tiny_model.head.bias.fill_(-1e4)
+        tiny_model.head.bias[tiny_model.tokenizer.eos_id] = 1e4
+    poem = generate_poem(tiny_model, first="山", form=7, lines=8, seed=0)
+    assert len(poem.lines) == 8
+
+
+def test_top_k_one_is_greedy(tiny_model):
+    a = generate_poem(tiny_model, first="山", seed=1, top_k=1)
+    b = generate_poem(tiny_model, first="山", seed=99, top_k=1)
+    assert a.text == b.text
+
+
+def test_traditional_output(tiny_model):
+    poem = generate_poem(tiny_model, first="黄", seed=1)
+    assert poem.traditional().lines[0][0] == "黃"
+
+
+def test_model_generate_method(tiny_model):
+    assert (
+        tiny_model.generate(first="山", form=5, seed=1).text
+        == generate_poem(tiny_model, first="山", form=5, seed=1).text
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"first": ""}, "empty"),
+        ({"first": "   "}, "empty"),
+        ({"first": "abc"}, "only Chinese"),
+        ({"first": "山,"}, "only Chinese"),
+        ({"first": "😀"}, "only Chinese"),
+        ({"first": "\ud800"}, "surrogate"),
+        ({"first": "龘"}, "does not know"),
+        ({"first": "山" * 10_000}, "too long"),
+        ({"form": 6}, "form"),
+        ({"lines": 0}, "lines"),
+        ({"lines": 17}, "lines"),
+        ({"temperature": 0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_k": 0}, "top_k"),
+        ({"seed": "abc"}, "seed"),
+        ({"first": "山", "acrostic": "春夜"}, "either"),
+    ],
+)
+def test_bad_input_is_one_clear_sentence(tiny_model, kwargs, message):
+    with pytest.raises(InputError, match=message) as info:
+        generate_poem(tiny_model, **kwargs)
+    assert str(info.value).endswith(".") and "\n" not in str(info.value)
+
+
+def test_spec_accepts_chinese_form_names(tiny_model):
+    assert make_spec(tiny_model.tokenizer, form="五言").form == 5

@@ -1,0 +1,97 @@
+import json
+import math
+
+import pytest
+import safetensors.torch
+import torch
+
+from tangpoem_hf import TangPoemLSTM
+from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.errors import InputError
+from tangpoem_hf.training import TrainConfig, Trainer, load_latest, save_checkpoint
+
+
+def tiny_config(corpus, out, **kw) -> TrainConfig:
+    base = dict(
+        corpus=str(corpus),
+        out_dir=str(out),
+        embedding_dim=16,
+        hidden_size=32,
+        batch_size=4,
+        seq_len=16,
+        epochs=2,
+        checkpoint_every=5,
+        progress=False,
+        lr=0.01,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_end_to_end_train_save_load_generate(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    summary = Trainer(tiny_config(small_corpus, out)).run()
+    assert summary["steps"] > 5 and math.isfinite(summary["best_val_perplexity"])
+    for name in ("vocab.json", "train_log.jsonl", "curves.png", "best/model.safetensors", "best/config.json"):
+        assert (out / name).exists(), name
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert {"epoch", "step", "loss", "perplexity", "tokens_per_s"} <= set(steps[0])
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    model = TangPoemLSTM.from_pretrained(out / "best")
+    poem = generate_poem(model, first="山", form=5, lines=4, seed=0)
+    assert len(poem.lines) == 4 and all(len(line) == 5 for line in poem.lines)
+
+
+def test_vocabulary_is_reused_not_rebuilt(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(small_corpus, out, max_steps=2)).run()
+    first = (out / "vocab.json").read_text()
+    Trainer(tiny_config(small_corpus, out, max_steps=4)).run(resume=True)
+    assert (out / "vocab.json").read_text() == first
+
+
+def test_resume_is_bit_exact(small_corpus, tmp_path):
+    full = Trainer(tiny_config(small_corpus, tmp_path / "full", max_steps=12))
+    full.run()
+    part = Trainer(tiny_config(small_corpus, tmp_path / "part", max_steps=7, checkpoint_every=7))
+    part.run()
+    resumed = Trainer(tiny_config(small_corpus, tmp_path / "part", max_steps=12))
+    resumed.run(resume=True)
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_report_mode_trains_on_padded_poems(small_corpus, tmp_path):
+    trainer = Trainer(tiny_config(small_corpus, tmp_path / "r", mode="report", max_steps=3))
+    trainer.run()
+    assert "，" not in trainer.tokenizer and trainer.model.config.preprocessing == "report"
+    x, _ = trainer.batches.get(0, 0)
+    assert x.shape[1] == 99
+    model = TangPoemLSTM.from_pretrained(tmp_path / "r" / "best")
+    assert len(generate_poem(model, first="山", form=5, seed=0).lines) == 4
+
+
+def test_adagrad_and_cosine(small_corpus, tmp_path):
+    trainer = Trainer(tiny_config(small_corpus, tmp_path / "a", optimizer="adagrad", lr_schedule="cosine", max_steps=4))
+    trainer.run()
+    assert isinstance(trainer.optimizer, torch.optim.Adagrad)
+
+
+def test_existing_run_needs_resume(small_corpus, tmp_path):
+    Trainer(tiny_config(small_corpus, tmp_path / "x", max_steps=5)).run()
+    with pytest.raises(InputError, match="--resume"):
+        Trainer(tiny_config(small_corpus, tmp_path / "x", max_steps=6)).run()
+
+
+def test_checkpoints_are_atomic_and_pruned(tmp_path):
+    ckpt = tmp_path / "ck"
+    for step in (1, 2, 3):
+        save_checkpoint(ckpt, f"step-{step}", {"w": torch.full((2,), float(step))}, {"step": step}, keep=2)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest.json", "step-2", "step-3"]
+    tensors, meta = load_latest(ckpt)
+    assert meta["step"] == 3 and tensors["w"][0] == 3
+    # A save that dies half-way leaves only a hidden temporary folder; latest still points to step-3.
+    (ckpt / ".step-4.tmp123").mkdir()
+    safetensors.torch.save_file({"w": torch.zeros(1)}, str(ckpt / ".step-4.tmp123" / "state.safetensors"))
+    assert load_latest(ckpt)[1]["step"] == 3
