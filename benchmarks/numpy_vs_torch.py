@@ -132,6 +132,34 @@ def measure_memory(args: argparse.Namespace, which: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+PHASES = {  # NumPy step phase → the function whose own time (cProfile tottime) it is
+    "LSTM forward (time loop, input projection)": "_layer_forward",
+    "embedding lookup + output layer forward (1 matmul)": "_forward",
+    "softmax + cross-entropy + its backward, in place": "_cross_entropy",
+    "output layer backward (2 matmuls) + embedding scatter-add": "_backward",
+    "LSTM backward (time loop, weight-gradient matmuls)": "_layer_backward",
+    "Adam update": "step",
+}
+
+
+def profile_numpy(numpy_step: Callable[[], float], repeats: int) -> None:
+    """Where a NumPy step's time goes, per phase, from cProfile's per-function own time."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    for _ in range(repeats):
+        prof.runcall(numpy_step)
+    own: dict[str, float] = {}
+    for (filename, _, func), (_, _, tottime, _, _) in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
+        if filename.endswith("numpy_lstm.py"):
+            own[func] = own.get(func, 0.0) + tottime / repeats
+    total = sum(own.values())
+    print(f"numpy step phases (cProfile, mean of {repeats}; total {total:.3f} s):")
+    for label, func in PHASES.items():
+        print(f"  {own.get(func, 0.0):7.3f} s  {100 * own.get(func, 0.0) / total:5.1f} %  {label}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per framework (after 1 warm-up)")
@@ -143,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poems", type=int, default=QUANTANGSHI_POEMS, help="poems per epoch, for the estimate")
     parser.add_argument("--report-minutes", type=float, default=20.0, help="the report's training time to compare")
     parser.add_argument("--no-memory", action="store_true", help="skip the two peak-memory child processes")
+    parser.add_argument("--profile", action="store_true", help="also split the NumPy step into phases")
     parser.add_argument("--memory-child", choices=("numpy", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -170,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     med = {name: statistics.median(ts) for name, ts in times.items()}
     for name, ts in times.items():
         print(f"{name:5s} step: median {med[name]:.3f} s  (min {min(ts):.3f}, max {max(ts):.3f}, n={len(ts)})")
+    if args.profile:
+        profile_numpy(numpy_step, args.repeats)
     if not args.no_memory:
         mem = {which: measure_memory(args, which) for which in ("numpy", "torch")}
         print(

@@ -250,12 +250,14 @@ def _load_strict(model: TangPoemLSTM, state: dict[str, torch.Tensor], weights: s
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ModelFileError(
-            f"{weights} does not match config.json (missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'})."
+            f"{weights} does not match config.json "
+            f"(missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'})."
         )
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
             raise ModelFileError(
-                f"{weights} has {key} of shape {tuple(tensor.shape)} but config.json implies {tuple(expected[key].shape)}."
+                f"{weights} has {key} of shape {tuple(tensor.shape)} "
+                f"but config.json implies {tuple(expected[key].shape)}."
             )
     model.load_state_dict(state, strict=True)
 
