@@ -1,0 +1,183 @@
+"""Train the pure-NumPy LSTM on the same corpus pipeline as the torch trainer, then save it Hub-style.
+
+Data comes from the package, exactly as ``scripts/train.py`` gets it: ``corpus.build_splits``
+(cleaning, deterministic splits), ``batching.prepare_text``/``encode_poems``/``make_batches``
+(``ours``: packed streams with the state carried from chunk to chunk; ``report``: poems padded to 100)
+and a ``CharTokenizer`` built the same way. Only the model, its gradients and the optimiser are NumPy
+(:mod:`tangpoem_hf.numpy_lstm`). Validation perplexity is the package's own
+(``evaluation.perplexity`` on ``to_torch()``), so the two trainers' figures compare directly. The
+loss always ignores padding (the torch trainer's ``report`` mode counts it, as the report did).
+
+    python scripts/train_numpy.py --corpus DIR --out-dir runs/numpy [--max-steps 200] [--max-poems 2000]
+
+Writes ``OUT/vocab.json``, ``OUT/train_log.jsonl`` (one JSON record per step, plus validation
+records), ``OUT/model/`` (``save_pretrained`` of ``to_torch()``; load it with
+``TangPoemLSTM.from_pretrained``) and prints a sample poem from ``decoding.generate_poem``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from tangpoem_hf.batching import encode_poems, make_batches, prepare_text
+from tangpoem_hf.corpus import build_splits
+from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.errors import TangPoemError
+from tangpoem_hf.evaluation import perplexity
+from tangpoem_hf.modeling import TangPoemConfig
+from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
+from tangpoem_hf.tokenizer import CharTokenizer
+from tangpoem_hf.training import DEFAULT_LR
+
+OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    p.add_argument("--out-dir", default="runs/numpy")
+    p.add_argument("--mode", choices=("ours", "report"), default="ours", help="preprocessing, as the torch trainer")
+    p.add_argument("--min-freq", type=int, default=1)
+    p.add_argument("--embedding-dim", type=int, default=512)
+    p.add_argument("--hidden-size", type=int, default=512)
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--tie-weights", action="store_true")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    p.add_argument("--lr", type=float, help="default: the torch trainer's default for the optimiser")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip (0: off)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=64, help="chunk length in 'ours' mode")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--time-budget", type=float, help="stop after this many seconds of training")
+    p.add_argument("--max-poems", type=int, help="train on the first N training poems only (quick runs)")
+    p.add_argument("--max-val-poems", type=int, default=500, help="validation poems scored (0: all)")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between validations (0: once per epoch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-first", default="春", help="first character of the sample poem")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        splits, _ = build_splits(args.corpus)
+    except TangPoemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train_texts = list(splits["train"]["text"])[: args.max_poems]
+    val_texts = list(splits["validation"]["text"])[: args.max_val_poems or None]
+
+    tok = CharTokenizer.build((prepare_text(t, args.mode) for t in train_texts), args.min_freq)
+    tok.save(out)
+    poems = encode_poems(train_texts, tok, args.mode)
+    batches = make_batches(poems, args.mode, args.batch_size, args.seq_len, tok.pad_id, args.seed)
+    config = TangPoemConfig(
+        vocab_size=len(tok),
+        embedding_dim=args.hidden_size if args.tie_weights else args.embedding_dim,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        dropout=args.dropout,
+        tie_weights=args.tie_weights,
+        pad_token_id=tok.pad_id,
+        preprocessing=args.mode,
+    )
+    model = NumpyLSTM(config, dtype=np.dtype(args.dtype), seed=args.seed)
+    model.tokenizer = tok
+    base_lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    opt = OPTIMIZERS[args.optimizer](model.params, lr=base_lr)
+
+    spe = batches.steps_per_epoch
+    total = args.epochs * spe if args.max_steps is None else min(args.epochs * spe, args.max_steps)
+    print(
+        f"{len(train_texts)} training poems, {len(val_texts)} validation poems, vocabulary {len(tok)}; "
+        f"{spe} steps per epoch, {total} steps; {args.optimizer} lr {base_lr:g}, {args.dtype}"
+    )
+
+    def lr_at(step: int) -> float:
+        if args.lr_schedule == "cosine":
+            return base_lr * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
+        return base_lr
+
+    def validate(step: int, epoch: int) -> None:
+        val = perplexity(model.to_torch(), val_texts)
+        record = {"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(elapsed, 2)}
+        log.write(json.dumps(record) + "\n")
+        tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
+
+    elapsed, carried, step = 0.0, None, 0
+    tokens_window, time_window = 0, time.perf_counter()
+    bar = tqdm(total=total, desc="train (numpy)", disable=args.no_progress)
+    with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
+        while step < total and (args.time_budget is None or elapsed < args.time_budget):
+            epoch, in_epoch = divmod(step, spe)
+            if in_epoch == 0:
+                carried = None
+            t0 = time.perf_counter()
+            x, y = (t.numpy() for t in batches.get(epoch, in_epoch))
+            opt.lr = lr_at(step)
+            res = model.loss_and_grads(x, y, carried if batches.carry_state else None)
+            if args.clip:
+                clip_grad_norm(res.grads, args.clip)
+            opt.step(res.grads)
+            carried = res.state
+            step += 1
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            tokens_window += res.tokens
+            record = {
+                "epoch": epoch + 1,
+                "step": step,
+                "loss": round(res.loss, 5),
+                "perplexity": round(math.exp(min(res.loss, 50)), 3),
+                "tokens_per_s": round(res.tokens / dt, 1),
+                "lr": opt.lr,
+                "elapsed_s": round(elapsed, 2),
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.update(1)
+            if step % 10 == 0 or step == total:
+                now = time.perf_counter()
+                bar.set_postfix(
+                    loss=f"{res.loss:.3f}",
+                    ppl=f"{record['perplexity']:.1f}",
+                    tok_s=f"{tokens_window / (now - time_window):.0f}",
+                )
+                tokens_window, time_window = 0, now
+            if (args.eval_every and step % args.eval_every == 0) or step % spe == 0:
+                validate(step, epoch + 1)
+        bar.close()
+        if step % spe and not (args.eval_every and step % args.eval_every == 0):
+            validate(step, step // spe + 1)
+
+    tmodel = model.to_torch()
+    tmodel.save_pretrained(out / "model")
+    info = {"args": vars(args), "steps": step, "train_seconds": round(elapsed, 1), "config": asdict(config)}
+    (out / "model" / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"saved {out / 'model'} ({step} steps, {elapsed:.1f} s of training)")
+    try:
+        poem = generate_poem(tmodel, first=args.sample_first, form=5, lines=4, seed=args.seed)
+        print(poem.text)
+    except TangPoemError as exc:  # e.g. the first character is not in a small run's vocabulary
+        print(f"(no sample poem: {exc})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
