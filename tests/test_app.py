@@ -1,0 +1,225 @@
+"""The app as programs meet it: started on a free localhost port, called over HTTP with the real
+``gradio_client``; plus the UI→kwargs glue of :mod:`tangpoem_hf.app_support`."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tangpoem_hf import CharTokenizer, InputError, TangPoemConfig, TangPoemLSTM
+from tangpoem_hf.app_support import generation_kwargs, poem_html, unknown_chars_message, validate_chars, variants
+from tangpoem_hf.decoding import Poem
+from tangpoem_hf.text import to_traditional
+
+ROOT = Path(__file__).resolve().parents[1]
+POEMS = [
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。",
+    "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
+    "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
+]
+DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "style": "", "script": "简体"}
+
+
+def tiny_model(texts: list[str] = POEMS, simplified: bool = True) -> TangPoemLSTM:
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.build(texts, simplified=simplified)
+    model = TangPoemLSTM(TangPoemConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=16))
+    model.tokenizer = tokenizer
+    return model.eval()
+
+
+def import_app(name: str) -> ModuleType:
+    """Import app.py fresh (as a Space or ``python app.py`` would), without launching it."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleType, str, Client]]:
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_model().save_pretrained(folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        mp.setenv("MODEL_ID", str(folder))
+        app = import_app("tangpoem_app_under_test")
+        assert app._model is None  # importing neither loads the model nor launches
+        port = free_port()
+        app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            yield app, url, Client(url, verbose=False)
+        finally:
+            app.demo.close()
+            sys.modules.pop("tangpoem_app_under_test", None)
+
+
+def call(client: Client, **kwargs: object) -> tuple[str, str, int]:
+    return client.predict(**{**DEFAULTS, **kwargs}, api_name="/generate")
+
+
+# --- over HTTP ---------------------------------------------------------------------------------
+
+
+def test_generate_returns_a_poem_of_the_requested_shape(served: tuple[ModuleType, str, Client]) -> None:
+    _, _, client = served
+    html, text, seed = call(client, mode="续写", characters="明月", form="五言", lines=4, seed=7)
+    rows = text.split("\n")
+    assert len(rows) == 2 and text.startswith("明月")
+    for row in rows:
+        assert len(row) == 12 and row[5] == "，" and row[11] == "。"
+    assert seed == 7
+    assert html.count('class="tp-line"') == 4 and "五言绝句 · seed 7" in html
+    assert call(client, mode="续写", characters="明月", form="五言", lines=4, seed=7)[1] == text  # reproducible
+
+
+def test_eight_line_seven_character_poem(served: tuple[ModuleType, str, Client]) -> None:
+    text = call(served[2], mode="续写", characters="山", form="七言", lines=8, seed=1)[1]
+    assert [len(row) for row in text.split("\n")] == [16, 16, 16, 16]
+
+
+def test_acrostic_in_traditional_script(served: tuple[ModuleType, str, Client]) -> None:
+    html, text, _ = call(served[2], mode="藏头", characters="春江花月", form="七言", lines=4, seed=2, script="繁體")
+    lines = [part for row in text.split("\n") for part in row.replace("。", "，").split("，") if part]
+    assert [line[0] for line in lines] == list(to_traditional("春江花月"))
+    assert all(len(line) == 7 for line in lines)
+    assert 'lang="zh-Hant"' in html
+
+
+def test_unset_seed_is_reported_for_reproduction(served: tuple[ModuleType, str, Client]) -> None:
+    _, text, seed = call(served[2], mode="续写", characters="月", form="五言", lines=4, seed=None)
+    assert isinstance(seed, int)
+    assert call(served[2], mode="续写", characters="月", form="五言", lines=4, seed=seed)[1] == text
+
+
+def test_streaming_yields_partial_poems(served: tuple[ModuleType, str, Client]) -> None:
+    job = served[2].submit(**{**DEFAULTS, "mode": "续写", "characters": "白", "form": "五言", "lines": 4, "seed": 3},
+                           api_name="/generate")
+    final = job.result(timeout=60)
+    outputs = job.outputs()
+    assert len(outputs) > 5  # one update per character, not one final answer
+    chars = [sum(ch not in "，。\n" for ch in text) for _, text, _ in outputs]
+    assert chars == sorted(chars) and chars[0] < 20 == chars[-1]
+    assert "tp-streaming" in outputs[0][0] and "tp-streaming" not in outputs[-1][0]
+    assert tuple(outputs[-1]) == tuple(final)
+
+
+@pytest.mark.parametrize(
+    ("mode", "characters", "message"),
+    [
+        ("续写", "", "字 · Characters is empty: give at least one Chinese character."),
+        ("续写", "moon", "may hold only Chinese characters, but contains 'm', 'n', 'o'"),
+        ("续写", "龘", "The model does not know the character(s) 龘 in 字 · Characters"),
+        ("藏头", "明月光白日依山黄河入海流欲穷千里目", "give 2 to 16 characters, not 17"),
+    ],
+)
+def test_bad_input_gets_one_clear_sentence(
+    served: tuple[ModuleType, str, Client], mode: str, characters: str, message: str
+) -> None:
+    with pytest.raises(AppError) as info:
+        call(served[2], mode=mode, characters=characters, form="五言", lines=4, seed=1)
+    assert message in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_out_of_range_setting_is_explained(served: tuple[ModuleType, str, Client]) -> None:
+    # The slider's own bounds check answers first, also with one sentence.
+    with pytest.raises(AppError, match="Value 1.5 is greater than maximum value 1.0"):
+        call(served[2], mode="续写", characters="月", form="五言", lines=4, seed=1, top_p=1.5)
+
+
+def test_page_and_queue_configuration(served: tuple[ModuleType, str, Client]) -> None:
+    app, url, _ = served
+    page = httpx.get(url, timeout=30)
+    assert page.status_code == 200 and "唐诗生成器 · Tang Poem Generator" in page.text
+    config = httpx.get(url + "config", timeout=30).json()
+    labels = {c.get("props", {}).get("label") for c in config["components"]}
+    assert {"模式 · Mode", "字 · Characters", "体裁 · Form", "句数 · Lines", "输出字体 · Script"} <= labels
+    assert app.demo._queue.max_size == app.QUEUE_MAX_SIZE > 0
+    assert app.demo._queue.default_concurrency_limit == app.CONCURRENCY_LIMIT
+
+
+def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model().save_pretrained(tmp_path / "tiny")
+    for key, value in {"MODEL_ID": str(tmp_path / "tiny"), "TANGPOEM_QUEUE_SIZE": "1", "TANGPOEM_CONCURRENCY": "1",
+                       "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}.items():
+        monkeypatch.setenv(key, value)
+    app = import_app("tangpoem_app_small_queue")
+    port = free_port()
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        request = {**DEFAULTS, "mode": "续写", "characters": "山", "form": "七言", "lines": 16, "seed": 1}
+        jobs = [client.submit(**request, api_name="/generate") for _ in range(6)]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result(timeout=120)[1][0])
+            except Exception as exc:  # the client raises its own error types for a rejected job
+                outcomes.append(str(exc))
+        assert "山" in outcomes  # the first job is served
+        assert any("Queue is full" in o for o in outcomes), outcomes  # later ones are told, at once
+    finally:
+        app.demo.close()
+        sys.modules.pop("tangpoem_app_small_queue", None)
+
+
+# --- the glue, without a server -------------------------------------------------------------
+
+
+def test_generation_kwargs_maps_ui_values() -> None:
+    tok = tiny_model().tokenizer
+    assert generation_kwargs(tok, "续写", " 明月 ", "七言", 8.0, 0.7, 0, 0.9, 5.0, "") == {
+        "first": "明月", "lines": 8, "form": 7, "temperature": 0.7, "top_k": None, "top_p": 0.9, "seed": 5,
+        "prefix": None,
+    }
+    acrostic = generation_kwargs(tok, "acrostic", "春江花月", "五言", 4, 1.0, 40.0, 1.0, None, "明月，", rhyme=True)
+    assert acrostic["acrostic"] == "春江花月" and "lines" not in acrostic and "first" not in acrostic
+    assert acrostic["top_k"] == 40 and acrostic["seed"] is None and acrostic["prefix"] == "明月，"
+    assert acrostic["rhyme"] is True  # extra controls pass straight through
+    with pytest.raises(InputError, match="mode"):
+        generation_kwargs(tok, "sonnet", "月", "五言", 4, 1.0, 0, 1.0, None, "")
+    with pytest.raises(InputError, match="風格詞|风格词"):
+        generation_kwargs(tok, "续写", "月", "五言", 4, 1.0, 0, 1.0, None, "xyz")
+
+
+def test_unknown_character_suggests_the_known_form() -> None:
+    traditional = tiny_model([to_traditional(p) for p in POEMS], simplified=False).tokenizer
+    assert "龍" in traditional and "龙" not in traditional
+    with pytest.raises(InputError, match="龙 in 字 · Characters; try 龍 for 龙"):
+        validate_chars(traditional, "龙", "字 · Characters")
+    simplified = tiny_model().tokenizer
+    message = unknown_chars_message(simplified, "鑾", "字 · Characters")
+    assert message is not None and "鑾（简体 銮）" in message
+    assert validate_chars(simplified, "龍城", "字 · Characters") == "龙城"  # traditional input is converted
+    assert "樱" in variants("桜")  # Japanese shinjitai → simplified
+
+
+def test_poem_html_marks_the_growing_line() -> None:
+    partial = poem_html(Poem(["明月松间照"], form=5, seed=1, total_lines=4, partial="清泉"), "simplified")
+    assert partial.count('class="tp-slot"') == 3 and "tp-cursor" in partial and "tp-streaming" in partial
+    done = poem_html(Poem(["明月松间照", "清泉石上流"], form=5, seed=1, total_lines=2), "traditional")
+    assert "明月松間照" in done and "tp-cursor" not in done and "五言二句" in done
