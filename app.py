@@ -203,5 +203,8 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
 demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
 
 if __name__ == "__main__":
-    get_model()  # fail at start-up, with the model error's one sentence, rather than on the first request
+    try:
+        get_model()  # fail at start-up, with the model error's one sentence, rather than on the first request
+    except TangPoemError as exc:
+        raise SystemExit(f"error: {exc} Set MODEL_ID to a model folder or a Hub repo id.") from None
     demo.launch(**STYLE)

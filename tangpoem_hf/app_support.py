@@ -16,7 +16,7 @@ import opencc
 
 from .decoding import MAX_LINES, MIN_LINES, Poem, check_chars
 from .errors import InputError
-from .text import COMMA, PERIOD, is_han, to_simplified
+from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
 
 MODEL_ENV = "MODEL_ID"
@@ -205,6 +205,8 @@ def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     body = "".join(f'<p class="tp-row">{row}</p>' for row in rows)
     status = "" if poem.finished else " tp-streaming"
     meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
+    if script == "traditional":
+        meta = to_traditional(meta)
     return f'<div class="tp-poem{status}" lang="{lang}">{body}<p class="tp-meta">{html.escape(meta)}</p></div>'
 
 

@@ -222,4 +222,4 @@ def test_poem_html_marks_the_growing_line() -> None:
     partial = poem_html(Poem(["明月松间照"], form=5, seed=1, total_lines=4, partial="清泉"), "simplified")
     assert partial.count('class="tp-slot"') == 3 and "tp-cursor" in partial and "tp-streaming" in partial
     done = poem_html(Poem(["明月松间照", "清泉石上流"], form=5, seed=1, total_lines=2), "traditional")
-    assert "明月松間照" in done and "tp-cursor" not in done and "五言二句" in done
+    assert "明月松間照" in done and "tp-cursor" not in done and "五言二句" in done and 'lang="zh-Hant"' in done
