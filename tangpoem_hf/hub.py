@@ -66,6 +66,17 @@ SPACE_PINS = {"torch": "2.13.0"}  # the CPU wheel here is 2.13.0+cpu; the Space 
 SPACE_PACKAGE_IGNORE = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
 
 
+_shared_api: HfApi | None = None
+
+
+def default_api() -> HfApi:
+    """One HfApi for the process: its single background worker keeps ``run_as_future`` pushes in order."""
+    global _shared_api
+    if _shared_api is None:
+        _shared_api = HfApi()
+    return _shared_api
+
+
 def default_dataset(repo_id: str | None) -> list[str]:
     """``USER/tang-poems``: the corpus as ``scripts/push_dataset.py`` publishes it for that user."""
     if repo_id and "/" in repo_id:
@@ -233,7 +244,7 @@ def push_folder(
     space_sdk: str | None = None,
 ) -> Any:
     """``create_repo(exist_ok=True)`` then ``upload_folder``; returns the CommitInfo."""
-    api = api or HfApi()
+    api = api or default_api()
     extra = {"space_sdk": space_sdk} if space_sdk else {}
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **extra)
     return api.upload_folder(
@@ -278,7 +289,7 @@ def push_model_folder(
     missing = [name for name in MODEL_FILES if not (src / name).is_file()]
     if missing:
         raise TangPoemError(f"{src} is not a saved model: {', '.join(missing)} missing.")
-    api = api or HfApi()
+    api = api or default_api()
     snapshot = Path(tempfile.mkdtemp(prefix="tangpoem-push-")) / "model"
     snapshot.mkdir()
     for name in (*MODEL_FILES, TRAINING_INFO_NAME):
@@ -394,7 +405,7 @@ def push_space_folder(
     commit_message: str = "Update the tangpoem Space",
 ) -> Any:
     """Create the Gradio Space if needed, set ``MODEL_ID``, and upload the staged folder."""
-    api = api or HfApi()
+    api = api or default_api()
     result = push_folder(
         folder, repo_id, repo_type="space", api=api, private=private, commit_message=commit_message,
         space_sdk="gradio",

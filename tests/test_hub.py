@@ -187,6 +187,19 @@ def test_push_model_folder_as_future_does_not_block(model_dir: Path, api: Record
     TangPoemLSTM.from_pretrained(api.uploads[0]["copy"])
 
 
+def test_epoch_pushes_share_one_api_and_stay_in_order(
+    model_dir: Path, api: RecordingHfApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "_shared_api", api)  # what HfApi() would be, without an injected api
+    futures = [
+        hub.push_model_folder(model_dir, "alice/tangpoem", run_as_future=True, commit_message=f"epoch {n}")
+        for n in (1, 2, 3)
+    ]
+    for future in futures:
+        future.result(timeout=60)
+    assert [u["commit_message"] for u in api.uploads] == ["epoch 1", "epoch 2", "epoch 3"]
+
+
 def test_push_model_in_memory(api: RecordingHfApi) -> None:
     model = tiny_model(seed=5)
     hub.push_model(model, "alice/tangpoem", api=api, datasets=["alice/tang-poems"])
