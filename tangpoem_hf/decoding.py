@@ -202,6 +202,10 @@ def make_spec(
         raise InputError("Give either first characters or acrostic heads, not both.")
     forced: dict[int, str] = {}
     if acrostic is not None:
+        if isinstance(acrostic, str) and len(acrostic.strip()) > MAX_LINES:  # the shape error comes first
+            raise InputError(
+                f"An acrostic has one head per line, at most {MAX_LINES} heads; got {len(acrostic.strip())}."
+            )
         heads = check_chars(acrostic, "acrostic", tokenizer)
         if not MIN_LINES <= len(heads) <= MAX_LINES:
             raise InputError(f"An acrostic has one head per line: {MIN_LINES} to {MAX_LINES} heads, not {len(heads)}.")

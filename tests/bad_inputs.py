@@ -1,0 +1,48 @@
+"""The one table of bad user input, run against the Python API, the CLI and the app.
+
+Each row: an id, the generate() keyword arguments, and a fragment of the one-sentence error.
+"""
+
+BAD_INPUTS = [
+    ("empty", {"first": ""}, "empty"),
+    ("whitespace", {"first": "   \t"}, "empty"),
+    ("latin", {"first": "abc"}, "only Chinese"),
+    ("digits", {"first": "123"}, "only Chinese"),
+    ("emoji", {"first": "山😀"}, "only Chinese"),
+    ("half-width-comma", {"first": "山,"}, "only Chinese"),
+    ("full-width-comma", {"first": "山，"}, "only Chinese"),
+    ("surrogate", {"first": "山\ud800"}, "unpaired surrogate"),
+    ("control", {"first": "山\x07"}, "only Chinese"),
+    ("rtl-mark", {"first": "\u200f山"}, "only Chinese"),
+    ("very-long", {"first": "山" * 10_000}, "too long"),
+    ("out-of-vocab", {"first": "山龘"}, "龘"),
+    ("form-6", {"form": 6}, "form"),
+    ("lines-0", {"lines": 0}, "lines"),
+    ("lines-1", {"lines": 1}, "lines"),
+    ("lines-17", {"lines": 17}, "lines"),
+    ("lines-neg", {"lines": -3}, "lines"),
+    ("acrostic-too-many", {"acrostic": "春夜山月花鸟白日云水风雨霜雪江河湖", "form": 5}, "heads"),
+    ("acrostic-vs-lines", {"acrostic": "春夜山月", "lines": 2}, "heads"),
+    ("temperature-0", {"temperature": 0}, "temperature"),
+    ("temperature-neg", {"temperature": -1}, "temperature"),
+    ("temperature-nan", {"temperature": float("nan")}, "temperature"),
+    ("temperature-inf", {"temperature": float("inf")}, "temperature"),
+    ("top-p-0", {"top_p": 0}, "top_p"),
+    ("top-p-above-1", {"top_p": 1.5}, "top_p"),
+    ("top-k-0", {"top_k": 0}, "top_k"),
+    ("seed-float", {"seed": 1.5}, "seed"),
+    ("seed-text", {"seed": "abc"}, "seed"),
+    ("prefix-latin", {"first": "山", "prefix": "hello"}, "only Chinese"),
+]
+
+CLI_FLAGS = {
+    "first": "--first",
+    "acrostic": "--acrostic",
+    "form": "--form",
+    "lines": "--lines",
+    "temperature": "--temperature",
+    "top_p": "--top-p",
+    "top_k": "--top-k",
+    "seed": "--seed",
+    "prefix": "--prefix",
+}
