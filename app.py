@@ -24,7 +24,7 @@ from tangpoem_hf.app_support import (
     script_of,
 )
 from tangpoem_hf.decoding import MAX_LINES, MIN_LINES, stream_poem
-from tangpoem_hf.errors import TangPoemError
+from tangpoem_hf.errors import InputError, TangPoemError
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
 
 MODEL_ID = model_id_from_env()
@@ -75,7 +75,8 @@ def generate(
         for poem in stream_poem(model, **kwargs):
             yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed
     except TangPoemError as exc:
-        raise gr.Error(str(exc), title="输入有误 · Input error", print_exception=False) from None
+        title = "输入有误 · Input error" if isinstance(exc, InputError) else "模型有误 · Model error"
+        raise gr.Error(str(exc), title=title, print_exception=False) from None
 
 
 EXAMPLES = [

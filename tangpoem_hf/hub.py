@@ -48,6 +48,7 @@ LICENSE = "mit"
 MODEL_TAGS = ["poetry", "tang-poetry", "chinese", "lstm", "char-level", "pytorch"]
 DEFAULT_DATASET_NAME = "tang-poems"  # what scripts/push_dataset.py publishes, under the user's namespace
 CORPUS_URL = "https://github.com/chinese-poetry/chinese-poetry"
+REPO_URL = "https://github.com/tangpoem/tangpoem"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 
@@ -118,7 +119,12 @@ def _body(
     perplexity_split: str,
     model: TangPoemLSTM,
 ) -> str:
-    parts = ["## Sample poems", ""]
+    parts = [
+        f"The `tangpoem_hf` package is not on PyPI: `pip install git+{REPO_URL}` first.",
+        "",
+        "## Sample poems",
+        "",
+    ]
     if samples:
         for description, text in samples:
             parts += [f"**{description}**", "", *[f"> {row}  " for row in text.splitlines()], ""]
