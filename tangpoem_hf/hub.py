@@ -36,7 +36,7 @@ from huggingface_hub import (
 
 from .decoding import generate_poem
 from .errors import InputError, TangPoemError
-from .modeling import CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
+from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
 from .tokenizer import VOCAB_NAME
 
 CARD_NAME = "README.md"
@@ -387,6 +387,11 @@ def stage_space_folder(
     weights are left out; without it they travel in ``tangpoem_hf/pretrained/``.
     """
     out = Path(out_dir)
+    if not model_id and not (BUNDLED_MODEL_DIR / CONFIG_NAME).is_file():
+        raise TangPoemError(
+            f"There is no bundled model in {BUNDLED_MODEL_DIR} for the Space to run; pass a Hub model id "
+            "(--model-id USER/NAME)."
+        )
     app = Path(app_file) if app_file else REPO_ROOT / "app.py"
     if not app.is_file():
         raise TangPoemError(f"{app} is missing: run from a checkout of the tangpoem repository.")

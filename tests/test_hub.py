@@ -345,6 +345,24 @@ def test_space_push_through_the_api(api: RecordingHfApi) -> None:
     assert {"app.py", "requirements.txt", "README.md", "tangpoem_hf/app_support.py"} <= set(api.uploads[0]["files"])
 
 
+def test_space_without_a_model_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(hub, "BUNDLED_MODEL_DIR", tmp_path / "empty")
+    assert load_script("push_space").main(["--repo-id", "alice/s", "--dry-run", str(tmp_path / "space")]) == 2
+    assert "pass a Hub model id (--model-id USER/NAME)" in capsys.readouterr().err
+    assert not (tmp_path / "space").exists()
+
+
+def test_space_without_model_id_is_staged_when_a_bundled_model_exists(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "BUNDLED_MODEL_DIR", model_dir)  # stands in for a trained tangpoem_hf/pretrained
+    out = hub.stage_space_folder(tmp_path / "space", "alice/s")
+    assert (out / "tangpoem_hf" / "app_support.py").is_file()
+    assert SpaceCard.load(out / "README.md").data.models == []
+
+
 SPACE_START = """
 import socket, sys
 from pathlib import Path
@@ -366,7 +384,8 @@ print("POEM", result[1].replace("\\n", "/"))
 
 def test_space_folder_starts(tmp_path: Path, model_dir: Path) -> None:
     out = tmp_path / "space"
-    assert load_script("push_space").main(["--repo-id", "alice/tang-space", "--dry-run", str(out)]) == 0
+    args = ["--repo-id", "alice/tang-space", "--model-id", "alice/tangpoem", "--dry-run", str(out)]
+    assert load_script("push_space").main(args) == 0
     env = {**os.environ, "MODEL_ID": str(model_dir), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
