@@ -66,6 +66,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     eval_every: int = 0  # steps; 0 means once per epoch
+    patience: int = 0  # stop after this many validations without a new best; 0 never stops early
+    freeze_embedding: bool = False  # keep the input embedding fixed (fine-tuning on little data)
     threads: int = 0
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -228,6 +230,10 @@ class Trainer:
             self.model = TangPoemLSTM(config)
         self.model.tokenizer = self.tokenizer
         self.model.to(self.device).train()
+        if cfg.freeze_embedding:
+            if self.model.config.tie_weights:
+                raise InputError("--freeze-embedding would freeze the output layer too: the model ties their weights.")
+            self.model.embed.weight.requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.resolved_lr(), cfg.weight_decay)
         self.total_steps = cfg.epochs * self.batches.steps_per_epoch
@@ -268,10 +274,13 @@ class Trainer:
         self.best_val = meta["best_val"]
         self.elapsed = meta["elapsed"]
         if "carry.h" in tensors:
-            return tensors["carry.h"].to(self.device), tensors["carry.c"].to(self.device)
+            rows = slice(self.rank * self.cfg.batch_size, (self.rank + 1) * self.cfg.batch_size)
+            return tensors["carry.h"][:, rows].to(self.device), tensors["carry.c"][:, rows].to(self.device)
         return None
 
     def _checkpoint(self, step: int, carried: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        if self.world > 1 and carried is not None:  # every rank's rows, so any world size can resume
+            carried = tuple(_gather_rows(t, self.world) for t in carried)
         if not self.main:
             return
         tensors = self._state_tensors(carried)
@@ -301,6 +310,26 @@ class Trainer:
         if self.main:
             with (self.out / "train_log.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def _evals_since_best(self) -> int:
+        """Validations since the best one; rebuilt from the history, so it survives --resume."""
+        best, since = math.inf, 0
+        for entry in self.history:
+            if entry["val_perplexity"] < best:
+                best, since = entry["val_perplexity"], 0
+            else:
+                since += 1
+        return since
+
+    def _should_stop_early(self) -> bool:
+        """Rank 0 decides (only it validates) and tells the others, so DDP ranks stop together."""
+        if not self.cfg.patience:
+            return False
+        flag = torch.tensor([float(self.main and self._evals_since_best() >= self.cfg.patience)])
+        if self.world > 1:
+            flag = flag.to(self.device)
+            dist.broadcast(flag, 0)
+        return bool(flag.item())
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signum
@@ -334,8 +363,9 @@ class Trainer:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         spe = self.batches.steps_per_epoch
         tokens_window, time_window = 0, time.perf_counter()
+        stopped_early = self._should_stop_early()
         try:
-            while step < self.total_steps:
+            while step < self.total_steps and not stopped_early:
                 if cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
                     break
                 epoch, in_epoch = divmod(step, spe)
@@ -364,6 +394,16 @@ class Trainer:
                 real = int((y != self.tokenizer.pad_id).sum()) * self.world
                 tokens_window += real
                 loss_value = float(loss.detach())
+                if self.world > 1:  # log the global mean, and stop on every rank if any rank must
+                    flags = torch.tensor([loss_value, float(self._stop_signal is not None)], device=self.device)
+                    dist.all_reduce(flags)
+                    loss_value = float(flags[0]) / self.world
+                    if flags[1] > 0 and self._stop_signal is None:
+                        self._stop_signal = signal.SIGTERM
+                    if cfg.time_budget is not None:  # one clock for all ranks, so they stop together
+                        clock = torch.tensor([self.elapsed], device=self.device)
+                        dist.all_reduce(clock, op=dist.ReduceOp.MAX)
+                        self.elapsed = float(clock)
                 record = {
                     "epoch": epoch + 1,
                     "step": step,
@@ -386,11 +426,15 @@ class Trainer:
                 end_of_epoch = step % spe == 0
                 if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
                     self._validate(step, epoch + 1)
+                    stopped_early = self._should_stop_early()
                 if step % cfg.checkpoint_every == 0 or step == self.total_steps:
                     self._checkpoint(step, carried)
                 if self._stop_signal is not None:
                     break
-            if self._stop_signal is not None or (cfg.time_budget is not None and self.elapsed >= cfg.time_budget):
+            if stopped_early and self.main:
+                tqdm.write(f"Early stop at step {step}: no better validation perplexity in {cfg.patience} evaluations.")
+            out_of_time = cfg.time_budget is not None and self.elapsed >= cfg.time_budget
+            if self._stop_signal is not None or out_of_time or stopped_early:
                 if not self.history or self.history[-1]["step"] != step:
                     self._validate(step, step // spe + 1)
                 self._checkpoint(step, carried)
@@ -402,7 +446,12 @@ class Trainer:
             if self.main:
                 print(f"Interrupted: checkpoint saved at step {step}; continue with --resume.")
             raise KeyboardInterrupt
-        summary = {"steps": step, "best_val_perplexity": self.best_val, "train_seconds": round(self.elapsed, 1)}
+        summary = {
+            "steps": step,
+            "best_val_perplexity": self.best_val,
+            "train_seconds": round(self.elapsed, 1),
+            "stopped_early": stopped_early,
+        }
         if self.main:
             from .plotting import plot_curves
 
@@ -433,3 +482,10 @@ class Trainer:
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
+
+
+def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
+    """Concatenate each rank's (layers, batch, hidden) state along the batch axis."""
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts, dim=1)
