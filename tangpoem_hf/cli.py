@@ -39,15 +39,27 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "checkpoint_every": "steps between checkpoints",
     "keep_checkpoints": "how many checkpoints to keep",
     "eval_every": "steps between validations (0: once per epoch)",
+    "patience": "stop after this many validations without a better perplexity (0: never stop early)",
     "threads": "torch CPU threads (0: torch's default)",
 }
 
+# Fine-tuning starts from a good model and usually has little data: a quarter of the learning rate
+# (adam 5e-4, chosen in finetune.FINETUNE_LR when --lr is not given), early stopping, short runs.
+FINETUNE_DEFAULTS = {
+    "out_dir": "runs/finetune",
+    "epochs": 10,
+    "patience": 3,
+    "batch_size": 32,
+    "checkpoint_every": 50,
+}
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+
+def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -> None:
+    """The TrainConfig flags; ``overrides`` changes defaults (fine-tuning's are not training's)."""
     from .training import TrainConfig
 
     types = {f.name: f for f in fields(TrainConfig)}
-    defaults = TrainConfig()
+    defaults = TrainConfig(**(overrides or {}))
     for name, help_text in TRAIN_FLAGS.items():
         default = getattr(defaults, name)
         kind = {"int": int, "float": float}.get(str(types[name].type).split(" ")[0], str)
@@ -62,20 +74,74 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out-dir")
+    p.add_argument("--freeze-embedding", action="store_true", help="keep the input embedding fixed")
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, Trainer
+def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
+    p.add_argument("--init-from", metavar="DIR_OR_REPO_ID", help=init_help)
+    p.add_argument("--base-model-id", help="Hub id of a local base, recorded as base_model in the model card")
+    p.add_argument("--author", action="append", default=[], help="keep poems by this poet (repeatable; either script)")
+    p.add_argument("--form", action="append", default=[], help="keep 五绝, 七绝, 五律, 七律 or other (repeatable)")
+    p.add_argument("--tag", action="append", default=[], help="keep poems with this tag, e.g. 边塞 (repeatable)")
+    p.add_argument(
+        "--new-chars",
+        choices=("grow", "unk"),
+        default="grow",
+        help="characters the base lacks: new ids (grow) or <unk> [grow]",
+    )
+    p.add_argument(
+        "--val-percent", type=int, default=10, help="validation share for text files and corpora without one [10]"
+    )
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="at the end, push best/ with its model card to this repo")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+
+
+def _train_config(args: argparse.Namespace):
+    from .training import TrainConfig
 
     values = {name: getattr(args, name) for name in TRAIN_FLAGS}
-    cfg = TrainConfig(
+    return TrainConfig(
         **values,
         simplified=not args.traditional,
         tie_weights=args.tie_weights,
         bf16=args.bf16,
         compile=args.compile,
         progress=not args.no_progress,
+        freeze_embedding=args.freeze_embedding,
     )
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneOptions, finetune
+
+    cfg = _train_config(args)
+    if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
+        raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
+    opts = FinetuneOptions(
+        init_from=args.init_from,
+        base_model_id=args.base_model_id,
+        authors=args.author,
+        forms=args.form,
+        tags=args.tag,
+        new_chars=args.new_chars,
+        val_percent=args.val_percent,
+        push_to_hub=args.push_to_hub,
+        private=args.private,
+    )
+    summary = finetune(cfg, opts, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    print(f"Best model: {Path(cfg.out_dir) / 'best'}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import Trainer
+
+    if args.init_from is not None:
+        return _finetune(args)
+    if args.author or args.form or args.tag or args.push_to_hub:
+        raise InputError("--author, --form, --tag and --push-to-hub need --init-from (or use tangpoem finetune).")
+    cfg = _train_config(args)
     if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
         raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
     if cfg.mode not in ("ours", "report"):
@@ -191,7 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (same as scripts/train.py)")
     _add_train_args(t)
+    _add_finetune_args(t, "start from this model (a folder, a Hub id, or 'bundled') and fine-tune it")
     t.set_defaults(func=_train)
+
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune a trained model on a poet, a form, a tag or your own poems",
+        description=(
+            "--corpus may also be a text file with one poem per line (either script, punctuation optional). "
+            "The architecture and script (--mode, --embedding-dim, --hidden-size, --num-layers, --dropout, "
+            "--tie-weights, --traditional) come from the base model; --lr defaults to a quarter of training's "
+            "(adam 5e-4)."
+        ),
+    )
+    _add_train_args(f, FINETUNE_DEFAULTS)
+    _add_finetune_args(f, "the base model: a folder or a Hub id [the bundled model]")
+    f.set_defaults(func=_finetune)
     return parser
 
 
