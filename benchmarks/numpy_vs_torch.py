@@ -132,32 +132,34 @@ def measure_memory(args: argparse.Namespace, which: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-PHASES = {  # NumPy step phase → the function whose own time (cProfile tottime) it is
-    "LSTM forward (time loop, input projection)": "_layer_forward",
-    "embedding lookup + output layer forward (1 matmul)": "_forward",
-    "softmax + cross-entropy + its backward, in place": "_cross_entropy",
-    "output layer backward (2 matmuls) + embedding scatter-add": "_backward",
-    "LSTM backward (time loop, weight-gradient matmuls)": "_layer_backward",
-    "Adam update": "step",
-}
-
-
 def profile_numpy(numpy_step: Callable[[], float], repeats: int) -> None:
-    """Where a NumPy step's time goes, per phase, from cProfile's per-function own time."""
+    """Where a NumPy step's time goes, per phase, from cProfile's cumulative time per function.
+
+    Cumulative, not own, time: cProfile books C methods such as ``np.add.at`` or ``.max()``
+    separately, so a phase is a function's cumulative time minus that of the phases nested in it.
+    """
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
     for _ in range(repeats):
         prof.runcall(numpy_step)
-    own: dict[str, float] = {}
-    for (filename, _, func), (_, _, tottime, _, _) in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
+    cum: dict[str, float] = {}
+    for (filename, _, func), (_, _, _, cumtime, _) in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
         if filename.endswith("numpy_lstm.py"):
-            own[func] = own.get(func, 0.0) + tottime / repeats
-    total = sum(own.values())
+            cum[func] = cum.get(func, 0.0) + cumtime / repeats
+    phases = {
+        "LSTM forward (time loop, input projection)": cum["_layer_forward"],
+        "embedding lookup + output layer forward (1 matmul)": cum["_forward"] - cum["_layer_forward"],
+        "softmax + cross-entropy + its backward, in place": cum["_cross_entropy"],
+        "output layer backward (2 matmuls) + embedding scatter-add": cum["_backward"] - cum["_layer_backward"],
+        "LSTM backward (time loop, weight-gradient matmuls)": cum["_layer_backward"],
+        "Adam update": cum["step"],
+    }
+    total = cum["loss_and_grads"] + cum["step"]
     print(f"numpy step phases (cProfile, mean of {repeats}; total {total:.3f} s):")
-    for label, func in PHASES.items():
-        print(f"  {own.get(func, 0.0):7.3f} s  {100 * own.get(func, 0.0) / total:5.1f} %  {label}")
+    for label, t in phases.items():
+        print(f"  {t:7.3f} s  {100 * t / total:5.1f} %  {label}")
 
 
 def main(argv: list[str] | None = None) -> int:
