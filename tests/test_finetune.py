@@ -42,6 +42,7 @@ MY_POEMS = [
     "红豆生南国，春来发几枝。愿君多采撷，此物最相思。",
     "松下问童子，言师采药去。只在此山中，云深不知处。",
 ]
+RARE = "㐀㐁㐂㐃㐄㐅"  # CJK Extension A: absent from any Tang vocabulary
 HAS_BUNDLED = (BUNDLED_MODEL_DIR / "model.safetensors").is_file()
 
 
@@ -98,8 +99,9 @@ def test_growth_keeps_old_ids_and_logits(tie: bool) -> None:
 @pytest.mark.skipif(not HAS_BUNDLED, reason="the bundled model is not trained yet")
 def test_growth_of_the_bundled_model_keeps_its_logits() -> None:
     base = TangPoemLSTM.from_pretrained()
-    grown = grow_vocabulary(base, ["㐀", "㐁"])
-    old_logits_match(grown, base, "床前明月光，疑是地上霜。㐀")
+    new = [ch for ch in RARE if ch not in base.tokenizer][:2]
+    grown = grow_vocabulary(base, new)
+    old_logits_match(grown, base, "床前明月光，疑是地上霜。" + "".join(new))
 
 
 def test_finetune_grows_vocabulary_saves_and_generates(base_dir: Path, poems_file: Path, tmp_path: Path) -> None:
@@ -127,13 +129,15 @@ def test_finetune_grows_vocabulary_saves_and_generates(base_dir: Path, poems_fil
 @pytest.mark.skipif(not HAS_BUNDLED, reason="the bundled model is not trained yet")
 def test_finetune_the_bundled_model(poems_file: Path, tmp_path: Path) -> None:
     extra = tmp_path / "extra.txt"
-    extra.write_text("\n".join([*MY_POEMS, "㐀㐁山中月，江边水上舟。"]), encoding="utf-8")
+    extra.write_text("\n".join([*MY_POEMS, "㐀㐁山中月，江边水上舟。"]), encoding="utf-8")  # lands in train
     out = tmp_path / "bundled-ft"
     finetune(small_cfg(out, extra, max_steps=2), FinetuneOptions())
     base = TangPoemLSTM.from_pretrained()
     model = TangPoemLSTM.from_pretrained(out / "best")
     old = base.tokenizer.tokens
-    assert len(model.tokenizer) > len(old) and model.tokenizer.tokens[: len(old)] == old
+    assert model.tokenizer.tokens[: len(old)] == old
+    assert {"㐀", "㐁"} - set(old) <= set(model.tokenizer.tokens[len(old) :])
+    old_logits_match(grow_vocabulary(base, model.tokenizer.tokens[len(old) :]), base, "山中㐀月")
     assert len(generate_poem(model, first="山", form=7, lines=4, seed=1).lines) == 4
 
 
@@ -243,6 +247,18 @@ def test_dataset_folder_with_cleaned_text(small_corpus: Path, tmp_path: Path) ->
     folder = stage_dataset_folder(build_splits(str(small_corpus))[0], tmp_path / "ds")
     data = build_finetune_data(str(folder), forms=["五绝"])
     assert data.kind == "dataset" and set(data.splits["train"]["form"]) == {"五绝"} and len(data.splits["validation"])
+
+
+def test_dataset_folder_with_raw_paragraphs(tmp_path: Path) -> None:
+    records = poem_records()
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "poems.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    data = build_finetune_data(str(folder), authors=["杜甫"])
+    reference = build_finetune_data(str(write_corpus(tmp_path / "cp", records)), authors=["杜甫"])
+    for split in ("train", "validation", "test"):
+        assert sorted(data.splits[split]["text"]) == sorted(reference.splits[split]["text"])
+    assert len(data.splits["train"]) == 4
 
 
 # --- the run -----------------------------------------------------------------------------------------

@@ -1,0 +1,255 @@
+"""Fine-tune the bundled model on one poet and write ``docs/finetune.md`` with before/after figures.
+
+    nice -n 10 python scripts/finetune_report.py [--poet 李白] [--budget 600] [--corpus DIR]
+
+The poet's poems in the corpus's train split are the fine-tuning data, and the poet's validation
+split poems drive early stopping. The report gives perplexities before and after on the poet's
+held-out poems (validation + test splits, and the test split alone, which nothing was chosen on)
+and on the whole test split (how much general ability was given up), plus sample poems from both
+models with the same prompts and seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from tangpoem_hf import TangPoemLSTM
+from tangpoem_hf.corpus import build_splits, corpus_location
+from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.errors import TangPoemError
+from tangpoem_hf.evaluation import perplexity
+from tangpoem_hf.finetune import BUNDLED, FinetuneOptions, filter_splits, finetune, load_base
+from tangpoem_hf.training import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+GOAL_POET_DROP = 0.15
+GOAL_GENERAL_RISE = 0.05
+# (description, generate_poem kwargs); the same prompts and seeds for both models.
+SAMPLES = [
+    ("五言绝句，首字「月」", {"first": "月", "form": 5, "lines": 4}),
+    ("七言绝句，首字「酒」", {"first": "酒", "form": 7, "lines": 4}),
+    ("七言绝句，首字「山」", {"first": "山", "form": 7, "lines": 4}),
+    ("五言律诗，首字「天」", {"first": "天", "form": 5, "lines": 8}),
+]
+SAMPLE_SEEDS = (0, 1)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", default=BUNDLED, help="base model: 'bundled', a folder or a Hub id [bundled]")
+    p.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
+    p.add_argument("--poet", default="李白", help="the poet to adapt to [李白]")
+    p.add_argument("--budget", type=float, default=600.0, help="seconds of training (evaluation excluded) [600]")
+    p.add_argument("--lr", type=float, default=5e-4, help="adam learning rate [5e-4]")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=50, help="steps between validations on the poet's poems [50]")
+    p.add_argument("--patience", type=int, default=4, help="validations without progress before stopping [4]")
+    p.add_argument("--freeze-embedding", action="store_true")
+    p.add_argument("--new-chars", choices=("grow", "unk"), default="grow")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the output layer")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
+    p.add_argument("--out-dir", default="runs/finetune-report", help="the fine-tuning run folder (replaced)")
+    p.add_argument("--output", default=str(REPO / "docs" / "finetune.md"))
+    return p.parse_args(argv)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def measure(model: TangPoemLSTM, sets: dict[str, list[str]]) -> dict[str, float]:
+    return {name: perplexity(model, texts) for name, texts in sets.items()}
+
+
+def samples(model: TangPoemLSTM) -> list[tuple[str, str]]:
+    out = []
+    for description, kwargs in SAMPLES:
+        for seed in SAMPLE_SEEDS:
+            out.append((f"{description} · seed {seed}", generate_poem(model, seed=seed, **kwargs).text))
+    return out
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {row}  " for row in text.splitlines())
+
+
+def write_report(path: Path, ctx: dict) -> None:
+    before, after = ctx["before"], ctx["after"]
+    labels = {
+        "poet_heldout": f"{ctx['poet']}: held-out poems (validation + test splits)",
+        "poet_test": f"{ctx['poet']}: test split only",
+        "poet_val": f"{ctx['poet']}: validation split only (early stopping used it)",
+        "general_test": "all poets: test split",
+    }
+    rows = []
+    for key, label in labels.items():
+        change = after[key] / before[key] - 1
+        count, chars = ctx["counts"][key], ctx["chars"][key]
+        rows.append(f"| {label} | {count} | {chars:,} | {before[key]:.2f} | {after[key]:.2f} | {change:+.1%} |")
+    poet_drop = 1 - after["poet_heldout"] / before["poet_heldout"]
+    general_rise = after["general_test"] / before["general_test"] - 1
+    ok_poet, ok_general = poet_drop >= GOAL_POET_DROP, general_rise <= GOAL_GENERAL_RISE
+    summary = ctx["summary"]
+    history = "\n".join(f"| {h['step']} | {h['val_perplexity']:.2f} |" for h in ctx["history"])
+    sample_rows = []
+    for (desc, base_text), (_, tuned_text) in zip(ctx["samples_before"], ctx["samples_after"]):
+        sample_rows += [f"**{desc}**", "", "base:", "", quote(base_text), "", "fine-tuned:", "", quote(tuned_text), ""]
+    stop = "early stopping" if summary.get("stopped_early") else "the time budget or the epoch limit"
+    text = f"""# Fine-tuning the bundled model on {ctx["poet"]}
+
+Written by `scripts/finetune_report.py` on {ctx["date"]}; rerun with
+
+```
+{ctx["command"]}
+```
+
+## Setup
+
+- Base: {ctx["base"]} ({ctx["base_params"]:,} parameters, {ctx["base_vocab"]:,} characters).
+- Fine-tuning data: {ctx["poet"]}'s poems in the corpus's **train** split ({ctx["counts"]["poet_train"]} poems);
+  early stopping watched the validation perplexity of {ctx["poet"]}'s validation-split poems
+  ({ctx["counts"]["poet_val"]} poems). Nothing was chosen on the test split.
+- Vocabulary: `--new-chars {ctx["new_chars"]}`; {summary["new_characters"]} new characters
+  ({ctx["new_characters"] or "none"}), each starting as `<unk>` (see `tangpoem_hf/finetune.py`).
+  The base scores those characters as `<unk>`, the fine-tuned model as themselves, which
+  can only make the fine-tuned model's figures worse.
+- Training: adam, lr {ctx["lr"]}, batch {ctx["batch_size"]} × {ctx["seq_len"]} tokens, validation every
+  {ctx["eval_every"]} steps, patience {ctx["patience"]}, freeze embedding: {ctx["freeze"]}, bf16: {ctx["bf16"]};
+  budget {ctx["budget"]:.0f} s of training on this CPU ({ctx["cpu"]}, {ctx["threads"]} torch threads,
+  shared with other jobs). It ran {summary["steps"]} steps in {summary["train_seconds"]:.0f} s of training
+  ({ctx["wall"]:.0f} s wall clock with evaluation) and ended by {stop}; `best/` is the step with the lowest
+  validation perplexity.
+
+## Perplexity (per character, lower is better)
+
+| poems | count | characters | base | fine-tuned | change |
+| --- | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(rows)}
+
+The poet's held-out set is small ({ctx["counts"]["poet_heldout"]} poems), so its figures carry sampling noise;
+the test-split-only row is the cleanest, since early stopping looked at the validation poems.
+
+Goals: the poet's held-out perplexity drops by ≥ {GOAL_POET_DROP:.0%} — **{poet_drop:.1%} drop,
+{"met" if ok_poet else "not met"}**; the general test perplexity rises by ≤ {GOAL_GENERAL_RISE:.0%} —
+**{general_rise:+.1%}, {"met" if ok_general else "not met"}**.
+
+Validation perplexity on {ctx["poet"]}'s validation poems during fine-tuning (before: {ctx["base_val"]:.2f}):
+
+| step | validation perplexity |
+| ---: | ---: |
+{history}
+
+## Sample poems (same prompts and seeds; temperature 0.8, top-p 0.9)
+
+{chr(10).join(sample_rows)}
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    try:
+        corpus = corpus_location(args.corpus)
+        base = load_base(args.base)
+        splits, _ = build_splits(corpus, simplified=base.tokenizer.simplified)
+        poet = filter_splits(splits, authors=[args.poet])
+        sets = {
+            "poet_heldout": list(poet["validation"]["text"]) + list(poet["test"]["text"]),
+            "poet_test": list(poet["test"]["text"]),
+            "poet_val": list(poet["validation"]["text"]),
+            "general_test": list(splits["test"]["text"]),
+        }
+        before = measure(base, sets)
+        print("before:", json.dumps(before))
+        out = Path(args.out_dir)
+        if (out / "train_config.json").exists():
+            shutil.rmtree(out)  # a run folder of an earlier report
+        cfg = TrainConfig(
+            corpus=corpus,
+            out_dir=str(out),
+            lr=args.lr,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            epochs=1000,
+            time_budget=args.budget,
+            eval_every=args.eval_every,
+            patience=args.patience,
+            checkpoint_every=10_000,
+            freeze_embedding=args.freeze_embedding,
+            bf16=args.bf16,
+            threads=args.threads,
+            progress=False,
+        )
+        opts = FinetuneOptions(init_from=args.base, authors=[args.poet], new_chars=args.new_chars)
+        summary = finetune(cfg, opts)
+        tuned = TangPoemLSTM.from_pretrained(out / "best")
+        after = measure(tuned, sets)
+        print("after:", json.dumps(after))
+    except TangPoemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = json.loads((out / "best" / "training.json").read_text(encoding="utf-8"))["train_config"]["extra"]
+    history = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+    counts = {name: len(texts) for name, texts in sets.items()}
+    counts["poet_train"] = len(poet["train"])
+    chars = {name: sum(len(t) for t in texts) for name, texts in sets.items()}
+    base_label = "the bundled model (`tangpoem_hf/pretrained/`)" if args.base == BUNDLED else f"`{args.base}`"
+    ctx = {
+        "poet": args.poet,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "nice -n 10 python scripts/finetune_report.py " + " ".join(argv or sys.argv[1:]),
+        "base": base_label,
+        "base_params": sum(p.numel() for p in base.parameters()),
+        "base_vocab": len(base.tokenizer),
+        "counts": counts,
+        "chars": chars,
+        "before": before,
+        "after": after,
+        "summary": summary,
+        "history": [h for h in history if "val_perplexity" in h],
+        "base_val": info["finetune"]["base_val_perplexity"],
+        "new_chars": args.new_chars,
+        "new_characters": info["finetune"]["new_characters"],
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "eval_every": args.eval_every,
+        "patience": args.patience,
+        "freeze": args.freeze_embedding,
+        "bf16": args.bf16,
+        "budget": args.budget,
+        "threads": args.threads,
+        "cpu": cpu_name(),
+        "wall": time.perf_counter() - start,
+        "samples_before": samples(base),
+        "samples_after": samples(tuned),
+    }
+    write_report(Path(args.output), ctx)
+    print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
