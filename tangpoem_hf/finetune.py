@@ -27,7 +27,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -425,10 +425,23 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     """Fine-tune, write ``best/`` with a model card naming the base, optionally push; return a summary."""
     if opts.new_chars not in NEW_CHAR_POLICIES:
         raise InputError(f"--new-chars must be grow or unk, not {opts.new_chars!r}.")
+    out = Path(cfg.out_dir)
+    if not resume and (out / "checkpoints" / "latest.json").exists():  # fail before the slow part
+        raise InputError(f"{out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
     base = load_base(opts.init_from)
     tok = base.tokenizer
     assert tok is not None
     base_cfg = base.config
+    if cfg.freeze_embedding and base_cfg.tie_weights:
+        raise InputError("--freeze-embedding would freeze the output layer too: the base model ties their weights.")
+    base_label = opts.init_from if opts.init_from not in (None, "", BUNDLED) else f"{BUNDLED} ({BUNDLED_MODEL_DIR})"
+    base_id = card_base_model(opts)
+    if opts.push_to_hub and base_id is None:
+        warnings.warn(
+            f"The base ({base_label}) has no Hub id, so the pushed card's YAML will have no base_model "
+            "(its training section names the base); pass --base-model-id to record one.",
+            stacklevel=2,
+        )
     data = build_finetune_data(
         cfg.corpus,
         authors=opts.authors,
@@ -438,7 +451,6 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         val_percent=opts.val_percent,
     )
     train_texts = list(data.splits["train"]["text"])
-    out = Path(cfg.out_dir)
     earlier = _run_vocabulary(out, tok)
     if earlier is not None:
         new = earlier
@@ -451,8 +463,6 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     partial_freeze = cfg.freeze_embedding and bool(new)
     if partial_freeze and cfg.weight_decay:
         raise InputError("--freeze-embedding with new characters needs --weight-decay 0 (decay would move old rows).")
-    base_label = opts.init_from if opts.init_from not in (None, "", BUNDLED) else f"{BUNDLED} ({BUNDLED_MODEL_DIR})"
-    base_id = card_base_model(opts)
     base_val = perplexity(model, list(data.splits["validation"]["text"]))
     info = {
         "base_model": base_label,
@@ -504,17 +514,6 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     card = {"base_model": base_id, "datasets": datasets_ids}
     stage_model_folder(best, best, opts.push_to_hub, **card)
     if opts.push_to_hub:
-        if base_id is None:
-            warnings.warn(
-                f"The base ({base_label}) has no Hub id, so the card's YAML has no base_model; "
-                "pass --base-model-id to record one.",
-                stacklevel=2,
-            )
         push_model_folder(best, opts.push_to_hub, api=api, private=opts.private, **card)
         summary["pushed_to"] = opts.push_to_hub
     return summary
-
-
-def options_dict(opts: FinetuneOptions) -> dict[str, Any]:
-    """For logs and tests."""
-    return asdict(opts)

@@ -331,3 +331,24 @@ def test_cli_finetune_and_train_init_from(base_dir: Path, poems_file: Path, tmp_
     assert code == 2 and "text file" in capsys.readouterr().err
     code = main(["train", "--author", "李白", "--out-dir", str(tmp_path / "d"), *common])
     assert code == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_local_base_needs_an_id_for_base_model(base_dir: Path, poems_file: Path, tmp_path: Path) -> None:
+    api = RecordingApi()
+    named = FinetuneOptions(init_from=str(base_dir), base_model_id="alice/base", push_to_hub="alice/mine")
+    finetune(small_cfg(tmp_path / "named", poems_file, max_steps=1), named, api=api)
+    assert card_yaml(api.cards[-1])["base_model"] == "alice/base"
+    with pytest.warns(UserWarning, match="--base-model-id"):
+        finetune(
+            small_cfg(tmp_path / "anon", poems_file, max_steps=1),
+            FinetuneOptions(init_from=str(base_dir), push_to_hub="alice/mine"),
+            api=api,
+        )
+    assert "base_model" not in card_yaml(api.cards[-1]) and str(base_dir) in api.cards[-1]
+
+
+def test_freezing_a_tied_embedding_is_refused(poems_file: Path, tmp_path: Path) -> None:
+    make_tiny_model(embedding_dim=24, tie_weights=True).save_pretrained(tmp_path / "tied")
+    cfg = small_cfg(tmp_path / "t", poems_file, max_steps=1, freeze_embedding=True)
+    with pytest.raises(InputError, match="ties"):
+        finetune(cfg, FinetuneOptions(init_from=str(tmp_path / "tied")))
