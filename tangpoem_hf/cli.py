@@ -169,6 +169,9 @@ def _generate(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
         prefix=args.prefix,
+        rhyme=args.rhyme,
+        tone=args.tone,
+        rhyme_group=args.rhyme_group,
     )
     if args.traditional:
         poems = [p.traditional() for p in poems]
@@ -177,6 +180,66 @@ def _generate(args: argparse.Namespace) -> int:
         print(json.dumps(rows if len(rows) > 1 else rows[0], ensure_ascii=False, indent=2))
     else:
         print("\n\n".join(p.text for p in poems))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Report on each poem: the argument itself, or a file of poems separated by blank lines.
+
+    Exit status 0 when every poem passes (format, rhyme, relaxed tone), 1 when one fails, like a linter.
+    """
+    from .prosody import check_poem
+    from .text import is_han
+
+    source = args.poem
+    if os.path.isfile(source):
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{source} is not UTF-8 text.") from None
+        poems = [block for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
+    elif any(is_han(ch) for ch in source):
+        poems = [source]
+    else:
+        raise InputError(f"{source!r} is neither a file nor a poem in Chinese characters.")
+    if not poems:
+        raise InputError(f"{source} holds no poems.")
+    reports = [check_poem(p, form=args.form) for p in poems]
+    if args.json:
+        rows = [r.to_dict() for r in reports]
+        print(json.dumps(rows if len(rows) > 1 else rows[0], ensure_ascii=False, indent=2))
+    else:
+        print("\n\n".join(r.text_report() for r in reports))
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import FORM_SHAPES, build_reference, evaluate_model, render_markdown
+    from .modeling import load_model
+
+    forms = args.form or list(FORM_SHAPES)
+    bad = [f for f in forms if f not in FORM_SHAPES]
+    if bad:
+        raise InputError(f"--form must be one of {', '.join(FORM_SHAPES)}, not {bad[0]!r}.")
+    if not 1 <= args.num <= 5000:
+        raise InputError(f"--num must be between 1 and 5000, not {args.num}.")
+    model = load_model(args.model)
+    reference = build_reference(args.corpus, simplified=model.tokenizer.simplified)
+    result = evaluate_model(model, num=args.num, forms=forms, seed=args.seed, reference=reference)
+    if args.write_docs:
+        command = "tangpoem evaluate --write-docs" + "".join(
+            f" {flag} {value}"
+            for flag, value in (("--model", args.model), ("--num", args.num), ("--seed", args.seed))
+            if value is not None
+        )
+        out = Path(args.write_docs)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_markdown(result, command, args.model or "bundled"), encoding="utf-8")
+        print(f"wrote {out}")
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print(render_markdown(result))
     return 0
 
 
@@ -240,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prefix", help="style words that condition the model and are not printed")
     g.add_argument("--traditional", action="store_true", help="print in traditional script")
     g.add_argument("--json", action="store_true", help="print JSON")
+    g.add_argument("--rhyme", action="store_true", help="even lines rhyme in one 平水韵 平声 group")
+    g.add_argument("--tone", choices=("relaxed", "strict"), help="follow a 平仄 pattern (relaxed: 一三五不论)")
+    g.add_argument("--rhyme-group", help="the rhyme group, e.g. 东 or 下平七阳 (implies --rhyme)")
     g.set_defaults(func=_generate)
 
     p = sub.add_parser("perplexity", help="per-token perplexity of poems in a file (one per line)")
@@ -254,6 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--traditional", action="store_true", help="keep traditional script")
     ds.add_argument("--json", action="store_true", help="print JSON")
     ds.set_defaults(func=_data_stats)
+
+    c = sub.add_parser("check", help="check rhyme and tone (格律) of 绝句 and 律诗; exit 1 if a poem fails")
+    c.add_argument("poem", help="a poem (lines split by ，。 or newlines) or a file of poems separated by blank lines")
+    c.add_argument("--form", choices=("五绝", "七绝", "五律", "七律"), help="require this form")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=_check)
+
+    e = sub.add_parser("evaluate", help="metric suite: rhyme, tone, diversity and novelty of generated poems")
+    e.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    e.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    e.add_argument("--num", type=int, default=500, help="poems per form and setting [500]")
+    e.add_argument("--form", action="append", help="五绝, 七绝, 五律 or 七律; repeat for several [all four]")
+    e.add_argument("--seed", type=int, default=0, help="random seed [0]")
+    e.add_argument("--write-docs", nargs="?", const="docs/evaluation.md", help="write markdown [docs/evaluation.md]")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("train", help="train a model (same as scripts/train.py)")
     _add_train_args(t)

@@ -276,3 +276,48 @@ def test_corpus_rates_are_in_the_expected_range():
         texts = [t for t, f in zip(ds["text"], ds["form"]) if f == form]
         rate = sum(check_poem(t).rhyme_ok for t in texts) / len(texts)
         assert rate > low, (form, rate)
+
+
+# --- the CLI -------------------------------------------------------------------------------------
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from tangpoem_hf.cli import main
+
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_check_text_and_json(capsys):
+    code, out, _ = _cli(["check", DENG_GUAN_QUE_LOU], capsys)
+    assert code == 0 and "五绝  PASS" in out and "下平十一尤" in out
+    code, out, _ = _cli(["check", SCRAMBLED, "--json"], capsys)
+    data = json.loads(out)
+    assert code == 1 and not data["passed"] and data["rhyme"]["ok"] is False
+    assert data["tone"]["san_ping_wei"] == [4]
+
+
+def test_cli_check_file_of_poems(tmp_path, capsys):
+    path = tmp_path / "poems.txt"
+    path.write_text(f"{JUE_JU}\n\n{CHU_SAI}\n\n{CHUN_WANG}\n", encoding="utf-8")
+    code, out, _ = _cli(["check", str(path), "--json"], capsys)
+    rows = json.loads(out)
+    assert code == 0 and [r["form"] for r in rows] == ["七绝", "七绝", "五律"] and all(r["passed"] for r in rows)
+
+
+def test_cli_check_errors_exit_2(capsys):
+    code, _, err = _cli(["check", "no-such-file.txt"], capsys)
+    assert code == 2 and "neither a file nor a poem" in err and "Traceback" not in err
+
+
+def test_cli_generate_with_rhyme_and_tone(model, tmp_path, capsys):
+    model.save_pretrained(tmp_path / "m")
+    args = ["generate", "--model", str(tmp_path / "m"), "--form", "5", "--num", "3", "--seed", "2", "--json"]
+    code, out, _ = _cli([*args, "--rhyme", "--tone", "strict", "--rhyme-group", "东"], capsys)
+    assert code == 0
+    for row in json.loads(out):
+        r = check_poem(row["text"])
+        assert r.strict_ok and r.rhyme_group == "上平一东", r.text_report()
+    code, _, err = _cli([*args, "--rhyme-group", "董"], capsys)
+    assert code == 2 and "仄声" in err
