@@ -320,3 +320,43 @@ def test_from_torch_reproduces_the_bundled_model() -> None:
     logits, _ = model.forward(ids)
     assert rel_error(logits, expected) <= 1e-5
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+
+
+# --- the training script -----------------------------------------------------------------------------------
+
+
+def test_train_numpy_script_end_to_end(small_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/train_numpy.py on the package's corpus pipeline: log, a loadable model, a sample poem."""
+    import importlib.util
+    import json
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_numpy.py"
+    spec = importlib.util.spec_from_file_location("train_numpy", script)
+    assert spec is not None and spec.loader is not None
+    train_numpy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_numpy)
+    out = tmp_path / "run"
+    args = ["--corpus", str(small_corpus), "--out-dir", str(out), "--embedding-dim", "16", "--hidden-size", "16"]
+    args += [
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.02",
+        "--no-progress",
+        "--sample-first",
+        "月",
+    ]
+    assert train_numpy.main(args) == 0
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert steps and {"loss", "perplexity", "tokens_per_s", "lr", "elapsed_s"} <= set(steps[0])
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert any("val_perplexity" in r for r in records)
+    loaded = TangPoemLSTM.from_pretrained(out / "model")
+    assert loaded.config.preprocessing == "ours" and loaded.tokenizer is not None
+    printed = capsys.readouterr().out
+    assert "saved" in printed and printed.rstrip().endswith("。"), printed
