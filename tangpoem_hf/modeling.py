@@ -166,7 +166,7 @@ class TangPoemLSTM(
         source = str(pretrained_model_name_or_path or BUNDLED_MODEL_DIR)
         if os.path.isdir(source):
             _check_local_folder(Path(source))
-        elif os.path.sep in source and not os.path.exists(source):
+        elif _looks_like_path(source):
             raise ModelFileError(f"The model folder {source} does not exist.")
         config_path = _fetch(source, CONFIG_NAME, kwargs)
         try:
@@ -223,6 +223,13 @@ def _check_local_folder(folder: Path) -> None:
             raise ModelFileError(f"{folder / name} is missing{hint}.")
 
 
+def _looks_like_path(source: str) -> bool:
+    """A missing local path, as opposed to a Hub id such as ``user/name`` (one slash, no prefix)."""
+    if os.path.exists(source):
+        return False
+    return os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1 or "\\" in source
+
+
 def _fetch(model_id: str, filename: str, hub: dict[str, Any]) -> str:
     """Path of ``filename`` in a local folder or in the Hub cache (downloading if allowed)."""
     if os.path.isdir(model_id):
@@ -230,12 +237,12 @@ def _fetch(model_id: str, filename: str, hub: dict[str, Any]) -> str:
     keys = ("revision", "cache_dir", "force_download", "local_files_only", "token")
     try:
         return hf_hub_download(repo_id=model_id, filename=filename, **{k: hub[k] for k in keys if k in hub})
-    except EntryNotFoundError:
-        raise ModelFileError(f"The Hub repo {model_id} has no {filename}.") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError, so it must come first
         raise ModelFileError(
             f"{filename} of {model_id} is not in the local cache and the Hub cannot be reached."
         ) from None
+    except EntryNotFoundError:
+        raise ModelFileError(f"The Hub repo {model_id} has no {filename}.") from None
     except (HfHubHTTPError, ValueError, OSError) as exc:
         raise ModelFileError(f"Could not get {filename} of {model_id} from the Hub ({type(exc).__name__}).") from None
 

@@ -261,17 +261,6 @@ def _write_snapshot(repo_cache: Path, revision: str, model: TangPoemLSTM, tmp: P
         (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
 
 
-# Two bugs in tangpoem_hf/modeling.py (not this files; reported to the lead) block loading by repo id:
-# from_pretrained treats any source containing "/" that is not an existing path as a missing local folder,
-# so "USER/NAME" never reaches hf_hub_download; and _fetch catches EntryNotFoundError before
-# LocalEntryNotFoundError, its subclass in huggingface_hub 2.x, so an uncached file offline is reported as
-# "The Hub repo has no ...". strict=True: these turn into failures once modeling.py is fixed; drop the mark then.
-MODELING_REPO_ID_BUG = pytest.mark.xfail(
-    strict=True, raises=(ModelFileError, AssertionError),
-    reason="modeling.from_pretrained treats USER/NAME as a local path; _fetch's except order (see comment)",
-)
-
-
 @pytest.fixture
 def hub_cache(tmp_path: Path) -> tuple[Path, str, str]:
     cache = tmp_path / "hf-cache"
@@ -285,7 +274,6 @@ def hub_cache(tmp_path: Path) -> tuple[Path, str, str]:
     return cache, rev_main, rev_v2
 
 
-@MODELING_REPO_ID_BUG
 def test_from_pretrained_reads_the_hub_cache(hub_cache: tuple[Path, str, str]) -> None:
     cache, rev_main, rev_v2 = hub_cache
     main = TangPoemLSTM.from_pretrained("alice/tangpoem", cache_dir=cache, local_files_only=True)
@@ -296,7 +284,6 @@ def test_from_pretrained_reads_the_hub_cache(hub_cache: tuple[Path, str, str]) -
     assert not same_poem(main, by_branch)
 
 
-@MODELING_REPO_ID_BUG
 def test_from_pretrained_uses_the_default_cache_offline(
     hub_cache: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,7 +291,6 @@ def test_from_pretrained_uses_the_default_cache_offline(
     assert same_poem(TangPoemLSTM.from_pretrained("alice/tangpoem"), tiny_model(seed=1))
 
 
-@MODELING_REPO_ID_BUG
 def test_from_pretrained_names_what_the_cache_lacks(hub_cache: tuple[Path, str, str]) -> None:
     with pytest.raises(ModelFileError, match="config.json of alice/other is not in the local cache"):
         TangPoemLSTM.from_pretrained("alice/other", cache_dir=hub_cache[0], local_files_only=True)

@@ -1,0 +1,44 @@
+"""DistributedDataParallel on 2 CPU processes (gloo) against one process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _losses(out: Path) -> list[float]:
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def _args(corpus: Path, out: Path, batch: int) -> list[str]:
+    return [
+        "--corpus", str(corpus), "--out-dir", str(out), "--embedding-dim", "16", "--hidden-size", "32",
+        "--batch-size", str(batch), "--seq-len", "8", "--max-steps", "12", "--lr", "0.01", "--no-progress",
+        "--threads", "1", "--checkpoint-every", "6",
+    ]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_matches_single_process(small_corpus, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = tmp_path / "single"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *_args(small_corpus, single, 4)],
+                   check=True, env=env, capture_output=True)
+    ddp = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+         str(ROOT / "scripts" / "train.py"), *_args(small_corpus, ddp, 2)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = _losses(single), _losses(ddp)
+    assert len(a) == len(b) == 12
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3, (a, b)
+    # only rank 0 writes: one log line per step, one best model
+    assert (ddp / "best" / "model.safetensors").exists()
