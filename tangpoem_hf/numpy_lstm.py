@@ -18,7 +18,10 @@ step is one contiguous slab; the input projection of all steps is one matmul; ea
 fused ``(B, H) @ (H, 4H)`` gate matmul; the weight gradients are one matmul over all steps after the
 loop; the output layer and its gradient are one matmul each over all ``T*B`` positions; softmax and
 cross-entropy's backward run in place in the logits buffer. All activations live in preallocated
-buffers (a :class:`_Workspace` per batch shape), and the time loop only calls ufuncs with ``out=``.
+buffers (a :class:`_Workspace` per batch shape): the time loops create no arrays, only views, and
+every operation writes with ``out=`` or in place. (NumPy itself still takes a small iteration buffer,
+at most 8192 elements, for a ufunc on the strided gate views such as ``z[:, :H]``; contiguous
+per-gate blocks would need four gate matmuls per step instead of one.)
 """
 
 from __future__ import annotations
@@ -293,7 +296,7 @@ class NumpyLSTM:
         """Mean softmax cross-entropy over real targets, as F.cross_entropy(ignore_index=-100).
 
         With ``need_grad`` the logits buffer is turned into δlogits in place:
-        ``(softmax(z) - onehot(y)) / n`` on real rows and 0 on ignored ones (docs, section 5).
+        ``(softmax(z) - onehot(y)) / n`` on real rows and 0 on ignored ones (docs/lstm-backprop.md, section 2).
         """
         y = np.asarray(labels).T.reshape(-1)  # time-major, like the logits rows
         if y.shape[0] != ws.logits.shape[0]:
