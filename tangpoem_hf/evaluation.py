@@ -122,6 +122,26 @@ class PerPoemFirst(Constraint):
         return mask
 
 
+def _generate_from(model: TangPoemLSTM, ids: Sequence[int], seed: int, kwargs: dict) -> list[str]:
+    """Poem texts starting with the given character ids, in one batch where the model allows."""
+    from .decoding import generate_poems
+
+    if model.config.preprocessing == "ours":
+        poems = generate_poems(model, num=len(ids), seed=seed, constraints=[PerPoemFirst(ids)], **kwargs)
+        return [p.text for p in poems]
+    # A model trained without start markers takes its first character as the prompt: one batch each.
+    rows: dict[int, list[int]] = {}
+    for i, c in enumerate(ids):
+        rows.setdefault(c, []).append(i)
+    texts = [""] * len(ids)
+    for c, where in rows.items():
+        first = model.tokenizer.tokens[c]
+        poems = generate_poems(model, num=len(where), first=first, seed=seed + where[0], **kwargs)
+        for i, p in zip(where, poems):
+            texts[i] = p.text
+    return texts
+
+
 def poem_metrics(texts: Sequence[str], form: str, reference: Reference | None = None) -> dict[str, float]:
     """Format, rhyme and tone pass rates, distinct-1/2 and novelty of a set of poems of ``form``."""
     from .prosody import check_poem
@@ -165,7 +185,6 @@ def evaluate_model(
     First characters are drawn (seeded) from the first characters of training poems of that form,
     so the poems start the way real ones do and vary; the same draw serves every setting.
     """
-    from .decoding import generate_poems
     from .prosody import load_table
 
     reference = reference or build_reference(corpus, simplified=model.tokenizer.simplified)
@@ -183,16 +202,12 @@ def evaluate_model(
         firsts = [tok.index[rng.choice(pool)] for _ in range(num)]
         row: dict[str, Any] = {}
         for name, kwargs in settings.items():
-            texts, samples = [], []
+            texts: list[str] = []
             for start in range(0, num, batch_size):
                 ids = firsts[start : start + batch_size]
-                poems = generate_poems(
-                    model, num=len(ids), form=size, lines=lines, seed=seed + start, temperature=temperature,
-                    top_p=top_p, constraints=[PerPoemFirst(ids)], **kwargs,
-                )  # fmt: skip
-                texts += [p.text for p in poems]
-            samples = texts[:3]
-            row[name] = {**poem_metrics(texts, form, reference), "samples": samples}
+                shape = {"form": size, "lines": lines, "temperature": temperature, "top_p": top_p, **kwargs}
+                texts += _generate_from(model, ids, seed + start, shape)
+            row[name] = {**poem_metrics(texts, form, reference), "samples": texts[:3]}
         real = reference.heldout[form]
         row["real (held-out)"] = poem_metrics(real, form, reference)
         row["heldout_perplexity"] = perplexity(model, real) if real else float("nan")

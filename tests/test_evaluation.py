@@ -61,3 +61,10 @@ def test_cli_evaluate_writes_docs(tmp_path, tiny_model_dir, monkeypatch, capsys)
     )  # fmt: skip
     assert code == 0 and "## 七绝" in out.read_text(encoding="utf-8")
     assert main(["evaluate", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--form", "古风"]) == 2
+
+
+def test_evaluate_a_model_without_start_markers(reference):
+    model = make_tiny_model(preprocessing="report")
+    result = evaluate_model(model, num=6, forms=["七绝"], seed=1, reference=reference)
+    ruled = result["forms"]["七绝"]["rhyme + relaxed tone"]
+    assert ruled["poems"] == 6 and ruled["format"] == ruled["rhyme"] == ruled["relaxed_tone"] == 1.0
