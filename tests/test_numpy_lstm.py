@@ -76,7 +76,9 @@ REPORT_MISTAKES = {
 
 
 @pytest.mark.parametrize("mistake", sorted(REPORT_MISTAKES))
-def test_gradcheck_catches_the_reports_mistakes(mistake: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gradcheck_catches_the_reports_mistakes(
+    mistake: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The checks have teeth: the module with one of the report's formulas swapped in fails them."""
     import tangpoem_hf.numpy_lstm as mod
 
@@ -89,6 +91,9 @@ def test_gradcheck_catches_the_reports_mistakes(mistake: str, monkeypatch: pytes
     exec(compile(source.replace(old, new), mod.__file__, "exec"), mutant.__dict__)
     assert max(mutant.gradcheck_finite_differences(num_layers=1).values()) > 1e-2
     assert max(mutant.gradcheck_vs_torch(np.float64, num_layers=1).values()) > 1e-2
+    if mistake == "candidate":  # and the command line says so with its exit status
+        assert mutant.main(["--gradcheck"]) == 1
+        assert "FAIL" in capsys.readouterr().out
 
 
 def test_dropout_gradients_with_fixed_masks() -> None:
