@@ -207,10 +207,11 @@ def evaluate_model(
                 ids = firsts[start : start + batch_size]
                 shape = {"form": size, "lines": lines, "temperature": temperature, "top_p": top_p, **kwargs}
                 texts += _generate_from(model, ids, seed + start, shape)
-            row[name] = {**poem_metrics(texts, form, reference), "samples": texts[:3]}
+            ppl = perplexity(model, texts)  # how likely the model finds its own poems under the setting
+            row[name] = {**poem_metrics(texts, form, reference), "perplexity": ppl, "samples": texts[:3]}
         real = reference.heldout[form]
-        row["real (held-out)"] = poem_metrics(real, form, reference)
         row["heldout_perplexity"] = perplexity(model, real) if real else float("nan")
+        row["real (held-out)"] = {**poem_metrics(real, form, reference), "perplexity": row["heldout_perplexity"]}
         result["forms"][form] = row
     return result
 
@@ -224,6 +225,7 @@ _COLUMNS = (
     ("distinct_2", "distinct-2"),
     ("copied_lines", "copied lines"),
     ("seen_4grams", "seen 4-grams"),
+    ("perplexity", "perplexity"),
 )
 
 
@@ -239,7 +241,8 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         "characters of training poems of the form. Rates are shares of poems (format, rhyme, tone), "
         "of characters/bigrams (distinct-n), of lines (copied: appears verbatim in the training split) "
         "and of 4-grams (seen in training). The real poems are the validation and test splits, "
-        "checked by the same checker (see docs/prosody.md for the whole corpus).",
+        "checked by the same checker (see docs/prosody.md for the whole corpus). Perplexity is the "
+        "model's per-token perplexity: on its own poems of each setting, and on the real held-out poems.",
         "",
         "Goals with rhyme + relaxed tone: format 100%, rhyme ≥ 98%, relaxed tone ≥ 95%; copied lines ≤ 3%.",
         "",
@@ -251,7 +254,10 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         for name, metrics in row.items():
             if not isinstance(metrics, dict):
                 continue
-            cells = [f"{100 * metrics[k]:.1f}%" if k in metrics else "—" for k, _ in _COLUMNS]
+            cells = [
+                "—" if k not in metrics else f"{metrics[k]:.1f}" if k == "perplexity" else f"{100 * metrics[k]:.1f}%"
+                for k, _ in _COLUMNS
+            ]
             out.append(f"| {name} | {metrics['poems']} | " + " | ".join(cells) + " |")
         out.append("")
         for name, metrics in row.items():
