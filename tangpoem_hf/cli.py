@@ -227,10 +227,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     reference = build_reference(args.corpus, simplified=model.tokenizer.simplified)
     result = evaluate_model(model, num=args.num, forms=forms, seed=args.seed, reference=reference)
     if args.write_docs:
-        command = "tangpoem evaluate --write-docs" + "".join(
-            f" {flag} {value}"
-            for flag, value in (("--model", args.model), ("--num", args.num), ("--seed", args.seed))
-            if value is not None
+        command = (
+            ("" if args.corpus else "TANGPOEM_CORPUS=DIR ")
+            + "tangpoem evaluate --write-docs"
+            + "".join(
+                f" {flag} {value}"
+                for flag, value in (("--model", args.model), ("--num", args.num), ("--seed", args.seed))
+                if value is not None
+            )
         )
         out = Path(args.write_docs)
         out.parent.mkdir(parents=True, exist_ok=True)
