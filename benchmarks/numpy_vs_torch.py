@@ -40,17 +40,18 @@ from tangpoem_hf.numpy_lstm import Adam, NumpyLSTM
 QUANTANGSHI_POEMS = 57607  # poems in chinese-poetry's quantangshi, the report's corpus
 
 
-def openblas_kernel() -> str:
-    """The OpenBLAS core numpy's BLAS dispatched to (e.g. Haswell = AVX2, SkylakeX = AVX-512)."""
+def openblas_info() -> str:
+    """The OpenBLAS core numpy dispatched to (Haswell = AVX2, SkylakeX = AVX-512) and its thread count."""
     libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*"))
     for path in libs:
         so = ctypes.CDLL(path)
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-            if hasattr(so, name):
-                fn = getattr(so, name)
-                fn.restype = ctypes.c_char_p
-                return fn().decode()
-    return "unknown"
+        for prefix in ("scipy_openblas_", "openblas_", ""):
+            for suffix in ("64_", ""):
+                core, threads = f"{prefix}get_corename{suffix}", f"{prefix}get_num_threads{suffix}"
+                if hasattr(so, core) and hasattr(so, threads):
+                    getattr(so, core).restype = ctypes.c_char_p
+                    return f"OpenBLAS kernel {getattr(so, core)().decode()}, {getattr(so, threads)()} threads"
+    return "OpenBLAS kernel unknown"
 
 
 def make_steps(args: argparse.Namespace) -> tuple[Callable[[], float], Callable[[], float]]:
@@ -174,18 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-minutes", type=float, default=20.0, help="the report's training time to compare")
     parser.add_argument("--no-memory", action="store_true", help="skip the two peak-memory child processes")
     parser.add_argument("--profile", action="store_true", help="also split the NumPy step into phases")
+    parser.add_argument(
+        "--threads", type=int, help="BLAS/OpenMP threads for both frameworks (re-runs the script with them set)"
+    )
     parser.add_argument("--memory-child", choices=("numpy", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(args)
         return 0
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        # both libraries read their thread counts when they load, so set them and start again
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+        rerun = [sys.executable, os.path.abspath(__file__), *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.run(rerun, env=env).returncode
 
     print(
         f"shapes: batch {args.batch}, seq {args.seq}, embedding {args.embedding}, hidden {args.hidden}, "
         f"vocab {args.vocab}; fp32, Adam"
     )
     print(
-        f"numpy {np.__version__} (OpenBLAS kernel {openblas_kernel()}, "
+        f"numpy {np.__version__} ({openblas_info()}, "
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); {os.cpu_count()} CPUs"
     )
