@@ -294,10 +294,11 @@ def test_clip_grad_norm_matches_torch() -> None:
 # --- Hub round trip ----------------------------------------------------------------------------------------
 
 
-def test_numpy_trained_model_saves_and_loads_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tie_weights", [False, True])
+def test_numpy_trained_model_saves_and_loads_back(tmp_path: Path, tie_weights: bool) -> None:
     poems = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。", "白日依山尽，黄河入海流。"]
     tok = CharTokenizer.build(poems)
-    cfg = TangPoemConfig(vocab_size=len(tok), embedding_dim=16, hidden_size=16, num_layers=2)
+    cfg = TangPoemConfig(vocab_size=len(tok), embedding_dim=16, hidden_size=16, num_layers=2, tie_weights=tie_weights)
     model = NumpyLSTM(cfg, seed=1)
     model.tokenizer = tok
     rows = [tok.encode(p, add_bos=True, add_eos=True) for p in poems]
@@ -310,6 +311,7 @@ def test_numpy_trained_model_saves_and_loads_back(tmp_path: Path) -> None:
     loaded = TangPoemLSTM.from_pretrained(tmp_path)
     assert loaded.tokenizer.tokens == tok.tokens
     assert loaded.config == cfg
+    assert (loaded.head.weight is loaded.embed.weight) == tie_weights
     with torch.no_grad():
         out = loaded(torch.from_numpy(ids), labels=torch.from_numpy(labels))
     logits, _ = model.forward(ids)
