@@ -34,14 +34,12 @@ from typing import Any
 import datasets
 import torch
 from datasets import Dataset, DatasetDict, Features, List, Value
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from .batching import prepare_text
 from .corpus import FILE_GLOB, FORMS, SPLITS, _clean_batch, build_splits, classify_form, corpus_location
-from .errors import CorpusError, InputError, ModelFileError
+from .errors import CorpusError, InputError
 from .evaluation import perplexity
-from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME, TangPoemLSTM
+from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 from .text import COMMA, LINE_PUNCT, PERIOD, clean_poem_text, has_placeholder, is_han, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer
@@ -98,23 +96,10 @@ class FinetuneData:
 
 
 def load_base(init_from: str | None) -> TangPoemLSTM:
-    """The bundled model (None or "bundled"), a saved folder, or a Hub repo id.
-
-    A Hub model is fetched with ``snapshot_download`` into the Hub cache and loaded from there
-    (``TangPoemLSTM.from_pretrained`` takes an ``owner/name`` id for a missing folder).
-    """
+    """The bundled model (None or "bundled"), a saved folder, or a Hub repo id."""
     if init_from in (None, "", BUNDLED) and not (init_from and os.path.isdir(init_from)):
         return TangPoemLSTM.from_pretrained(BUNDLED_MODEL_DIR)
-    assert init_from is not None
-    if os.path.exists(init_from):
-        return TangPoemLSTM.from_pretrained(init_from)
-    try:
-        local = snapshot_download(repo_id=init_from, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME])
-    except (HfHubHTTPError, LocalEntryNotFoundError, ValueError, OSError) as exc:
-        raise ModelFileError(
-            f"{init_from} is neither a model folder nor a reachable Hub model ({type(exc).__name__})."
-        ) from None
-    return TangPoemLSTM.from_pretrained(local)
+    return TangPoemLSTM.from_pretrained(init_from)
 
 
 def card_base_model(opts: FinetuneOptions) -> str | None:

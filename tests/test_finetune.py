@@ -306,10 +306,17 @@ def card_yaml(card: str) -> dict:
 
 
 def test_card_records_base_model_and_data(base_dir: Path, poems_file: Path, tmp_path: Path, monkeypatch) -> None:
-    import tangpoem_hf.finetune as ft
+    import huggingface_hub.hub_mixin
 
-    # A Hub id as the base: the download is replaced by the local folder.
-    monkeypatch.setattr(ft, "snapshot_download", lambda repo_id, **_: str(base_dir))
+    import tangpoem_hf.modeling as modeling
+
+    # A Hub id as the base: each file "download" comes from the local folder.
+    def fake_download(repo_id: str, filename: str, **_: Any) -> str:
+        assert repo_id == "alice/tangpoem"
+        return str(base_dir / filename)
+
+    monkeypatch.setattr(modeling, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", fake_download)
     api = RecordingApi()
     opts = FinetuneOptions(init_from="alice/tangpoem", push_to_hub="alice/tangpoem-mine")
     finetune(small_cfg(tmp_path / "hub", poems_file, max_steps=2), opts, api=api)
