@@ -57,6 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=50, help="steps between validations on the poet's poems [50]")
     p.add_argument("--patience", type=int, default=4, help="validations without progress before stopping [4]")
     p.add_argument("--freeze-embedding", action="store_true")
+    p.add_argument("--replay", type=float, default=0.0, help="other train-split poems mixed in per poet poem [0]")
     p.add_argument("--new-chars", choices=("grow", "unk"), default="grow")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the output layer")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
@@ -124,7 +125,8 @@ Written by `scripts/finetune_report.py` on {ctx["date"]}; rerun with
 ## Setup
 
 - Base: {ctx["base"]} ({ctx["base_params"]:,} parameters, {ctx["base_vocab"]:,} characters).
-- Fine-tuning data: {ctx["poet"]}'s poems in the corpus's **train** split ({ctx["counts"]["poet_train"]} poems);
+- Fine-tuning data: {ctx["poet"]}'s poems in the corpus's **train** split
+  ({ctx["counts"]["poet_train"]} poems){ctx["replay_text"]};
   early stopping watched the validation perplexity of {ctx["poet"]}'s validation-split poems
   ({ctx["counts"]["poet_val"]} poems). Nothing was chosen on the test split.
 - Vocabulary: `--new-chars {ctx["new_chars"]}`; {summary["new_characters"]} new characters
@@ -201,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             progress=False,
         )
-        opts = FinetuneOptions(init_from=args.base, authors=[args.poet], new_chars=args.new_chars)
+        opts = FinetuneOptions(init_from=args.base, authors=[args.poet], new_chars=args.new_chars, replay=args.replay)
         summary = finetune(cfg, opts)
         tuned = TangPoemLSTM.from_pretrained(out / "best")
         after = measure(tuned, sets)
@@ -237,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval_every": args.eval_every,
         "patience": args.patience,
         "freeze": args.freeze_embedding,
+        "replay_text": (
+            f", mixed with {summary['train_poems'] - counts['poet_train']} other poems of the train split "
+            f"(`--replay {args.replay:g}`, chosen by a hash of their id) so the general style is not forgotten"
+            if args.replay
+            else ""
+        ),
         "bf16": args.bf16,
         "budget": args.budget,
         "threads": args.threads,

@@ -92,6 +92,12 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
     p.add_argument(
         "--val-percent", type=int, default=10, help="validation share for text files and corpora without one [10]"
     )
+    p.add_argument(
+        "--replay",
+        type=float,
+        default=0.0,
+        help="with a filter: mix in this many other corpus poems per selected one, against forgetting [0]",
+    )
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="at the end, push best/ with its model card to this repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
 
@@ -125,6 +131,7 @@ def _finetune(args: argparse.Namespace) -> int:
         tags=args.tag,
         new_chars=args.new_chars,
         val_percent=args.val_percent,
+        replay=args.replay,
         push_to_hub=args.push_to_hub,
         private=args.private,
     )

@@ -73,6 +73,7 @@ class FinetuneOptions:
     tags: list[str] = field(default_factory=list)
     new_chars: str = "grow"  # "grow" (new ids) or "unk"
     val_percent: int = DEFAULT_VAL_PERCENT  # validation share for text files and corpora without one
+    replay: float = 0.0  # mix in this many general training poems per selected one, against forgetting
     push_to_hub: str | None = None
     private: bool = False
 
@@ -359,9 +360,17 @@ def build_finetune_data(
     tags: list[str] = (),
     simplified: bool = True,
     val_percent: int = DEFAULT_VAL_PERCENT,
+    replay: float = 0.0,
 ) -> FinetuneData:
-    """The fine-tuning splits from a text file, a chinese-poetry folder, a dataset folder or a Hub id."""
+    """The fine-tuning splits from a text file, a chinese-poetry folder, a dataset folder or a Hub id.
+
+    ``replay`` > 0 adds ``replay`` × (selected training poems) other poems of the unfiltered train
+    split (the first by a hash of their id), a standard guard against forgetting the general
+    style; validation and test stay the selected poems'.
+    """
     location = corpus_location(source)
+    if replay < 0:
+        raise InputError(f"--replay must be 0 or more, not {replay}.")
     filters = {k: list(v) for k, v in (("author", authors), ("form", forms), ("tag", tags)) if v}
     if os.path.isfile(location):
         if authors or tags:
@@ -381,6 +390,11 @@ def build_finetune_data(
         what = ", ".join(f"{k}={'/'.join(v)}" for k, v in filters.items()) or "no filter"
         raise InputError(f"No training poems in {location} match {what}.")
     notes = list(data.notes)
+    if replay:
+        if kind == "text-file" or not filters:
+            raise InputError("--replay mixes in the rest of a corpus, so it needs a corpus and a filter.")
+        splits, note = _with_replay(splits, data.splits["train"], replay)
+        notes.append(note)
     if kind != "text-file" and len(splits["validation"]) == 0:
         train, validation, note = hash_validation(splits["train"], val_percent)
         splits = DatasetDict({"train": train, "validation": validation, "test": splits["test"]})
@@ -390,6 +404,16 @@ def build_finetune_data(
         if len(splits["validation"]) == 0:
             raise InputError(f"No validation poems in {location} match the form filter; use a larger file.")
     return FinetuneData(splits, kind, location, filters, notes)
+
+
+def _with_replay(splits: DatasetDict, everything: Dataset, replay: float) -> tuple[DatasetDict, str]:
+    chosen = set(splits["train"]["id"])
+    keys = sorted((_text_key(pid), i) for i, pid in enumerate(everything["id"]) if pid not in chosen)
+    count = min(len(keys), round(replay * len(splits["train"])))
+    extra = everything.select(sorted(i for _, i in keys[:count])).cast(splits["train"].features)
+    train = datasets.concatenate_datasets([splits["train"], extra])
+    note = f"replay: {count} other poems of the unfiltered train split mixed in (the first by SHA-256 of the id)"
+    return DatasetDict({**splits, "train": train}), note
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -434,6 +458,7 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         tags=opts.tags,
         simplified=tok.simplified,
         val_percent=opts.val_percent,
+        replay=opts.replay,
     )
     train_texts = list(data.splits["train"]["text"])
     earlier = _run_vocabulary(out, tok)
@@ -489,7 +514,12 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         if unk_chars:
             print(f"  {len(unk_chars)} characters unknown to the base become <unk>: {''.join(unk_chars[:20])}")
     summary = trainer.run(resume=resume)
-    summary.update(base_val_perplexity=base_val, new_characters=len(new), vocab_size=len(trainer.tokenizer))
+    summary.update(
+        base_val_perplexity=base_val,
+        train_poems=len(train_texts),
+        new_characters=len(new),
+        vocab_size=len(trainer.tokenizer),
+    )
     if not trainer.main:
         return summary
     best = out / "best"

@@ -240,6 +240,18 @@ def test_filters_select_the_right_poems(tmp_path: Path) -> None:
         build_finetune_data(str(text_file), authors=["李白"])
 
 
+def test_replay_mixes_in_other_poems(tmp_path: Path) -> None:
+    corpus = tagged_corpus(tmp_path / "tagged")
+    data = build_finetune_data(str(corpus), authors=["李白"], replay=1.0)
+    authors = data.splits["train"]["author"]
+    assert authors.count("李白") == 8 and len(authors) == 16
+    assert set(data.splits["validation"]["author"]) == {"李白"}
+    again = build_finetune_data(str(corpus), authors=["李白"], replay=1.0)
+    assert again.splits["train"]["id"] == data.splits["train"]["id"]  # deterministic
+    with pytest.raises(InputError, match="filter"):
+        build_finetune_data(str(corpus), replay=1.0)
+
+
 def test_dataset_folder_with_cleaned_text(small_corpus: Path, tmp_path: Path) -> None:
     from tangpoem_hf.corpus import build_splits
     from tangpoem_hf.hub import stage_dataset_folder
