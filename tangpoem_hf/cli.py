@@ -154,8 +154,9 @@ def _train(args: argparse.Namespace) -> int:
     if cfg.mode not in ("ours", "report"):
         raise InputError(f"--mode must be ours or report, not {cfg.mode!r}.")
     summary = Trainer(cfg).run(resume=args.resume)
-    print(json.dumps(summary, indent=2))
-    print(f"Best model: {Path(cfg.out_dir) / 'best'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(json.dumps(summary, indent=2))
+        print(f"Best model: {Path(cfg.out_dir) / 'best'}")
     return 0
 
 
