@@ -1,0 +1,76 @@
+"""Ship a trained model inside the package (tangpoem_hf/pretrained/), stored in fp16 if that is lossless enough.
+
+    python scripts/bundle_model.py --model runs/bundled-v1/best [--corpus DIR] [--dtype float16]
+
+It measures the test-split perplexity of the fp32 weights and of the stored weights, refuses a
+storage dtype that moves it by 1% or more, and writes the model card with data, split, config,
+training time and held-out test perplexity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tangpoem_hf.corpus import build_splits
+from tangpoem_hf.evaluation import perplexity
+from tangpoem_hf.hub import read_training_info, stage_model_folder
+from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a saved model folder (e.g. runs/NAME/best)")
+    parser.add_argument("--out", default=str(BUNDLED_MODEL_DIR), help="where to write the bundled model")
+    parser.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage dtype [float16]")
+    parser.add_argument("--hardware", default=f"{platform.machine()} CPU, 2 cores", help="what it was trained on")
+    args = parser.parse_args(argv)
+
+    model = TangPoemLSTM.from_pretrained(args.model)
+    splits, _ = build_splits(args.corpus, simplified=model.tokenizer.simplified)
+    test_texts = list(splits["test"]["text"])
+    ppl32 = perplexity(model, test_texts)
+
+    stored = copy.deepcopy(model).to(DTYPES[args.dtype])
+    stored.tokenizer = model.tokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        stored.save_pretrained(tmp)
+        reloaded = TangPoemLSTM.from_pretrained(tmp)  # fp32 parameters, filled from the stored dtype
+        ppl_stored = perplexity(reloaded, test_texts)
+        change = abs(ppl_stored - ppl32) / ppl32
+        print(f"test perplexity: fp32 {ppl32:.3f}, stored as {args.dtype} {ppl_stored:.3f} ({change:.3%} change)")
+        if change >= 0.01:
+            print(f"{args.dtype} storage moves test perplexity by {change:.2%}; use --dtype float32.", file=sys.stderr)
+            return 1
+        info = read_training_info(args.model)
+        info.update(
+            test_perplexity=round(ppl_stored, 3),
+            test_perplexity_fp32=round(ppl32, 3),
+            test_poems=len(test_texts),
+            storage_dtype=args.dtype,
+            hardware=args.hardware,
+        )
+        (Path(tmp) / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+        config = dict(info.get("train_config") or {})
+        config.update(train_seconds=info.get("train_seconds"), hardware=args.hardware, storage_dtype=args.dtype)
+        out = Path(args.out)
+        shutil.rmtree(out, ignore_errors=True)
+        stage_model_folder(tmp, out, perplexity=ppl_stored, perplexity_split="test", training_config=config)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    print(f"bundled into {out} ({size:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
