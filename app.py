@@ -68,7 +68,16 @@ def generate(
     try:
         model = get_model()
         kwargs = generation_kwargs(
-            model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, style,
+            model.tokenizer,
+            mode,
+            characters,
+            form,
+            lines,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            style,
             **dict(zip(EXTRA_CONTROLS, extra, strict=True)),
         )
         out_script = script_of(script)
@@ -106,7 +115,8 @@ CSS = """
 #tp-header h1 small { display: block; font-size: 1rem; letter-spacing: 0.05em; font-weight: 400; opacity: 0.7; }
 #tp-header p { margin: 0.4rem 0 0; opacity: 0.75; }
 """.replace("FONT_SERIF", FONT_SERIF)
-STYLE: dict[str, Any] = {"theme": THEME, "css": CSS}
+# show_error: input Gradio itself refuses (text in the seed box over the API) still gets its one sentence.
+STYLE: dict[str, Any] = {"theme": THEME, "css": CSS, "show_error": True}
 
 POEM_CSS = """
 .tp-poem { font-family: FONT_SERIF; text-align: center; padding: 2.2rem 1rem 1.4rem; min-height: 16rem;
@@ -156,7 +166,11 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                     [("五言 · 5 per line", "五言"), ("七言 · 7 per line", "七言")], value="七言", label="体裁 · Form"
                 )
                 lines = gr.Slider(
-                    MIN_LINES, MAX_LINES, value=4, step=1, label="句数 · Lines",
+                    MIN_LINES,
+                    MAX_LINES,
+                    value=4,
+                    step=1,
+                    label="句数 · Lines",
                     info="藏头时随首字数 · Acrostic: one line per head",
                 )
             style = gr.Textbox(
@@ -174,7 +188,11 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                 top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 = 不限 · no limit")
                 top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
                 seed = gr.Number(
-                    value=None, precision=0, minimum=0, label="种子 · Seed", info="留空则随机 · Blank for random"
+                    # No precision: a seed of 1.5 must be refused, not silently rounded.
+                    value=None,
+                    minimum=0,
+                    label="种子 · Seed",
+                    info="留空则随机 · Blank for random",
                 )
             # Rhyme/tone controls: create them here and register them, e.g.
             #   EXTRA_CONTROLS["rhyme"] = gr.Dropdown([...], label="韵部 · Rhyme")
@@ -194,8 +212,19 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
     gr.on(
         [button.click, characters.submit],
         generate,
-        inputs=[mode, characters, form, lines, temperature, top_k, top_p, seed, style, script,
-                *EXTRA_CONTROLS.values()],
+        inputs=[
+            mode,
+            characters,
+            form,
+            lines,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            style,
+            script,
+            *EXTRA_CONTROLS.values(),
+        ],
         outputs=[poem, text, seed_used],
         api_name="generate",
         api_description="Write a Tang poem; streams (poem HTML, plain text, seed used).",

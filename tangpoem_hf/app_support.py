@@ -126,6 +126,11 @@ def generation_kwargs(
     component in ``app.py`` and a keyword argument in ``stream_poem``.
     """
     kind = _choice(MODES, mode, "mode (模式)")
+    if kind == "acrostic" and isinstance(characters, str) and len(characters.strip()) > MAX_LINES:
+        raise InputError(  # the shape error comes before any question of vocabulary
+            f"An acrostic (藏头) has one head per line, so give {MIN_LINES} to {MAX_LINES} characters, "
+            f"not {len(characters.strip())}."
+        )
     chars = validate_chars(tokenizer, characters, CHARS_NAME)
     kwargs: dict[str, Any] = {
         "form": _choice(FORMS, form, "form (体裁)"),

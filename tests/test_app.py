@@ -68,7 +68,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleTyp
         app = import_app("tangpoem_app_under_test")
         assert app._model is None  # importing neither loads the model nor launches
         port = free_port()
-        app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+        app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
         url = f"http://127.0.0.1:{port}/"
         try:
             yield app, url, Client(url, verbose=False)
@@ -116,8 +116,9 @@ def test_unset_seed_is_reported_for_reproduction(served: tuple[ModuleType, str, 
 
 
 def test_streaming_yields_partial_poems(served: tuple[ModuleType, str, Client]) -> None:
-    job = served[2].submit(**{**DEFAULTS, "mode": "续写", "characters": "白", "form": "五言", "lines": 4, "seed": 3},
-                           api_name="/generate")
+    job = served[2].submit(
+        **{**DEFAULTS, "mode": "续写", "characters": "白", "form": "五言", "lines": 4, "seed": 3}, api_name="/generate"
+    )
     final = job.result(timeout=60)
     outputs = job.outputs()
     assert len(outputs) > 5  # one update per character, not one final answer
@@ -164,12 +165,17 @@ def test_page_and_queue_configuration(served: tuple[ModuleType, str, Client]) ->
 
 def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny_model().save_pretrained(tmp_path / "tiny")
-    for key, value in {"MODEL_ID": str(tmp_path / "tiny"), "TANGPOEM_QUEUE_SIZE": "1", "TANGPOEM_CONCURRENCY": "1",
-                       "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}.items():
+    for key, value in {
+        "MODEL_ID": str(tmp_path / "tiny"),
+        "TANGPOEM_QUEUE_SIZE": "1",
+        "TANGPOEM_CONCURRENCY": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }.items():
         monkeypatch.setenv(key, value)
     app = import_app("tangpoem_app_small_queue")
     port = free_port()
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         request = {**DEFAULTS, "mode": "续写", "characters": "山", "form": "七言", "lines": 16, "seed": 1}
@@ -193,7 +199,13 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
 def test_generation_kwargs_maps_ui_values() -> None:
     tok = tiny_model().tokenizer
     assert generation_kwargs(tok, "续写", " 明月 ", "七言", 8.0, 0.7, 0, 0.9, 5.0, "") == {
-        "first": "明月", "lines": 8, "form": 7, "temperature": 0.7, "top_k": None, "top_p": 0.9, "seed": 5,
+        "first": "明月",
+        "lines": 8,
+        "form": 7,
+        "temperature": 0.7,
+        "top_k": None,
+        "top_p": 0.9,
+        "seed": 5,
         "prefix": None,
     }
     acrostic = generation_kwargs(tok, "acrostic", "春江花月", "五言", 4, 1.0, 40.0, 1.0, None, "明月，", rhyme=True)
