@@ -100,6 +100,9 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
     )
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="at the end, push best/ with its model card to this repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument(
+        "--push-every-epoch", action="store_true", help="with --push-to-hub: also push each epoch, in the background"
+    )
 
 
 def _train_config(args: argparse.Namespace):
@@ -146,9 +149,12 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.init_from is not None:
         return _finetune(args)
-    if args.author or args.form or args.tag or args.push_to_hub:
-        raise InputError("--author, --form, --tag and --push-to-hub need --init-from (or use tangpoem finetune).")
+    if args.author or args.form or args.tag:
+        raise InputError("--author, --form and --tag need --init-from (or use tangpoem finetune).")
+    if args.push_every_epoch and not args.push_to_hub:
+        raise InputError("--push-every-epoch needs --push-to-hub REPO_ID.")
     cfg = _train_config(args)
+    cfg.push_to_hub, cfg.push_every_epoch, cfg.private = args.push_to_hub, args.push_every_epoch, args.private
     if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
         raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
     if cfg.mode not in ("ours", "report"):

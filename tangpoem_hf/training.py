@@ -68,6 +68,9 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0 means once per epoch
     patience: int = 0  # stop after this many validations without a new best; 0 never stops early
     freeze_embedding: bool = False  # keep the input embedding fixed (fine-tuning on little data)
+    push_to_hub: str | None = None  # repo id: push best/ at the end
+    push_every_epoch: bool = False  # also push each epoch's model, in the background
+    private: bool = False
     threads: int = 0
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -166,8 +169,10 @@ def load_latest(ckpt_dir: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
 class Trainer:
     """One training run; construct, then :meth:`run`."""
 
-    def __init__(self, cfg: TrainConfig, base_model: TangPoemLSTM | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, base_model: TangPoemLSTM | None = None, hub_api: Any = None) -> None:
         self.cfg = cfg
+        self.hub_api = hub_api  # an HfApi (or a test double) for --push-to-hub
+        self._pushes: list[Any] = []
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -427,6 +432,8 @@ class Trainer:
                 if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
                     self._validate(step, epoch + 1)
                     stopped_early = self._should_stop_early()
+                    if end_of_epoch:
+                        self._push_epoch(epoch + 1)
                 if step % cfg.checkpoint_every == 0 or step == self.total_steps:
                     self._checkpoint(step, carried)
                 if self._stop_signal is not None:
@@ -457,7 +464,39 @@ class Trainer:
 
             plot_curves(self.out / "train_log.jsonl", self.history, self.out / "curves.png")
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            if cfg.push_to_hub:
+                from .hub import push_model_folder
+
+                for future in self._pushes:  # epoch pushes finish first, so the Hub history stays in order
+                    future.result()
+                push_model_folder(
+                    self.out / "best",
+                    cfg.push_to_hub,
+                    api=self.hub_api,
+                    private=cfg.private,
+                    commit_message=f"Best model (validation perplexity {self.best_val:.2f})",
+                )
+                summary["pushed_to"] = cfg.push_to_hub
         return summary
+
+    def _push_epoch(self, epoch: int) -> None:
+        """Push this epoch's weights without blocking training (the push snapshots the folder first)."""
+        if not (self.main and self.cfg.push_to_hub and self.cfg.push_every_epoch):
+            return
+        from .hub import push_model_folder
+
+        folder = self.out / "last-epoch"
+        self.save_model(folder, extra={"epoch": epoch})
+        self._pushes.append(
+            push_model_folder(
+                folder,
+                self.cfg.push_to_hub,
+                api=self.hub_api,
+                private=self.cfg.private,
+                run_as_future=True,
+                commit_message=f"Epoch {epoch}",
+            )
+        )
 
     def _validate(self, step: int, epoch: int) -> None:
         if self.world > 1:

@@ -95,3 +95,20 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     (ckpt / ".step-4.tmp123").mkdir()
     safetensors.torch.save_file({"w": torch.zeros(1)}, str(ckpt / ".step-4.tmp123" / "state.safetensors"))
     assert load_latest(ckpt)[1]["step"] == 3
+
+
+def test_push_to_hub_every_epoch_and_at_the_end(small_corpus, tmp_path):
+    from test_hub import RecordingHfApi
+
+    api = RecordingHfApi(tmp_path / "hub")
+    cfg = tiny_config(small_corpus, tmp_path / "p", epochs=2, push_to_hub="alice/tang", push_every_epoch=True)
+    trainer = Trainer(cfg, hub_api=api)
+    summary = trainer.run()
+    assert summary["pushed_to"] == "alice/tang"
+    messages = [u["commit_message"] for u in api.uploads]
+    assert messages[:2] == ["Epoch 1", "Epoch 2"] and messages[2].startswith("Best model")
+    final = api.uploads[-1]
+    assert {"config.json", "model.safetensors", "vocab.json", "README.md"} <= set(final["files"])
+    assert "library_name: tangpoem" in (final["copy"] / "README.md").read_text()
+    model = TangPoemLSTM.from_pretrained(final["copy"])
+    assert len(generate_poem(model, first="山", form=5, seed=0).lines) == 4
