@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         shutil.rmtree(out, ignore_errors=True)
         stage_model_folder(tmp, out, perplexity=ppl_stored, perplexity_split="test", training_config=config)
+    for f in out.iterdir():
+        f.chmod(0o644)  # temporary files are private; a packaged model must be readable by every user
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"bundled into {out} ({size:.1f} MiB)")
     return 0

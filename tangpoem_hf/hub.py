@@ -147,7 +147,12 @@ def _body(
         parts += ["Training configuration not recorded.", ""]
     parts += ["## Evaluation", ""]
     if perplexity is not None and math.isfinite(perplexity):
-        parts += [f"Held-out perplexity ({perplexity_split} split, per character): **{perplexity:.2f}**", ""]
+        tokens = "characters, ，/。 and the end marker" if cfg.preprocessing == "ours" else "characters"
+        parts += [
+            f"Held-out perplexity ({perplexity_split} split, per real token: {tokens}; no padding): "
+            f"**{perplexity:.2f}**",
+            "",
+        ]
     else:
         parts += ["Held-out perplexity: not measured.", ""]
     parts += [
@@ -268,7 +273,11 @@ def _stage_and_push(
     try:
         stage_model_folder(snapshot, snapshot, repo_id, **card_options)
         return push_folder(
-            snapshot, repo_id, api=api, private=private, commit_message=commit_message,
+            snapshot,
+            repo_id,
+            api=api,
+            private=private,
+            commit_message=commit_message,
             allow_patterns=UPLOADED_MODEL_FILES,
         )
     finally:
@@ -321,8 +330,13 @@ def push_model(
     with tempfile.TemporaryDirectory(prefix="tangpoem-save-") as tmp:
         model.save_pretrained(tmp)
         return push_model_folder(
-            tmp, repo_id, api=api, private=private, run_as_future=run_as_future,
-            commit_message=commit_message, **card_options,
+            tmp,
+            repo_id,
+            api=api,
+            private=private,
+            run_as_future=run_as_future,
+            commit_message=commit_message,
+            **card_options,
         )
 
 
@@ -418,7 +432,12 @@ def push_space_folder(
     """Create the Gradio Space if needed, set ``MODEL_ID``, and upload the staged folder."""
     api = api or default_api()
     result = push_folder(
-        folder, repo_id, repo_type="space", api=api, private=private, commit_message=commit_message,
+        folder,
+        repo_id,
+        repo_type="space",
+        api=api,
+        private=private,
+        commit_message=commit_message,
         space_sdk="gradio",
     )
     if model_id:
@@ -459,7 +478,7 @@ def build_dataset_card(counts: Mapping[str, int], forms: Mapping[str, int], repo
         f"The Tang poems of [chinese-poetry]({CORPUS_URL}) as the tangpoem package prepares them: editorial "
         "notes and variant readings removed, punctuation mapped onto ，/。, converted to simplified script with "
         "OpenCC, poems with lost characters dropped, and split 96/2/2 by a hash of the poem id.\n\n"
-        f"```python\nfrom datasets import load_dataset\n\nds = load_dataset(\"{name}\")\n```\n\n"
+        f'```python\nfrom datasets import load_dataset\n\nds = load_dataset("{name}")\n```\n\n'
         "Columns: `id`, `author`, `title`, `tags`, `text` (the cleaned poem), `form` (五绝/七绝/五律/七律/other).\n\n"
         f"| split | poems |\n| --- | --- |\n{rows}\n\n| form | poems |\n| --- | --- |\n{form_rows}\n"
     )

@@ -42,8 +42,16 @@ RAW_POEMS = [
     ("李白", "靜夜思", ["床前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。"]),
     ("王之渙", "登鸛雀樓", ["白日依山盡，黃河入海流。", "欲窮千里目，更上一層樓。"]),
     ("孟浩然", "春曉", ["春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。"]),
-    ("王維", "山居秋暝", ["空山新雨後，天氣晚來秋。", "明月松間照，清泉石上流。",
-                        "竹喧歸浣女，蓮動下漁舟。", "隨意春芳歇，王孫自可留。"]),
+    (
+        "王維",
+        "山居秋暝",
+        [
+            "空山新雨後，天氣晚來秋。",
+            "明月松間照，清泉石上流。",
+            "竹喧歸浣女，蓮動下漁舟。",
+            "隨意春芳歇，王孫自可留。",
+        ],
+    ),
 ]
 
 
@@ -86,13 +94,15 @@ class RecordingHfApi:
         self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, *, repo_id: str, folder_path: str, allow_patterns: list[str] | None = None,
-                      **kwargs: Any) -> SimpleNamespace:
+    def upload_folder(
+        self, *, repo_id: str, folder_path: str, allow_patterns: list[str] | None = None, **kwargs: Any
+    ) -> SimpleNamespace:
         if self.gate is not None:
             assert self.gate.wait(30), "the test never released the upload"
         folder = Path(folder_path)
         files = sorted(
-            p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
             if p.is_file() and (allow_patterns is None or any(fnmatch.fnmatch(p.name, a) for a in allow_patterns))
         )
         copy = self.store / f"upload-{len(self.uploads)}"
@@ -151,7 +161,10 @@ def test_model_card_metadata_and_body(model_dir: Path) -> None:
     assert "## Sample poems" in text and "> 明" not in text  # samples start with the requested characters
     assert "> 月" in text  # 「月」 is in the vocabulary, so its sample is there
     assert '"epochs": 3' in text
-    assert "Held-out perplexity (validation split, per character): **87.50**" in text
+    assert (
+        "Held-out perplexity (validation split, per real token: characters, ，/。 and the end marker; no padding): "
+        "**87.50**" in text
+    )
 
 
 def test_card_without_base_model_or_perplexity(model_dir: Path) -> None:
@@ -166,7 +179,8 @@ def test_push_model_folder_records_upload_that_loads_back(model_dir: Path, api: 
     info = hub.push_model_folder(model_dir, "alice/tangpoem", api=api, private=True, commit_message="epoch 3")
     assert info.commit_url.startswith("https://huggingface.co/alice/tangpoem/commit/")
     assert api.calls[0] == (
-        "create_repo", {"repo_id": "alice/tangpoem", "repo_type": "model", "private": True, "exist_ok": True}
+        "create_repo",
+        {"repo_id": "alice/tangpoem", "repo_type": "model", "private": True, "exist_ok": True},
     )
     upload = api.uploads[0]
     assert upload["repo_id"] == "alice/tangpoem" and upload["commit_message"] == "epoch 3"
@@ -220,7 +234,11 @@ def test_push_to_hub_dry_run_folder_loads(model_dir: Path, tmp_path: Path, capsy
     )
     assert code == 0 and "dry run" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "config.json", "model.safetensors", "training.json", "vocab.json"
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "training.json",
+        "vocab.json",
     ]
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "tangpoem" and card.data.base_model == "bob/base"
@@ -406,8 +424,9 @@ def corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_dataset_dry_run_writes_parquet_splits_and_card(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "dataset"
-    code = load_script("push_dataset").main(["--corpus", str(corpus), "--repo-id", "alice/tang-poems", "--dry-run",
-                                             str(out)])
+    code = load_script("push_dataset").main(
+        ["--corpus", str(corpus), "--repo-id", "alice/tang-poems", "--dry-run", str(out)]
+    )
     assert code == 0
     frames = {split: pd.read_parquet(out / "data" / f"{split}-00000-of-00001.parquet") for split in hub_splits()}
     assert sum(len(f) for f in frames.values()) == 120 and len(frames["train"]) > 100
@@ -417,7 +436,7 @@ def test_dataset_dry_run_writes_parquet_splits_and_card(corpus: Path, tmp_path: 
     assert card.data.language == "zh" and card.data.license == "mit"
     paths = {c["split"]: c["path"] for c in card.data.configs[0]["data_files"]}
     assert paths["train"] == "data/train-*.parquet"
-    assert "load_dataset(\"alice/tang-poems\")" in card.text
+    assert 'load_dataset("alice/tang-poems")' in card.text
 
 
 def hub_splits() -> tuple[str, ...]:
@@ -430,7 +449,8 @@ def test_dataset_push_through_the_api(corpus: Path, api: RecordingHfApi) -> None
     code = load_script("push_dataset").main(["--corpus", str(corpus), "--repo-id", "alice/tang-poems"], api=api)
     assert code == 0
     assert api.calls[0] == (
-        "create_repo", {"repo_id": "alice/tang-poems", "repo_type": "dataset", "private": False, "exist_ok": True}
+        "create_repo",
+        {"repo_id": "alice/tang-poems", "repo_type": "dataset", "private": False, "exist_ok": True},
     )
     assert "data/train-00000-of-00001.parquet" in api.uploads[0]["files"]
     assert api.uploads[0]["repo_type"] == "dataset"

@@ -6,7 +6,6 @@ import torch
 from conftest import make_tiny_model
 
 from tangpoem_hf import ModelFileError, TangPoemConfig, TangPoemLSTM
-from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 
 
 def test_forward_shapes_state_and_loss(tiny_model):
@@ -122,7 +121,6 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path):
         TangPoemLSTM.from_pretrained("user/no-such-model", cache_dir=tmp_path)
 
 
-@pytest.mark.skipif(not (BUNDLED_MODEL_DIR / "model.safetensors").exists(), reason="no bundled model yet")
 def test_bundled_model_loads_without_arguments():
     model = TangPoemLSTM.from_pretrained()
     assert model.tokenizer is not None and len(model.tokenizer) == model.config.vocab_size

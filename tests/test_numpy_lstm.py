@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, WEIGHTS_NAME, TangPoemConfig, TangPoemLSTM
+from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.numpy_lstm import (
     BOUNDS,
     SGD,
@@ -319,7 +319,6 @@ def test_numpy_trained_model_saves_and_loads_back(tmp_path: Path, tie_weights: b
     assert float(out.loss) == pytest.approx(model.loss(ids, labels), rel=1e-5)
 
 
-@pytest.mark.skipif(not (BUNDLED_MODEL_DIR / WEIGHTS_NAME).exists(), reason="the bundled model is not trained yet")
 def test_from_torch_reproduces_the_bundled_model() -> None:
     tmodel = TangPoemLSTM.from_pretrained()
     model = NumpyLSTM.from_torch(tmodel)
