@@ -112,3 +112,20 @@ def test_push_to_hub_every_epoch_and_at_the_end(small_corpus, tmp_path):
     assert "library_name: tangpoem" in (final["copy"] / "README.md").read_text()
     model = TangPoemLSTM.from_pretrained(final["copy"])
     assert len(generate_poem(model, first="山", form=5, seed=0).lines) == 4
+
+
+def test_a_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, "step-1", {"w": torch.ones(2)}, {"step": 1}, keep=2)
+
+    def dying_save(tensors, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("killed mid-write")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
+    with pytest.raises(OSError):
+        save_checkpoint(ckpt, "step-2", {"w": torch.zeros(2)}, {"step": 2}, keep=2)
+    tensors, meta = load_latest(ckpt)
+    assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(2))
+    assert not (ckpt / "step-2").exists()
