@@ -13,6 +13,10 @@ loss always ignores padding (the torch trainer's ``report`` mode counts it, as t
 Writes ``OUT/vocab.json``, ``OUT/train_log.jsonl`` (one JSON record per step, plus validation
 records), ``OUT/model/`` (``save_pretrained`` of ``to_torch()``; load it with
 ``TangPoemLSTM.from_pretrained``) and prints a sample poem from ``decoding.generate_poem``.
+
+On a machine shared with other busy processes, ``OPENBLAS_NUM_THREADS=1`` gives steadier (often
+faster) steps: each time step's small matmul otherwise waits for a descheduled second BLAS thread
+(see docs/numpy-lstm-benchmark.md).
 """
 
 from __future__ import annotations
