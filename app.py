@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+import torch
 
 from tangpoem_hf.app_support import (
     PLACEHOLDER_HTML,
@@ -31,6 +32,10 @@ MODEL_ID = model_id_from_env()
 # Two CPU-bound generations at a time, and a bounded queue, so a burst of users gets
 # "queue is full" instead of an ever-growing wait.
 CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "2"))
+# One torch thread per request: a batch-1 LSTM step is too small to gain from intra-op threads, and
+# two requests each spinning two threads on two cores stall each other (p95 under load 7× → see
+# benchmarks/app_load.py).
+torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
 
 _model: TangPoemLSTM | None = None
