@@ -198,12 +198,12 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Report on each poem: the argument itself, or a file of poems separated by blank lines.
+    """Report on each poem: the argument itself, or a file of poems (blank-line separated, or one per row).
 
     Exit status 0 when every poem passes (format, rhyme, relaxed tone), 1 when one fails, like a linter.
     """
     from .prosody import check_poem
-    from .text import is_han
+    from .text import is_han, normalize_punctuation
 
     source = args.poem
     if os.path.isfile(source):
@@ -211,7 +211,14 @@ def _check(args: argparse.Namespace) -> int:
             text = Path(source).read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise InputError(f"{source} is not UTF-8 text.") from None
-        poems = [block for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
+        poems = []
+        for block in text.replace("\r\n", "\n").split("\n\n"):
+            rows = [row for row in block.split("\n") if row.strip()]
+            # One whole poem per row (two or more sentence ends each), as `tangpoem perplexity` reads.
+            if rows and all(normalize_punctuation(row).count("。") >= 2 for row in rows):
+                poems += rows
+            elif rows:
+                poems.append(block)
     elif any(is_han(ch) for ch in source):
         poems = [source]
     else:
@@ -345,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.set_defaults(func=_data_stats)
 
     c = sub.add_parser("check", help="check rhyme and tone (格律) of 绝句 and 律诗; exit 1 if a poem fails")
-    c.add_argument("poem", help="a poem (lines split by ，。 or newlines) or a file of poems separated by blank lines")
+    c.add_argument(
+        "poem", help="a poem (lines split by ，。 or newlines) or a file of poems: blank-line separated, or one per row"
+    )
     c.add_argument("--form", choices=("五绝", "七绝", "五律", "七律"), help="require this form")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_check)

@@ -321,3 +321,13 @@ def test_cli_generate_with_rhyme_and_tone(model, tmp_path, capsys):
         assert r.strict_ok and r.rhyme_group == "上平一东", r.text_report()
     code, _, err = _cli([*args, "--rhyme-group", "董"], capsys)
     assert code == 2 and "仄声" in err
+
+
+def test_cli_check_file_with_one_poem_per_row(tmp_path, capsys):
+    path = tmp_path / "poems.txt"
+    path.write_text(f"{DENG_GUAN_QUE_LOU}\n{SCRAMBLED}\n", encoding="utf-8")
+    code, out, _ = _cli(["check", str(path), "--json"], capsys)
+    assert code == 1 and [r["passed"] for r in json.loads(out)] == [True, False]
+    path.write_text("白日依山尽\n黄河入海流\n欲穷千里目\n更上一层楼\n", encoding="utf-8")  # one line per row
+    code, out, _ = _cli(["check", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["form"] == "五绝"
