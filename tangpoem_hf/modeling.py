@@ -28,6 +28,9 @@ WEIGHTS_NAME = "model.safetensors"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")
 BUNDLED_MODEL_DIR = Path(__file__).parent / "pretrained"
 IGNORE_INDEX = -100
+# Adaptive softmax clusters over the frequency-sorted ids: on the Tang corpus the first 2,000 ids
+# cover 95% of tokens and the first 4,000 99%, so most positions only pay for a 2,002-way head.
+DEFAULT_CUTOFFS = (2000, 4000)
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -65,6 +68,9 @@ class TangPoemConfig:
     tie_weights: bool = False
     pad_token_id: int = 0
     preprocessing: str = "ours"  # "ours" (punctuation, bos/eos) or "report" (bare characters)
+    softmax: str = "full"  # or "adaptive": nn.AdaptiveLogSoftmaxWithLoss over the frequency-sorted ids
+    cutoffs: list[int] | None = None  # adaptive cluster bounds; None: DEFAULT_CUTOFFS below vocab_size
+    div_value: float = 4.0  # adaptive: each tail cluster's projection is this much narrower than the last
     model_type: str = "tangpoem-lstm"
 
     def __post_init__(self) -> None:
@@ -76,11 +82,33 @@ class TangPoemConfig:
             raise ModelFileError("preprocessing must be 'ours' or 'report'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ModelFileError("dropout must lie in [0, 1).")
+        if self.softmax not in ("full", "adaptive"):
+            raise ModelFileError("softmax must be 'full' or 'adaptive'.")
+        if self.softmax == "adaptive":
+            self._check_adaptive()
+
+    def _check_adaptive(self) -> None:
+        """Resolve the default cutoffs (so config.json records them) and refuse what cannot work."""
+        if self.tie_weights:
+            raise ModelFileError("tie_weights needs softmax='full': an adaptive softmax has no single output table.")
+        if self.preprocessing == "report":
+            raise ModelFileError("The report's recipe counts padding in a full softmax: use softmax='full'.")
+        if self.cutoffs is None:
+            self.cutoffs = [c for c in DEFAULT_CUTOFFS if c < self.vocab_size - 1] or [max(1, self.vocab_size // 2)]
+        cuts = [int(c) for c in self.cutoffs]
+        if not cuts or cuts != sorted(set(cuts)) or cuts[0] < 1 or cuts[-1] >= self.vocab_size - 1:
+            raise ModelFileError(f"cutoffs must increase strictly within 1..{self.vocab_size - 2}, not {self.cutoffs}.")
+        if self.div_value < 1.0:
+            raise ModelFileError("div_value must be at least 1.")
+        self.cutoffs = cuts
 
 
 @dataclass
 class TangPoemOutput:
-    logits: torch.Tensor
+    """``logits`` are log-probabilities with an adaptive softmax, and ``None`` when it trains on labels
+    (building the full distribution is exactly the cost the adaptive softmax avoids)."""
+
+    logits: torch.Tensor | None
     loss: torch.Tensor | None
     state: LSTMState
 
@@ -111,7 +139,13 @@ class TangPoemLSTM(
             batch_first=True,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.head: nn.Linear | nn.AdaptiveLogSoftmaxWithLoss
+        if config.softmax == "adaptive":
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(
+                config.hidden_size, config.vocab_size, list(config.cutoffs or ()), div_value=config.div_value
+            )
+        else:
+            self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
             # A unit-variance embedding used as output weights gives huge initial logits, so a
             # tied table starts at the output layer's scale instead.
@@ -137,12 +171,25 @@ class TangPoemLSTM(
                 out, state = self.lstm(x.float(), state)
         else:
             out, state = self.lstm(x, state)
+        if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
+            return self._adaptive_output(self.drop(out), labels, state)
         logits = self.head(self.drop(out))
         loss = None
         if labels is not None:
             labels = labels.masked_fill(labels == self.config.pad_token_id, IGNORE_INDEX)
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         return TangPoemOutput(logits=logits, loss=loss, state=state)
+
+    def _adaptive_output(self, hidden: torch.Tensor, labels: torch.Tensor | None, state: LSTMState) -> TangPoemOutput:
+        """Mean loss over real targets when training; otherwise full log-probabilities as the logits."""
+        if labels is None:
+            with torch.autocast(hidden.device.type, enabled=False):
+                logp = self.head.log_prob(hidden.float().flatten(0, 1))
+            return TangPoemOutput(logits=logp.view(*hidden.shape[:-1], -1), loss=None, state=state)
+        labels = labels.flatten()
+        keep = ((labels != IGNORE_INDEX) & (labels != self.config.pad_token_id)).nonzero().squeeze(1)
+        nll = adaptive_nll(self.head, hidden.flatten(0, 1).index_select(0, keep), labels.index_select(0, keep))
+        return TangPoemOutput(logits=None, loss=nll.mean(), state=state)
 
     def generate(self, **kwargs: Any):
         """Write one poem; see :func:`tangpoem_hf.decoding.generate_poem` for the arguments."""
@@ -212,6 +259,27 @@ class TangPoemLSTM(
         model.tokenizer = tokenizer
         model.eval()
         return model
+
+
+def adaptive_nll(asm: nn.AdaptiveLogSoftmaxWithLoss, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-row negative log-likelihood, as ``asm(hidden, target)`` computes it, but autocast-safe.
+
+    torch's own forward fails under CPU bf16 autocast (``index_copy_`` between dtypes); here the
+    projections may run in bf16 while every log-softmax and the result stay fp32.
+    """
+    bounds = torch.tensor(asm.cutoffs[:-1], device=target.device)
+    cluster = torch.bucketize(target, bounds, right=True)  # 0: shortlist, i: tail cluster i
+    head_index = torch.where(cluster == 0, target, asm.shortlist_size + cluster - 1)
+    head_logp = F.log_softmax(asm.head(hidden).float(), dim=-1)
+    nll = -head_logp.gather(1, head_index[:, None]).squeeze(1)
+    for i in range(1, asm.n_clusters + 1):
+        rows = (cluster == i).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        tail_logp = F.log_softmax(asm.tail[i - 1](hidden.index_select(0, rows)).float(), dim=-1)
+        local = (target.index_select(0, rows) - asm.cutoffs[i - 1])[:, None]
+        nll = nll.index_add(0, rows, -tail_logp.gather(1, local).squeeze(1))
+    return nll
 
 
 def _check_local_folder(folder: Path) -> None:
