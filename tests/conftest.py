@@ -6,13 +6,14 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-import torch
-
-from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
-
+# Before anything imports huggingface_hub or gradio, which read these once: tests never touch the network.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM  # noqa: E402
 # Small models run fastest on one thread, and OpenMP's spinning threads stall badly on a busy machine.
 torch.set_num_threads(1)
 
