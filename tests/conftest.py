@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM  # noqa: E402
+
 # Small models run fastest on one thread, and OpenMP's spinning threads stall badly on a busy machine.
 torch.set_num_threads(1)
 
