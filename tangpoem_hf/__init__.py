@@ -2,6 +2,7 @@
 
 from .errors import CorpusError, InputError, ModelFileError, TangPoemError
 from .modeling import TangPoemConfig, TangPoemLSTM, TangPoemOutput, load_model
+from .numpy_lstm import NumpyLSTM
 from .tokenizer import CharTokenizer
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "CorpusError",
     "InputError",
     "ModelFileError",
+    "NumpyLSTM",
     "TangPoemConfig",
     "TangPoemError",
     "TangPoemLSTM",
