@@ -51,11 +51,6 @@ def get_model() -> TangPoemLSTM:
         return _model
 
 
-# Controls added later (e.g. rhyme and tone) go here: keyword argument of stream_poem → component.
-# They are created inside the Blocks below, appended to the inputs and passed through unchanged.
-EXTRA_CONTROLS: dict[str, gr.components.Component] = {}
-
-
 def generate(
     mode: str,
     characters: str,
@@ -67,7 +62,8 @@ def generate(
     seed: float | None,
     style: str,
     script: str,
-    *extra: Any,
+    rhyme: bool = False,
+    tone: str = "",
 ) -> Iterator[tuple[str, str, int]]:
     """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
     try:
@@ -83,7 +79,8 @@ def generate(
             top_p,
             seed,
             style,
-            **dict(zip(EXTRA_CONTROLS, extra, strict=True)),
+            rhyme=rhyme,
+            tone=tone,
         )
         out_script = script_of(script)
         for poem in stream_poem(model, **kwargs):
@@ -199,8 +196,16 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                     label="种子 · Seed",
                     info="留空则随机 · Blank for random",
                 )
-            # Rhyme/tone controls: create them here and register them, e.g.
-            #   EXTRA_CONTROLS["rhyme"] = gr.Dropdown([...], label="韵部 · Rhyme")
+            with gr.Row():
+                rhyme = gr.Checkbox(
+                    value=False, label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
+                )
+                tone = gr.Radio(
+                    [("不限 · Free", ""), ("宽 · Relaxed", "relaxed"), ("严 · Strict", "strict")],
+                    value="",
+                    label="平仄 · Tones",
+                    info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
+                )
             button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
         with gr.Column(scale=6):
             poem = gr.HTML(
@@ -228,7 +233,8 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
             seed,
             style,
             script,
-            *EXTRA_CONTROLS.values(),
+            rhyme,
+            tone,
         ],
         outputs=[poem, text, seed_used],
         api_name="generate",

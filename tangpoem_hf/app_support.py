@@ -152,6 +152,8 @@ def generation_kwargs(
         kwargs["first"] = chars
         kwargs["lines"] = _whole(lines, "lines")
     kwargs.update(extra)
+    if kwargs.get("tone") == "":  # the radio's "free" choice
+        kwargs["tone"] = None
     return kwargs
 
 

@@ -58,3 +58,25 @@ def test_cli_and_app_give_the_same_poem(served, capsys):  # noqa: F811
     _, text, _ = call(client, mode="续写", characters="明月", form="五言", lines=4, seed=11)
     assert main(["generate", "--model", app.MODEL_ID, "--first", "明月", "--form", "5", "--seed", "11"]) == 0
     assert capsys.readouterr().out.strip() == text
+
+
+def test_rhyme_and_tone_controls_over_http(served):  # noqa: F811
+    _, _, client = served
+    _, text, _ = call(client, mode="续写", characters="明月", form="五言", lines=4, seed=3, rhyme=True, tone="relaxed")
+    assert [len(row) for row in text.split("\n")] == [12, 12]
+
+
+def test_app_controls_give_regulated_verse_with_the_bundled_model():
+    from tangpoem_hf import load_model
+    from tangpoem_hf.app_support import generation_kwargs
+    from tangpoem_hf.decoding import generate_poem
+    from tangpoem_hf.prosody import check_poem
+
+    model = load_model()
+    for seed in range(3):
+        kwargs = generation_kwargs(
+            model.tokenizer, "续写", "山", "七言", 4, 0.8, 0, 0.9, seed, "", rhyme=True, tone="relaxed"
+        )
+        report = check_poem(generate_poem(model, **kwargs).text)
+        assert report.format_ok and report.rhyme_ok and report.relaxed_ok, report
+    assert generation_kwargs(model.tokenizer, "续写", "山", "七言", 4, 0.8, 0, 0.9, 1, "", tone="")["tone"] is None
