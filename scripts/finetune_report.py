@@ -52,6 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
     p.add_argument("--poet", default="李白", help="the poet to adapt to [李白]")
     p.add_argument("--budget", type=float, default=600.0, help="seconds of training (evaluation excluded) [600]")
+    p.add_argument("--max-steps", type=int, default=None, help="steps (the cosine schedule spans them) [budget only]")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--lr", type=float, default=5e-4, help="adam learning rate [5e-4]")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=64)
@@ -121,7 +123,12 @@ def write_report(path: Path, ctx: dict) -> None:
     sample_rows = []
     for (desc, base_text), (_, tuned_text) in zip(ctx["samples_before"], ctx["samples_after"]):
         sample_rows += [f"**{desc}**", "", "base:", "", quote(base_text), "", "fine-tuned:", "", quote(tuned_text), ""]
-    stop = "early stopping" if summary.get("stopped_early") else "the time budget or the epoch limit"
+    if summary.get("stopped_early"):
+        stop = "early stopping"
+    elif ctx["max_steps"] and summary["steps"] >= ctx["max_steps"]:
+        stop = "reaching --max-steps"
+    else:
+        stop = "the time budget"
     text = f"""# Fine-tuning the bundled model on {ctx["poet"]}
 
 Written by `scripts/finetune_report.py` on {ctx["date"]}; rerun with
@@ -141,7 +148,8 @@ Written by `scripts/finetune_report.py` on {ctx["date"]}; rerun with
   ({ctx["new_characters"] or "none"}), each starting as `<unk>` (see `tangpoem_hf/finetune.py`).
   The base scores those characters as `<unk>`, the fine-tuned model as themselves, which
   can only make the fine-tuned model's figures worse.
-- Training: adam, lr {ctx["lr"]}, batch {ctx["batch_size"]} × {ctx["seq_len"]} tokens, validation every
+- Training: adam, lr {ctx["lr"]} ({ctx["schedule"]}{ctx["steps_text"]}),
+  batch {ctx["batch_size"]} × {ctx["seq_len"]} tokens, validation every
   {ctx["eval_every"]} steps, patience {ctx["patience"]}, freeze embedding: {ctx["freeze"]}, bf16: {ctx["bf16"]};
   budget {ctx["budget"]:.0f} s of training on this CPU ({ctx["cpu"]}, torch threads: {ctx["threads"]},
   shared with other jobs). It ran {summary["steps"]} steps in {summary["train_seconds"]:.0f} s of training
@@ -209,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             seq_len=args.seq_len,
             epochs=1000,
+            max_steps=args.max_steps,
+            lr_schedule=args.lr_schedule,
             time_budget=args.budget,
             eval_every=args.eval_every,
             patience=args.patience,
@@ -250,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new_chars": args.new_chars,
         "new_characters": info["finetune"]["new_characters"],
         "lr": args.lr,
+        "schedule": args.lr_schedule,
+        "steps_text": f" over {args.max_steps} steps" if args.max_steps else "",
+        "max_steps": args.max_steps,
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "eval_every": args.eval_every,
