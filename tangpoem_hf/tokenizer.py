@@ -32,6 +32,7 @@ class CharTokenizer:
         self.simplified = simplified
         self.index = {tok: i for i, tok in enumerate(self.tokens)}
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.index[s] for s in SPECIALS)
+        self._han_ids: list[int] | None = None
 
     @classmethod
     def build(cls, texts: Iterable[str], min_freq: int = 1, simplified: bool = True) -> CharTokenizer:
@@ -75,7 +76,9 @@ class CharTokenizer:
 
     def han_ids(self) -> list[int]:
         """Ids of every Han character: the only tokens a poem's character slot may hold."""
-        return [i for i, tok in enumerate(self.tokens) if is_han(tok)]
+        if self._han_ids is None:  # computed once: the decoder asks for it on every poem
+            self._han_ids = [i for i, tok in enumerate(self.tokens) if is_han(tok)]
+        return self._han_ids
 
     def punct_ids(self) -> dict[str, int]:
         return {p: self.index[p] for p in LINE_PUNCT if p in self.index}
