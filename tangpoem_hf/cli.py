@@ -259,9 +259,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         out = Path(args.write_docs)
         out.parent.mkdir(parents=True, exist_ok=True)
+        from .modeling import BUNDLED_MODEL_DIR
+
         label = args.model or "the bundled model"
-        info = Path(args.model or "") / "training.json"
-        if args.model and info.is_file():  # say which training run it is
+        info = Path(args.model or BUNDLED_MODEL_DIR) / "training.json"
+        if info.is_file():  # say which training run it is
             meta = json.loads(info.read_text(encoding="utf-8"))
             label += f" (validation perplexity {meta.get('val_perplexity')} after {meta.get('step')} steps)"
         out.write_text(render_markdown(result, command, label), encoding="utf-8")
