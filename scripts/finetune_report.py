@@ -34,8 +34,28 @@ from tangpoem_hf.text import split_lines
 from tangpoem_hf.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
+RUN_INFO = "report_run.json"  # the finished run's summary, command and wall time, for --reuse-run
 GOAL_POET_DROP = 0.15
 GOAL_GENERAL_RISE = 0.05
+# How the settings of the committed docs/finetune.md were chosen: short trials from the same bundled
+# model, judged only on 李白's validation poems and a third of the general validation split.
+TUNING_NOTES = """How the settings were chosen: short trials from the same base, judged only on 李白's validation
+poems and a third of the general **validation** split (never the test split), all with adam, batch 32 × 64, bf16:
+
+| trial | poet validation | general validation |
+| --- | ---: | ---: |
+| no replay, lr 5e-4 constant, 30 steps | −14.4% | +8.5% |
+| no replay, lr 5e-4 constant, 80 steps | −19.3% | +13.5% |
+| replay 1, lr 5e-4 cosine over 120 steps | −13.0% | +2.3% |
+| replay 1, lr 5e-4 cosine over 250 steps | −15.6% | +5.8% |
+| replay 1, lr 1e-3 cosine over 150 steps | −16.4% | +6.5% |
+| replay 1, frozen embedding, lr 7e-4 cosine over 200 steps | −15.4% | +6.2% |
+| replay 2, lr 5e-4 constant, 200 steps | −14.5% | +5.3% |
+| **replay 1.5, lr 7e-4 cosine over 250 steps** (used here) | −15.0% | +3.9% |
+
+Without replay the poet's gain costs general perplexity about twice as fast, so mixing other poems
+in (`--replay`) is the lever that keeps the general loss near the 5% line; the trade-off is tight either way."""
+
 # (description, generate_poem kwargs); the same prompts and seeds for both models.
 SAMPLES = [
     ("五言绝句，首字「月」", {"first": "月", "form": 5, "lines": 4}),
@@ -66,6 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
     p.add_argument("--out-dir", default="runs/finetune-report", help="the fine-tuning run folder (replaced)")
     p.add_argument("--output", default=str(REPO / "docs" / "finetune.md"))
+    p.add_argument(
+        "--reuse-run", action="store_true", help="report on the finished run in --out-dir instead of training again"
+    )
     return p.parse_args(argv)
 
 
@@ -168,9 +191,11 @@ repeats many poems in variant forms: {ctx["overlap"]["poet_heldout"]:.0%} of the
 verbatim in some training poem (against {ctx["overlap"]["general_test"]:.0%} for the general test split), so part
 of the poet's gain is recall of those lines; the "no line found" row measures style alone.
 
-Goals: the poet's held-out perplexity drops by ≥ {GOAL_POET_DROP:.0%} — **{poet_drop:.1%} drop,
+Goals: the poet's held-out perplexity drops by ≥ {GOAL_POET_DROP:.0%} — **{poet_drop:.2%} drop,
 {"met" if ok_poet else "not met"}**; the general test perplexity rises by ≤ {GOAL_GENERAL_RISE:.0%} —
-**{general_rise:+.1%}, {"met" if ok_general else "not met"}**.
+**{general_rise:+.2%}, {"met" if ok_general else "not met"}**.
+
+{TUNING_NOTES}
 
 Validation perplexity on {ctx["poet"]}'s validation poems during fine-tuning (before: {ctx["base_val"]:.2f}):
 
@@ -208,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = measure(base, sets)
         print("before:", json.dumps(before))
         out = Path(args.out_dir)
-        if (out / "train_config.json").exists():
+        reuse = args.reuse_run and (out / RUN_INFO).exists() and (out / "best").is_dir()
+        if not reuse and (out / "train_config.json").exists():
             shutil.rmtree(out)  # a run folder of an earlier report
         cfg = TrainConfig(
             corpus=corpus,
@@ -229,7 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=False,
         )
         opts = FinetuneOptions(init_from=args.base, authors=[args.poet], new_chars=args.new_chars, replay=args.replay)
-        summary = finetune(cfg, opts)
+        if reuse:
+            run = json.loads((out / RUN_INFO).read_text(encoding="utf-8"))
+            summary, command, wall = run["summary"], run["command"], run["wall"]
+        else:
+            summary = finetune(cfg, opts)
+            command = "nice -n 10 python scripts/finetune_report.py " + " ".join(argv or sys.argv[1:])
+            wall = time.perf_counter() - start
+            run = {"summary": summary, "command": command, "wall": wall}
+            (out / RUN_INFO).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")
         tuned = TangPoemLSTM.from_pretrained(out / "best")
         after = measure(tuned, sets)
         print("after:", json.dumps(after))
@@ -245,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = {
         "poet": args.poet,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "nice -n 10 python scripts/finetune_report.py " + " ".join(argv or sys.argv[1:]),
+        "command": command,
         "base": base_label,
         "base_params": sum(p.numel() for p in base.parameters()),
         "base_vocab": len(base.tokenizer),
@@ -278,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "budget": args.budget,
         "threads": args.threads,
         "cpu": cpu_name(),
-        "wall": time.perf_counter() - start,
+        "wall": wall,
         "samples_before": samples(base),
         "samples_after": samples(tuned),
     }
