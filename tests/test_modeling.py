@@ -124,3 +124,15 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path):
 def test_bundled_model_loads_without_arguments():
     model = TangPoemLSTM.from_pretrained()
     assert model.tokenizer is not None and len(model.tokenizer) == model.config.vocab_size
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_decoding_fast_path_matches_the_sequence_kernel(layers):
+    model = make_tiny_model(num_layers=layers, hidden_size=24)
+    x = torch.randint(4, len(model.tokenizer), (3, 5))
+    start = model(x[:, :2]).state
+    with torch.inference_mode():  # takes the per-token lstm_cell path
+        fast = model(x[:, 2:], state=start)
+    slow = model(x[:, 2:], state=start)  # gradients enabled: nn.LSTM
+    assert torch.allclose(fast.logits, slow.logits, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fast.state, slow.state))
