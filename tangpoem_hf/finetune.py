@@ -18,6 +18,11 @@ embedding row and output weight row are copies of ``<unk>``'s, and its output bi
   change wherever ``<unk>`` was unlikely.
 
 ``new_chars="unk"`` keeps the vocabulary and maps the new characters to ``<unk>`` instead.
+
+Forgetting. Fine-tuning on one poet pulls the model away from Tang poetry at large; ``replay``
+mixes other poems of the corpus back in. In docs/finetune.md (李白), replay 1.5 with a cosine
+schedule gave the poet's held-out perplexity −16.5% for +5.0% on the general test split, where
+trials without replay paid about twice as much general perplexity for the same gain.
 """
 
 from __future__ import annotations
@@ -525,7 +530,11 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     best = out / "best"
     from .hub import push_model_folder, stage_model_folder
 
-    datasets_ids = [data.source] if data.kind == "dataset" and not os.path.exists(data.source) else []
+    # A Hub dataset names itself; the Tang corpus gets the card's default (the user's tang-poems); a file, none.
+    if data.kind == "dataset" and not os.path.exists(data.source):
+        datasets_ids: list[str] | None = [data.source]
+    else:
+        datasets_ids = None if data.kind == "chinese-poetry" else []
     card = {"base_model": base_id, "datasets": datasets_ids}
     stage_model_folder(best, best, opts.push_to_hub, **card)
     if opts.push_to_hub:
