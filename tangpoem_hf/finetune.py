@@ -40,7 +40,7 @@ import datasets
 import torch
 from datasets import Dataset, DatasetDict, Features, List, Value
 
-from .batching import prepare_text
+from .batching import encode_poems, prepare_text
 from .corpus import FILE_GLOB, FORMS, SPLITS, _clean_batch, build_splits, classify_form, corpus_location
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
@@ -424,6 +424,27 @@ def _with_replay(splits: DatasetDict, everything: Dataset, replay: float) -> tup
 # --- the run ----------------------------------------------------------------------------------------
 
 
+def fit_batches(cfg: TrainConfig, poems: list, world: int = 1) -> tuple[TrainConfig, str | None]:
+    """Shrink batch size (then chunk length) so a small fine-tuning set still gives one step per epoch.
+
+    One's own collection of a few dozen poems is shorter than the default 32 × 64 tokens.
+    """
+    if cfg.mode == "report":
+        fits = len(poems) // (cfg.batch_size * world) >= 1
+        new = cfg if fits else replace(cfg, batch_size=max(1, len(poems) // world))
+    else:
+        tokens = sum(len(p) for p in poems) - 1
+        fits = tokens // (cfg.batch_size * world) >= cfg.seq_len
+        batch = max(1, tokens // (cfg.seq_len * world))
+        new = cfg if fits else replace(cfg, batch_size=batch, seq_len=min(cfg.seq_len, max(2, tokens // world)))
+    if new is cfg:
+        return cfg, None
+    return new, (
+        f"the training poems are few, so batches shrink from {cfg.batch_size} × {cfg.seq_len} "
+        f"to {new.batch_size} × {new.seq_len} tokens"
+    )
+
+
 def _run_vocabulary(out_dir: Path, base: CharTokenizer) -> list[str] | None:
     """New tokens of an earlier run in ``out_dir`` (so --resume rebuilds the same model), or None."""
     saved = out_dir / VOCAB_NAME
@@ -504,8 +525,15 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         freeze_embedding=cfg.freeze_embedding and not partial_freeze,
         extra={**cfg.extra, "finetune": info},
     )
+    poems = encode_poems(train_texts, model.tokenizer, base_cfg.preprocessing)
+    cfg, note = fit_batches(cfg, poems, int(os.environ.get("WORLD_SIZE", "1")))
+    if note:
+        data.notes.append(note)
     trainer = Trainer(cfg, base_model=model)
-    trainer.prepare(splits=data.splits)
+    try:
+        trainer.prepare(splits=data.splits)
+    except ValueError as exc:  # the batcher's "too small" even after shrinking
+        raise InputError(f"Too little fine-tuning data: {exc}") from None
     if partial_freeze:
         freeze_old_embedding_rows(trainer.model, len(tok))
     if trainer.main:

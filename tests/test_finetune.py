@@ -371,3 +371,13 @@ def test_freezing_a_tied_embedding_is_refused(poems_file: Path, tmp_path: Path) 
     cfg = small_cfg(tmp_path / "t", poems_file, max_steps=1, freeze_embedding=True)
     with pytest.raises(InputError, match="ties"):
         finetune(cfg, FinetuneOptions(init_from=str(tmp_path / "tied")))
+
+
+def test_a_tiny_collection_still_trains(base_dir: Path, tmp_path: Path, capsys) -> None:
+    tiny = tmp_path / "two.txt"
+    tiny.write_text("\n".join(MY_POEMS[2:4]), encoding="utf-8")
+    out = tmp_path / "tiny-run"
+    args = ["--init-from", str(base_dir), "--corpus", str(tiny), "--out-dir", str(out), "--max-steps", "2"]
+    code = main(["finetune", *args, "--no-progress"])
+    assert code == 0 and "batches shrink from 32 × 64" in capsys.readouterr().out
+    assert len(generate_poem(TangPoemLSTM.from_pretrained(out / "best"), form=5, seed=0).lines) == 4
