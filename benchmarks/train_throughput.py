@@ -5,8 +5,9 @@ Adam, no state between batches. Ours: poems with punctuation and <bos>/<eos> pac
 (no padding, LSTM state carried), bf16 autocast for the output layer, and an adaptive softmax over
 the frequency-sorted ids. Same embedding and hidden size, same seed, same optimiser.
 
-The two run in alternating slices (``--slice`` seconds each), so a neighbour's load on a shared
-machine hits both alike. Only training steps are timed; evaluation is not. Printed per pipeline:
+The two run in alternating slices (``--slice`` seconds each; a report step takes longer than the
+default, so the two then alternate step by step), so a neighbour's load on a shared machine hits
+both alike. Only training steps are timed; evaluation is not. Printed per pipeline:
 real (non-pad) target tokens per second, its own validation perplexity (over the tokens it
 predicts), and the comparable one, :func:`~tangpoem_hf.evaluation.char_perplexity`: per Han
 character 2..100 of each validation poem, what the report's model scores. The last line is
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
     p.add_argument("--seconds", type=float, default=120.0, help="training seconds per pipeline [120]")
-    p.add_argument("--slice", type=float, default=10.0, help="seconds per turn before switching pipelines [10]")
+    p.add_argument("--slice", type=float, default=2.0, help="seconds per turn before switching pipelines [2]")
     p.add_argument("--embedding-dim", type=int, default=512)
     p.add_argument("--hidden-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate for both [2e-3]")
