@@ -123,6 +123,8 @@ def _train_config(args: argparse.Namespace):
 def _finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneOptions, finetune
 
+    if args.push_every_epoch:  # the trainer's epoch pushes would carry a card without base_model
+        raise InputError("--push-every-epoch is not available for fine-tuning; --push-to-hub pushes best/ at the end.")
     cfg = _train_config(args)
     if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
         raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")

@@ -350,6 +350,8 @@ def test_cli_finetune_and_train_init_from(base_dir: Path, poems_file: Path, tmp_
     assert code == 2 and "text file" in capsys.readouterr().err
     code = main(["train", "--author", "李白", "--out-dir", str(tmp_path / "d"), *common])
     assert code == 2 and "--init-from" in capsys.readouterr().err
+    code = main(["finetune", "--push-to-hub", "a/b", "--push-every-epoch", "--out-dir", str(tmp_path / "e"), *common])
+    assert code == 2 and "--push-every-epoch" in capsys.readouterr().err
 
 
 def test_local_base_needs_an_id_for_base_model(base_dir: Path, poems_file: Path, tmp_path: Path) -> None:
