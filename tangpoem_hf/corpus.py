@@ -19,6 +19,7 @@ import datasets
 from datasets import DatasetDict, Features, List, Value
 
 from .errors import CorpusError
+from .paths import is_missing_local_path
 from .text import clean_poem_text, has_placeholder, is_han, split_lines
 
 CORPUS_ENV = "TANGPOEM_CORPUS"
@@ -139,8 +140,10 @@ def load_raw(source: str | os.PathLike | None = None) -> tuple[datasets.Dataset,
         jsonl, report = _normalise_folder(Path(location))
         ds = datasets.load_dataset("json", data_files=str(jsonl), features=RAW_FEATURES, split="train")
         return ds, report
-    if os.path.exists(location) or os.sep in location:
+    if os.path.exists(location):
         raise CorpusError(f"{location} is not a folder of chinese-poetry JSON files.")
+    if is_missing_local_path(location):
+        raise CorpusError(f"The corpus folder {location} does not exist.")
     try:
         ds = datasets.load_dataset(location, split="train")
     except Exception as exc:  # the Hub raises many types; the user needs one sentence

@@ -21,6 +21,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 from torch import nn
 
 from .errors import ModelFileError
+from .paths import is_missing_local_path
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 CONFIG_NAME = "config.json"
@@ -239,7 +240,7 @@ class TangPoemLSTM(
         source = str(pretrained_model_name_or_path or BUNDLED_MODEL_DIR)
         if os.path.isdir(source):
             _check_local_folder(Path(source))
-        elif _looks_like_path(source):
+        elif is_missing_local_path(source):
             raise ModelFileError(f"The model folder {source} does not exist.")
         config_path = _fetch(source, CONFIG_NAME, kwargs)
         try:
@@ -315,13 +316,6 @@ def _check_local_folder(folder: Path) -> None:
             pickled = [p for p in PICKLE_NAMES if (folder / p).exists()]
             hint = f" ({pickled[0]} is there, but tangpoem never loads pickled weights)" if pickled else ""
             raise ModelFileError(f"{folder / name} is missing{hint}.")
-
-
-def _looks_like_path(source: str) -> bool:
-    """A missing local path, as opposed to a Hub id such as ``user/name`` (one slash, no prefix)."""
-    if os.path.exists(source):
-        return False
-    return os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1 or "\\" in source
 
 
 def _fetch(model_id: str, filename: str, hub: dict[str, Any]) -> str:

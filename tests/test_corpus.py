@@ -112,3 +112,10 @@ def test_full_corpus_counts():
     assert stats["kept_poems"] > 55_000
     assert stats["splits"]["train"] / stats["kept_poems"] > 0.95
     assert min(stats["forms"].values()) > 1000
+
+
+def test_missing_folder_and_hub_id_are_told_apart(tmp_path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_raw(str(tmp_path / "no" / "such"))
+    with pytest.raises(CorpusError, match="Hub dataset someone/tang-poems"):  # offline: tried as a Hub id
+        load_raw("someone/tang-poems")
