@@ -113,7 +113,7 @@ def test_adaptive_softmax_trains_saves_loads_and_generates(small_corpus, tmp_pat
         out_dir=str(tmp_path / "run"),
         batch_size=4,
         seq_len=16,
-        epochs=3,
+        epochs=2,
         lr=0.01,
         bf16=True,
         progress=False,
