@@ -83,9 +83,9 @@ class Pipeline:
             self.step()
 
 
-def make_pipelines(args: argparse.Namespace, splits: Any, work: Path) -> list[Pipeline]:
-    """The report's pipeline and ours, each a prepared Trainer with the same seed."""
-    common = dict(
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields both pipelines share: model size, optimiser, seed."""
+    return dict(
         embedding_dim=args.embedding_dim,
         hidden_size=args.hidden_size,
         optimizer="adam",
@@ -95,11 +95,25 @@ def make_pipelines(args: argparse.Namespace, splits: Any, work: Path) -> list[Pi
         device="cpu",
         epochs=1000,
     )
-    report_cfg = TrainConfig(out_dir=str(work / "report"), mode="report", batch_size=args.report_batch_size, **common)
-    report = Trainer(report_cfg)
+
+
+def make_report(args: argparse.Namespace, splits: Any, work: Path) -> Pipeline:
+    """The report's pipeline: mode report (stripped, padded to 100), fp32, full softmax."""
+    cfg = TrainConfig(out_dir=str(work / "report"), mode="report", batch_size=args.report_batch_size, **_common(args))
+    report = Trainer(cfg)
     report.prepare(splits)
+    return Pipeline("report", report)
+
+
+def make_pipelines(args: argparse.Namespace, splits: Any, work: Path) -> list[Pipeline]:
+    """The report's pipeline and ours, each a prepared Trainer with the same seed."""
+    return [make_report(args, splits, work), make_ours(args, splits, work / "ours", "ours", _common(args))]
+
+
+def make_ours(args: argparse.Namespace, splits: Any, out_dir: Path, name: str, common: dict[str, Any]) -> Pipeline:
+    """Our pipeline as ``args`` configures it; the model is built here for the softmax option."""
     cfg = TrainConfig(
-        out_dir=str(work / "ours"),
+        out_dir=str(out_dir),
         mode="ours",
         batch_size=args.batch_size,
         seq_len=args.seq_len,
@@ -122,7 +136,36 @@ def make_pipelines(args: argparse.Namespace, splits: Any, work: Path) -> list[Pi
     model.tokenizer = tok
     ours = Trainer(cfg, base_model=model)
     ours.prepare(splits)
-    return [Pipeline("report", report), Pipeline("ours", ours)]
+    return Pipeline(name, ours)
+
+
+ABLATIONS = {  # variant → overrides of our pipeline's flags
+    "packed, fp32, full softmax": {"no_bf16": True, "softmax": "full"},
+    "packed, bf16, full softmax": {"softmax": "full"},
+    "packed, fp32, adaptive": {"no_bf16": True},
+    "packed, bf16, adaptive (ours)": {},
+    "ours, batch 128": {"batch_size": 128},
+    "ours, torch.compile": {"compile": True},
+}
+
+
+def ablate(args: argparse.Namespace, splits: Any, work: Path, rounds: int) -> dict[str, float]:
+    """Real tokens/s of the report and of each variant of ours, one step of each per round.
+
+    Stepping round-robin puts every variant under the same load; round 0 (allocation, compilation)
+    is not counted.
+    """
+    pipes = [make_report(args, splits, work)]
+    for i, (name, over) in enumerate(ABLATIONS.items()):
+        variant = argparse.Namespace(**{**vars(args), **over})
+        pipes.append(make_ours(variant, splits, work / f"variant{i}", name, _common(variant)))
+    start: dict[str, tuple[float, int]] = {}
+    for r in range(rounds + 1):
+        for pipe in pipes:
+            pipe.step()
+            if r == 0:
+                start[pipe.name] = (pipe.seconds, pipe.real_tokens)
+    return {p.name: (p.real_tokens - start[p.name][1]) / (p.seconds - start[p.name][0]) for p in pipes}
 
 
 def profile_steps(pipe: Pipeline, steps: int) -> str:
@@ -167,11 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-val-poems", type=int, help="validate on the first N validation poems")
     p.add_argument("--profile", type=int, default=0, help="also profile this many steps of each pipeline")
     p.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    p.add_argument("--ablate", type=int, default=0, help="instead: tokens/s of each variant over this many rounds")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     splits, _ = build_splits(args.corpus)
     splits = limit_splits(splits, args.max_train_poems, args.max_val_poems)
+    if args.ablate:
+        with tempfile.TemporaryDirectory() as tmp:
+            rates = ablate(args, splits, Path(tmp), args.ablate)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.ablate} rounds, one step each")
+        print(f"{'pipeline':<32} {'real tok/s':>11} {'× report':>9}")
+        for name, rate in rates.items():
+            print(f"{name:<32} {rate:>11.0f} {rate / rates['report']:>9.2f}")
+        return 0
     val = list(splits["validation"]["text"])
     with tempfile.TemporaryDirectory() as tmp:
         pipes = make_pipelines(args, splits, Path(tmp))
