@@ -24,6 +24,7 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "hidden_size": "LSTM hidden size",
     "num_layers": "LSTM layers",
     "dropout": "dropout on embeddings and LSTM outputs",
+    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
     "optimizer": "adam, adamw, adagrad or sgd",
     "lr": "learning rate (default per optimiser: adam 2e-3, adagrad 0.05, sgd 1.0)",
     "lr_schedule": "constant or cosine",

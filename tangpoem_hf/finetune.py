@@ -147,6 +147,8 @@ def grow_vocabulary(model: TangPoemLSTM, new_tokens: list[str]) -> TangPoemLSTM:
         raise InputError("The base model has no tokenizer attached.")
     if not new_tokens:
         return model
+    if model.config.softmax != "full":
+        raise InputError("Growing the vocabulary needs a full-softmax base; use --new-chars unk with an adaptive one.")
     known = [t for t in new_tokens if t in tok]
     if known or len(set(new_tokens)) != len(new_tokens):
         raise InputError(f"New tokens must be distinct and unknown to the base vocabulary: {''.join(known)}.")

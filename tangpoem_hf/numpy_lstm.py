@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import ModelFileError
 from .modeling import IGNORE_INDEX, TangPoemConfig
 
 if TYPE_CHECKING:  # torch is imported lazily: training and inference here need only NumPy
@@ -96,6 +97,8 @@ class NumpyLSTM:
     """Embedding → LSTM layers → Linear, forward and full BPTT in NumPy (float32 or float64)."""
 
     def __init__(self, config: TangPoemConfig, dtype: Any = np.float32, seed: int = 0) -> None:
+        if config.softmax != "full":
+            raise ModelFileError("The NumPy LSTM mirrors the full-softmax model only, not softmax='adaptive'.")
         self.config = config
         self.dtype = np.dtype(dtype)
         if self.dtype not in DTYPES:

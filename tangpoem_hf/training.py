@@ -49,6 +49,7 @@ class TrainConfig:
     num_layers: int = 1
     dropout: float = 0.0
     tie_weights: bool = False
+    softmax: str = "full"  # or "adaptive" (frequency-sorted clusters; see TangPoemConfig)
     optimizer: str = "adam"
     lr: float | None = None
     lr_schedule: str = "constant"  # or "cosine" over the whole run
@@ -230,6 +231,7 @@ class Trainer:
                 num_layers=cfg.num_layers,
                 dropout=cfg.dropout,
                 tie_weights=cfg.tie_weights,
+                softmax=cfg.softmax,
                 preprocessing=cfg.mode,
             )
             self.model = TangPoemLSTM(config)

@@ -162,3 +162,41 @@ def test_train_throughput_end_to_end(small_corpus, tmp_path, capsys):
         row = result["results"][name]
         assert row["train_seconds"] >= 1 and row["tokens_per_s"] > 0
         assert math.isfinite(row["char_val_perplexity"]) and math.isfinite(row["own_val_perplexity"])
+
+
+def test_train_command_takes_the_adaptive_softmax(small_corpus, tmp_path, capsys):
+    from tangpoem_hf import TangPoemLSTM
+    from tangpoem_hf.cli import main
+
+    out = tmp_path / "adaptive-run"
+    args = [
+        "train",
+        "--corpus",
+        str(small_corpus),
+        "--out-dir",
+        str(out),
+        "--embedding-dim",
+        "8",
+        "--hidden-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "8",
+        "--max-steps",
+        "3",
+        "--no-progress",
+        "--softmax",
+        "adaptive",
+    ]
+    assert main(args) == 0
+    assert TangPoemLSTM.from_pretrained(out / "best").config.softmax == "adaptive"
+
+
+def test_numpy_lstm_refuses_an_adaptive_model():
+    import pytest
+
+    from tangpoem_hf import ModelFileError, NumpyLSTM, TangPoemConfig
+
+    with pytest.raises(ModelFileError, match="adaptive"):
+        NumpyLSTM(TangPoemConfig(vocab_size=50, embedding_dim=8, hidden_size=8, softmax="adaptive", cutoffs=[10]))
