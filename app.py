@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,7 @@ CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "2"))
 # two requests each spinning two threads on two cores stall each other (p95 under load 7× → see
 # benchmarks/app_load.py).
 torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
+STREAM_INTERVAL = 0.05  # seconds between updates of the growing line
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
 
 _model: TangPoemLSTM | None = None
@@ -83,8 +85,15 @@ def generate(
             tone=tone,
         )
         out_script = script_of(script)
+        last = 0.0
         for poem in stream_poem(model, **kwargs):
-            yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed
+            # Every finished line, and the growing line at most every STREAM_INTERVAL: a character
+            # takes ~3 ms, far below what an eye sees, and each update costs the server a render and
+            # a message under the GIL, which is what limits a burst of users (benchmarks/app_load.py).
+            now = time.monotonic()
+            if not poem.partial or now - last >= STREAM_INTERVAL:
+                last = now
+                yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed
     except TangPoemError as exc:
         title = "输入有误 · Input error" if isinstance(exc, InputError) else "模型有误 · Model error"
         raise gr.Error(str(exc), title=title, print_exception=False) from None
