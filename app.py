@@ -34,8 +34,7 @@ MODEL_ID = model_id_from_env()
 # "queue is full" instead of an ever-growing wait.
 CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "2"))
 # One torch thread per request: a batch-1 LSTM step is too small to gain from intra-op threads, and
-# two requests each spinning two threads on two cores stall each other (p95 under load 7× → see
-# benchmarks/app_load.py).
+# two requests each spinning two threads on two cores stall each other (see benchmarks/app_load.py).
 torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
 STREAM_INTERVAL = 0.05  # seconds between updates of the growing line
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
