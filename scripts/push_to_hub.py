@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
         with tempfile.TemporaryDirectory(prefix="tangpoem-push-") as tmp:
             stage_model_folder(args.model, tmp, args.repo_id, **card)
             info = push_folder(
-                tmp, args.repo_id, api=api, private=args.private, commit_message=args.commit_message,
+                tmp,
+                args.repo_id,
+                api=api,
+                private=args.private,
+                commit_message=args.commit_message,
                 allow_patterns=UPLOADED_MODEL_FILES,
             )
         print(f"Pushed {args.model} to {getattr(info, 'commit_url', args.repo_id)}")
