@@ -7,16 +7,14 @@ reason, when /usr/bin/chromium is missing; CI installs it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from test_app import free_port, import_app
 
 from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
@@ -59,28 +57,14 @@ def _model_folder(tmp: Path) -> Path:
     return tmp / "tiny"
 
 
-def _import_app(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("MODEL_ID", str(model_dir))
-    spec = importlib.util.spec_from_file_location("tangpoem_app_browser", ROOT / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    app = _import_app(_model_folder(tmp_path), monkeypatch)
-    port = _free_port()
+    monkeypatch.setenv("MODEL_ID", str(_model_folder(tmp_path)))
+    monkeypatch.delitem(sys.modules, "tangpoem_app_browser", raising=False)
+    app = import_app("tangpoem_app_browser")
+    port = free_port()
     app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
     try:
         yield f"http://127.0.0.1:{port}/"
