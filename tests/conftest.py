@@ -141,6 +141,14 @@ def tiny_model_dir(tmp_path, tiny_model) -> Path:
     return folder
 
 
+def tiny_train_args(corpus: Path, out: Path) -> list[str]:
+    """``tangpoem train`` arguments for a few steps of a tiny model on a small corpus."""
+    return [
+        "train", "--corpus", str(corpus), "--out-dir", str(out), "--embedding-dim", "8", "--hidden-size", "8",
+        "--batch-size", "4", "--seq-len", "8", "--max-steps", "3", "--no-progress",
+    ]  # fmt: skip
+
+
 def full_corpus() -> str | None:
     return os.environ.get("TANGPOEM_CORPUS")
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_train_args
 
 from tangpoem_hf.cli import main
 
@@ -105,25 +106,5 @@ def test_console_script_subprocess_has_no_traceback(tiny_model_dir):
 
 
 def test_train_command_runs(small_corpus, tmp_path, capsys):
-    code, out, _ = run(
-        [
-            "train",
-            "--corpus",
-            str(small_corpus),
-            "--out-dir",
-            str(tmp_path / "r"),
-            "--embedding-dim",
-            "8",
-            "--hidden-size",
-            "8",
-            "--batch-size",
-            "4",
-            "--seq-len",
-            "8",
-            "--max-steps",
-            "3",
-            "--no-progress",
-        ],
-        capsys,
-    )
+    code, out, _ = run(tiny_train_args(small_corpus, tmp_path / "r"), capsys)
     assert code == 0 and "Best model" in out

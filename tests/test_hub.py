@@ -21,6 +21,7 @@ import gradio
 import pandas as pd
 import pytest
 import torch
+from conftest import POEMS as CORPUS_POEMS
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard, constants
 
 from tangpoem_hf import CharTokenizer, ModelFileError, TangPoemConfig, TangPoemLSTM, hub
@@ -38,21 +39,7 @@ POEMS = [
     "少小离家老大回，乡音无改鬓毛衰。儿童相见不相识，笑问客从何处来。",
 ]
 # chinese-poetry records (traditional script, as the corpus stores them) for the dataset push.
-RAW_POEMS = [
-    ("李白", "靜夜思", ["床前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。"]),
-    ("王之渙", "登鸛雀樓", ["白日依山盡，黃河入海流。", "欲窮千里目，更上一層樓。"]),
-    ("孟浩然", "春曉", ["春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。"]),
-    (
-        "王維",
-        "山居秋暝",
-        [
-            "空山新雨後，天氣晚來秋。",
-            "明月松間照，清泉石上流。",
-            "竹喧歸浣女，蓮動下漁舟。",
-            "隨意春芳歇，王孫自可留。",
-        ],
-    ),
-]
+RAW_POEMS = [p for p in CORPUS_POEMS if p[1] in ("靜夜思", "登鸛雀樓", "春曉", "山居秋暝")]
 
 
 @pytest.fixture(autouse=True)

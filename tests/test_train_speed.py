@@ -165,30 +165,13 @@ def test_train_throughput_end_to_end(small_corpus, tmp_path, capsys):
 
 
 def test_train_command_takes_the_adaptive_softmax(small_corpus, tmp_path, capsys):
+    from conftest import tiny_train_args
+
     from tangpoem_hf import TangPoemLSTM
     from tangpoem_hf.cli import main
 
     out = tmp_path / "adaptive-run"
-    args = [
-        "train",
-        "--corpus",
-        str(small_corpus),
-        "--out-dir",
-        str(out),
-        "--embedding-dim",
-        "8",
-        "--hidden-size",
-        "8",
-        "--batch-size",
-        "4",
-        "--seq-len",
-        "8",
-        "--max-steps",
-        "3",
-        "--no-progress",
-        "--softmax",
-        "adaptive",
-    ]
+    args = [*tiny_train_args(small_corpus, out), "--softmax", "adaptive"]
     assert main(args) == 0
     assert TangPoemLSTM.from_pretrained(out / "best").config.softmax == "adaptive"
 
