@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -176,6 +177,17 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
     }.items():
         monkeypatch.setenv(key, value)
     app = import_app("tangpoem_app_small_queue")
+    # The first job holds the only worker for 3 s, so the burst meets a busy server however fast
+    # generation is (without this the test depends on the machine's speed).
+    gate = threading.Event()
+    real_stream = app.stream_poem
+
+    def held_stream(*args: object, **kwargs: object) -> Iterator[object]:
+        gate.wait(30)
+        yield from real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(app, "stream_poem", held_stream)
+    threading.Timer(3.0, gate.set).start()
     port = free_port()
     app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
     try:
