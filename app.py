@@ -25,21 +25,23 @@ from tangpoem_hf.app_support import (
     poem_text,
     script_of,
 )
-from tangpoem_hf.decoding import MAX_LINES, MIN_LINES, stream_poem
+from tangpoem_hf.decoding import MAX_LINES, MIN_LINES
 from tangpoem_hf.errors import InputError, TangPoemError
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
+from tangpoem_hf.serving import PoemServer
 
 MODEL_ID = model_id_from_env()
-# Two CPU-bound generations at a time, and a bounded queue, so a burst of users gets
-# "queue is full" instead of an ever-growing wait.
-CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "2"))
-# One torch thread per request: a batch-1 LSTM step is too small to gain from intra-op threads, and
-# two requests each spinning two threads on two cores stall each other (see benchmarks/app_load.py).
+# Up to eight poems in progress, decoded together as one batch by the PoemServer, and a bounded
+# queue behind them, so a burst of users gets "queue is full" instead of an ever-growing wait.
+CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "8"))
+# One torch thread: the server's batched LSTM step is small, and the other core is left to Gradio's
+# own per-request work, which is the larger share under load (see benchmarks/app_load.py).
 torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
 STREAM_INTERVAL = 0.05  # seconds between updates of the growing line
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
 
 _model: TangPoemLSTM | None = None
+_server: PoemServer | None = None
 _model_lock = threading.Lock()
 
 
@@ -50,6 +52,16 @@ def get_model() -> TangPoemLSTM:
         if _model is None:
             _model = load_model(MODEL_ID)
         return _model
+
+
+def get_server() -> PoemServer:
+    """The one decoding loop all requests share, so concurrent users' poems step as one batch."""
+    global _server
+    model = get_model()
+    with _model_lock:
+        if _server is None:
+            _server = PoemServer(model)
+        return _server
 
 
 def generate(
@@ -68,9 +80,9 @@ def generate(
 ) -> Iterator[tuple[str, str, int]]:
     """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
     try:
-        model = get_model()
+        server = get_server()
         kwargs = generation_kwargs(
-            model.tokenizer,
+            server.model.tokenizer,
             mode,
             characters,
             form,
@@ -85,7 +97,7 @@ def generate(
         )
         out_script = script_of(script)
         last = 0.0
-        for poem in stream_poem(model, **kwargs):
+        for poem in server.stream(**kwargs):
             # Every finished line, and the growing line at most every STREAM_INTERVAL: a character
             # takes ~3 ms, far below what an eye sees, and each update costs the server a render and
             # a message under the GIL, which is what limits a burst of users (benchmarks/app_load.py).

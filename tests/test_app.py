@@ -180,13 +180,17 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
     # The first job holds the only worker for 3 s, so the burst meets a busy server however fast
     # generation is (without this the test depends on the machine's speed).
     gate = threading.Event()
-    real_stream = app.stream_poem
+    real_server = app.get_server
 
-    def held_stream(*args: object, **kwargs: object) -> Iterator[object]:
-        gate.wait(30)
-        yield from real_stream(*args, **kwargs)
+    class HeldServer:
+        def __init__(self) -> None:
+            self.model = real_server().model
 
-    monkeypatch.setattr(app, "stream_poem", held_stream)
+        def stream(self, **kwargs: object) -> Iterator[object]:
+            gate.wait(30)
+            yield from real_server().stream(**kwargs)
+
+    monkeypatch.setattr(app, "get_server", HeldServer)
     threading.Timer(3.0, gate.set).start()
     port = free_port()
     app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)

@@ -1,0 +1,182 @@
+"""Continuous batching for a server: concurrent requests share each LSTM step.
+
+A batch-1 LSTM step leaves the CPU mostly idle inside small matmuls, so when several users wait
+at once, one step over all their poems costs little more than a step for one. :class:`PoemServer`
+runs a single worker thread that admits new requests between steps (no one waits for a batch to
+fill or to finish), steps every active poem through one forward pass, and hands each caller its
+growing poem. Each request keeps its own :class:`~tangpoem_hf.decoding.PoemWalk`, constraints and
+per-poem random generator, so a poem is the one :func:`~tangpoem_hf.decoding.stream_poem` gives
+for the same seed, whoever else is being served.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .decoding import Poem, PoemWalk, check_sampling, make_spec, poems_from, verse_constraints
+from .modeling import TangPoemLSTM
+
+_DONE = object()
+
+
+@dataclass
+class _Request:
+    walk: PoemWalk
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: bool = False
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+    logits: torch.Tensor | None = None
+    feed: torch.Tensor | None = None  # the ids to feed before the next draw
+
+
+class PoemServer:
+    """Serve :meth:`stream` calls from many threads through one batched decoding loop.
+
+    ``max_batch`` bounds how many poems share a step; more requests wait for a free row.
+    """
+
+    def __init__(self, model: TangPoemLSTM, max_batch: int = 64) -> None:
+        if model.tokenizer is None:
+            raise ValueError("PoemServer needs a model loaded with its tokenizer.")
+        self.model, self.max_batch = model, max_batch
+        self.device = next(model.parameters()).device
+        self._incoming: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._active: list[_Request] = []
+        self._wake = threading.Event()
+        self._closed = False
+        self._worker = threading.Thread(target=self._loop, name="tangpoem-server", daemon=True)
+        self._worker.start()
+
+    def stream(
+        self,
+        first: str | None = None,
+        acrostic: str | None = None,
+        form: int = 7,
+        lines: int | None = None,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        prefix: str | None = None,
+        rhyme: bool = False,
+        tone: str | None = None,
+        rhyme_group: str | None = None,
+    ) -> Iterator[Poem]:
+        """Like :func:`~tangpoem_hf.decoding.stream_poem`: the poem after every character.
+
+        Bad input raises ``InputError`` here, in the caller's thread, before anything is queued.
+        Stopping the iteration early (a client that went away) frees the poem's row at once.
+        """
+        tok = self.model.tokenizer
+        spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
+        t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
+        constraints = verse_constraints(rhyme, tone, rhyme_group)
+        walk = PoemWalk(tok, self.model.config.preprocessing, spec, [s], t, k, p, constraints)
+        request = _Request(walk)
+        if self._closed:
+            raise RuntimeError("The poem server is closed.")
+        self._incoming.put(request)
+        self._wake.set()
+        ids: list[int] = []
+        try:
+            while True:
+                item = request.out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                ids.append(item)
+                yield poems_from(tok, spec, [ids], [s])[0]
+        finally:
+            request.cancelled = True
+
+    def close(self) -> None:
+        """Stop the worker after the current step; pending callers get an error, not a hang."""
+        self._closed = True
+        self._wake.set()
+        self._worker.join(timeout=10)
+
+    # --- the worker -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._admit()
+            if not self._active:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a failure must reach every waiting caller, never hang them
+                for request in self._active:
+                    request.out.put(RuntimeError(f"Generation failed: {exc}"))
+                self._active.clear()
+        while True:  # nobody may wait for an answer that will never come
+            for request in self._active:
+                request.out.put(RuntimeError("The poem server was closed."))
+            try:
+                self._active = [self._incoming.get_nowait()]
+            except queue.Empty:
+                return
+
+    @torch.inference_mode()
+    def _admit(self) -> None:
+        """Move waiting requests into the batch, feeding each one its context (prefix and <bos>)."""
+        while len(self._active) < self.max_batch:
+            try:
+                request = self._incoming.get_nowait()
+            except queue.Empty:
+                return
+            if request.cancelled:
+                continue
+            context = request.walk.context
+            if context:
+                out = self.model(torch.tensor([context], device=self.device))
+                request.state, request.logits = out.state, out.logits[:, -1].float().cpu()
+            self._active.append(request)
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        """Draw one character for every active poem, then feed them all through one forward pass
+        per input length (1, or 2 with the punctuation at a line end)."""
+        still: list[_Request] = []
+        for request in self._active:
+            if request.cancelled:
+                continue
+            chosen = request.walk.choose(request.logits)
+            request.out.put(chosen[0])
+            request.feed = request.walk.advance(chosen)
+            if request.feed is None:
+                request.out.put(_DONE)
+            else:
+                still.append(request)
+        self._active = still
+        by_length: dict[int, list[_Request]] = {}
+        for request in still:
+            by_length.setdefault(request.feed.shape[1], []).append(request)
+        for group in by_length.values():
+            self._forward(group)
+
+    def _state(self, request: _Request) -> tuple[torch.Tensor, torch.Tensor]:
+        """The request's (h, c); zeros (what the LSTM assumes for no state) before its first feed."""
+        if request.state is None:
+            cfg = self.model.config
+            zeros = torch.zeros(cfg.num_layers, 1, cfg.hidden_size, device=self.device)
+            request.state = (zeros, zeros)
+        return request.state
+
+    def _forward(self, group: list[_Request]) -> None:
+        ids = torch.cat([r.feed for r in group]).to(self.device)
+        states = [self._state(r) for r in group]
+        state = (torch.cat([h for h, _ in states], dim=1), torch.cat([c for _, c in states], dim=1))
+        out = self.model(ids, state=state)
+        logits = out.logits[:, -1].float().cpu()
+        h, c = out.state
+        for i, request in enumerate(group):
+            request.state = (h[:, i : i + 1], c[:, i : i + 1])
+            request.logits = logits[i : i + 1]
