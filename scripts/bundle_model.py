@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage dtype [float16]")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU, 2 cores", help="what it was trained on")
+    parser.add_argument("--notes", help="a paragraph for the card on how it was trained (e.g. across several runs)")
     args = parser.parse_args(argv)
 
     model = TangPoemLSTM.from_pretrained(args.model)
@@ -61,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             storage_dtype=args.dtype,
             hardware=args.hardware,
         )
+        if args.notes:
+            info["notes"] = args.notes
         (Path(tmp) / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
-        config = dict(info.get("train_config") or {})
-        config.update(train_seconds=info.get("train_seconds"), hardware=args.hardware, storage_dtype=args.dtype)
         out = Path(args.out)
         shutil.rmtree(out, ignore_errors=True)
-        stage_model_folder(tmp, out, perplexity=ppl_stored, perplexity_split="test", training_config=config)
+        stage_model_folder(tmp, out, perplexity=ppl_stored, perplexity_split="test")
     for f in out.iterdir():
         f.chmod(0o644)  # temporary files are private; a packaged model must be readable by every user
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20

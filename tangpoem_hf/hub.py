@@ -118,6 +118,8 @@ def _body(
     perplexity: float | None,
     perplexity_split: str,
     model: TangPoemLSTM,
+    notes: str | None = None,
+    comparison: Mapping[str, Any] | None = None,
 ) -> str:
     parts = [
         f"The `tangpoem_hf` package is not on PyPI: `pip install git+{REPO_URL}` first.",
@@ -141,6 +143,8 @@ def _body(
         "## Training",
         "",
     ]
+    if notes:
+        parts += [notes, ""]
     if training_config:
         parts += ["```json", json.dumps(dict(training_config), indent=2, ensure_ascii=False, default=str), "```", ""]
     else:
@@ -155,6 +159,8 @@ def _body(
         ]
     else:
         parts += ["Held-out perplexity: not measured.", ""]
+    if comparison:
+        parts += [_comparison_table(comparison), ""]
     parts += [
         "## Data and limitations",
         "",
@@ -162,6 +168,23 @@ def _body(
         "The model imitates form (line length, ，/。) but not tonal patterns or rhyme unless constrained.",
     ]
     return "\n".join(parts)
+
+
+def _comparison_table(comparison: Mapping[str, Any]) -> str:
+    """Other models measured the same way (written by scripts/release_results.py)."""
+    ppl, seconds, recipes = (comparison.get(k, {}) for k in ("test_perplexity", "training_seconds", "recipes"))
+    rows = ["Compared on the same test split with the same code:", ""]
+    rows += ["| model | recipe | training time | test perplexity |", "|---|---|---:|---:|"]
+    for label, value in ppl.items():
+        minutes = f"{seconds[label] / 60:.1f} min" if label in seconds else "?"
+        rows.append(f"| {label} | {recipes.get(label, '')} | {minutes} | {value:.2f} |")
+    if "lower_than_better_peer" in comparison:
+        gain = comparison["lower_than_better_peer"]
+        change = f"{gain:.1%} lower" if gain >= 0 else f"{-gain:.1%} higher"
+        rows += ["", f"Test perplexity {change} than the better peer recipe's."]
+    if "details" in comparison:
+        rows += [f"Details: {comparison['details']} in the tangpoem repository."]
+    return "\n".join(rows)
 
 
 def build_model_card(
@@ -175,6 +198,8 @@ def build_model_card(
     perplexity_split: str = "validation",
     samples: Sequence[tuple[str, str]] | None = None,
     sample_seed: int = 0,
+    notes: str | None = None,
+    comparison: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """The card: YAML metadata the Hub indexes, then usage, samples, training config, perplexity."""
     datasets = list(datasets) if datasets is not None else default_dataset(repo_id)
@@ -203,7 +228,7 @@ def build_model_card(
     )
     if samples is None:
         samples = sample_poems(model, seed=sample_seed)
-    body = _body(samples, training_config, perplexity, perplexity_split, model)
+    body = _body(samples, training_config, perplexity, perplexity_split, model, notes, comparison)
     title = repo_id.split("/")[-1] if repo_id else "tangpoem LSTM"
     return ModelCard.from_template(data, template_str=MODEL_CARD_TEMPLATE, repo_id=repo_id, title=title, body=body)
 
@@ -233,7 +258,12 @@ def stage_model_folder(
                 perplexity = float(info[key])
                 card_options.setdefault("perplexity_split", split)
                 break
-    card_options.setdefault("training_config", info.get("train_config"))
+    if "training_config" not in card_options and info.get("train_config"):
+        config = dict(info["train_config"])
+        config.update({k: info[k] for k in ("train_seconds", "hardware", "storage_dtype") if k in info})
+        card_options["training_config"] = config
+    card_options.setdefault("notes", info.get("notes"))
+    card_options.setdefault("comparison", info.get("comparison"))
     out.mkdir(parents=True, exist_ok=True)
     for name in (*MODEL_FILES, TRAINING_INFO_NAME):
         if (src / name).is_file() and (src / name).resolve() != (out / name).resolve():
