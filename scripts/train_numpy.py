@@ -9,10 +9,24 @@ and a ``CharTokenizer`` built the same way. Only the model, its gradients and th
 loss always ignores padding (the torch trainer's ``report`` mode counts it, as the report did).
 
     python scripts/train_numpy.py --corpus DIR --out-dir runs/numpy [--max-steps 200] [--max-poems 2000]
+    python scripts/train_numpy.py --out-dir runs/numpy --resume [--max-steps 400]
 
 Writes ``OUT/vocab.json``, ``OUT/train_log.jsonl`` (one JSON record per step, plus validation
 records), ``OUT/model/`` (``save_pretrained`` of ``to_torch()``; load it with
 ``TangPoemLSTM.from_pretrained``) and prints a sample poem from ``decoding.generate_poem``.
+
+Every ``--checkpoint-every`` steps (and at the end, and on Ctrl-C or SIGTERM, which then exit with
+128 + the signal number) it saves ``OUT/checkpoints/step-N/``: ``state.safetensors`` with the
+parameters, the optimiser state and the LSTM state carried into the next chunk, and ``meta.json``
+with the step, the training seconds, the dropout RNG state, the number of log lines written and
+the arguments. Each one is written into a temporary folder and renamed, and only then does
+``latest.json`` point at it, so a kill at any moment leaves the previous checkpoint usable; the
+last two are kept. ``--resume`` continues from the latest one: flags not given come from it (pass
+``--max-steps`` or ``--epochs`` to go further), those that shape the model or the data must not
+change, and the log is cut back to what it held at the checkpoint. On CPU the resumed run ends
+with exactly the weights of an uninterrupted one (the batches are a function of the step; with
+``--lr-schedule cosine`` keep ``--max-steps`` as well). An output folder that already holds a
+checkpoint is refused without ``--resume``.
 
 On a machine shared with other busy processes, ``OPENBLAS_NUM_THREADS=1`` gives steadier (often
 faster) steps: each time step's small matmul otherwise waits for a descheduled second BLAS thread
@@ -22,14 +36,20 @@ faster) steps: each time step's small matmul otherwise waits for a descheduled s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import shutil
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import safetensors.numpy
 from tqdm.auto import tqdm
 
 from tangpoem_hf.batching import encode_poems, make_batches, prepare_text
@@ -40,12 +60,16 @@ from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.modeling import TangPoemConfig
 from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
 from tangpoem_hf.tokenizer import CharTokenizer
-from tangpoem_hf.training import DEFAULT_LR
+from tangpoem_hf.training import DEFAULT_LR, LATEST, _write_atomic
 
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
+# what fixes the vocabulary, the parameter shapes, the optimiser state and the batches: a resume keeps them
+FIXED_ARGS = ("mode", "min_freq", "max_poems", "embedding_dim", "hidden_size", "num_layers", "tie_weights", "dtype",
+              "optimizer", "batch_size", "seq_len", "seed")  # fmt: skip
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, defaults: dict | None = None) -> argparse.Namespace:
+    """The command line; ``defaults`` (a checkpoint's arguments on --resume) replace the built-in defaults."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
     p.add_argument("--out-dir", default="runs/numpy")
@@ -72,18 +96,86 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-first", default="春", help="first character of the sample poem")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (0: only the last)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out-dir")
+    p.set_defaults(**(defaults or {}))
     return p.parse_args(argv)
+
+
+# --- checkpoints: safetensors for the arrays, JSON for the rest; never pickle ------------------------------
+
+
+def save_checkpoint(ckpt_dir: Path, step: int, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write ``step-N/`` under a temporary name and rename it; only then move ``latest.json`` and prune.
+
+    So ``latest.json`` always names a complete checkpoint, and the previous one stays until the new
+    one is in place. Kept: this one and the one before; dropped too: leftovers of a killed run.
+    """
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step}"
+    tmp = ckpt_dir / f".{name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    safetensors.numpy.save_file(arrays, str(tmp / "state.safetensors"))
+    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    for f in tmp.iterdir():  # the contents reach the disk before the rename makes them visible
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+    shutil.rmtree(ckpt_dir / name, ignore_errors=True)
+    os.replace(tmp, ckpt_dir / name)
+    _write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": name}))
+    older = sorted(int(d.name[5:]) for d in ckpt_dir.glob("step-*") if d.is_dir() and d.name != name)
+    stale = [ckpt_dir / f"step-{n}" for n in older if n < step][:-1] + list(ckpt_dir.glob(".step-*.tmp*"))
+    stale += [ckpt_dir / f"step-{n}" for n in older if n > step]  # written after the checkpoint we resumed from
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def load_checkpoint(ckpt_dir: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """The arrays and metadata that ``latest.json`` names, or None when there is no checkpoint."""
+    pointer = ckpt_dir / LATEST
+    if not pointer.exists():
+        return None
+    folder = ckpt_dir / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    return safetensors.numpy.load_file(str(folder / "state.safetensors")), meta
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While open, SIGINT and SIGTERM only note themselves in the list: the loop stops between steps."""
+    stop: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: stop.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out_dir)
+    ckpt_dir = out / "checkpoints"
+    found = load_checkpoint(ckpt_dir) if args.resume else None
+    if not args.resume and (ckpt_dir / LATEST).exists():
+        return fail(f"{out} already holds a checkpoint: pass --resume to continue it or pick a new --out-dir.")
+    if found is not None:
+        saved = found[1]["args"]
+        args = parse_args(argv, defaults=saved)
+        changed = ["--" + k.replace("_", "-") for k in FIXED_ARGS if getattr(args, k) != saved.get(k)]
+        if changed:
+            return fail(f"{out} was trained with other {', '.join(changed)}: keep them or pick a new --out-dir.")
     out.mkdir(parents=True, exist_ok=True)
     try:
         splits, _ = build_splits(args.corpus)
     except TangPoemError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     train_texts = list(splits["train"]["text"])[: args.max_poems]
     val_texts = list(splits["validation"]["text"])[: args.max_val_poems or None]
 
@@ -118,17 +210,48 @@ def main(argv: list[str] | None = None) -> int:
             return base_lr * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
         return base_lr
 
+    def write_log(record: dict) -> None:
+        nonlocal log_lines
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        log_lines += 1
+
     def validate(step: int, epoch: int) -> None:
         val = perplexity(model.to_torch(), val_texts)
-        record = {"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(elapsed, 2)}
-        log.write(json.dumps(record) + "\n")
+        write_log({"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(elapsed, 2)})
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
 
-    elapsed, carried, step = 0.0, None, 0
+    def checkpoint() -> None:
+        nonlocal saved_at
+        arrays = {f"param.{name}": p for name, p in model.params.items()}
+        arrays |= {f"opt.{key}": a for key, a in opt.state_dict().items()}
+        if carried is not None and batches.carry_state:
+            arrays["carry.h"], arrays["carry.c"] = carried
+        rng = model.rng.bit_generator.state
+        meta = {"step": step, "elapsed_s": elapsed, "log_lines": log_lines, "rng": rng, "args": vars(args)}
+        save_checkpoint(ckpt_dir, step, arrays, meta)
+        saved_at = step
+
+    elapsed, carried, step, log_lines = 0.0, None, 0, 0
+    log_path = out / "train_log.jsonl"
+    if found is None:
+        log_path.write_text("", encoding="utf-8")
+    else:  # everything as it was at the checkpoint; later log records are redone
+        arrays, meta = found
+        for name, p in model.params.items():
+            p[...] = arrays[f"param.{name}"]
+        opt.load_state_dict({key[4:]: a for key, a in arrays.items() if key.startswith("opt.")})
+        carried = (arrays["carry.h"], arrays["carry.c"]) if "carry.h" in arrays else None
+        model.rng.bit_generator.state = meta["rng"]
+        step, elapsed, log_lines = meta["step"], meta["elapsed_s"], meta["log_lines"]
+        old = log_path.read_text(encoding="utf-8").splitlines(keepends=True) if log_path.exists() else []
+        _write_atomic(log_path, "".join(old[:log_lines]))
+        print(f"Resumed from step {step}.")
+    saved_at = step
     tokens_window, time_window = 0, time.perf_counter()
-    bar = tqdm(total=total, desc="train (numpy)", disable=args.no_progress)
-    with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
-        while step < total and (args.time_budget is None or elapsed < args.time_budget):
+    bar = tqdm(total=total, initial=step, desc="train (numpy)", disable=args.no_progress)
+    with log_path.open("a", encoding="utf-8") as log, stop_requests() as stop:
+        while step < total and (args.time_budget is None or elapsed < args.time_budget) and not stop:
             epoch, in_epoch = divmod(step, spe)
             if in_epoch == 0:
                 carried = None
@@ -153,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lr": opt.lr,
                 "elapsed_s": round(elapsed, 2),
             }
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            write_log(record)
             bar.update(1)
             if step % 10 == 0 or step == total:
                 now = time.perf_counter()
@@ -166,7 +288,14 @@ def main(argv: list[str] | None = None) -> int:
                 tokens_window, time_window = 0, now
             if (args.eval_every and step % args.eval_every == 0) or step % spe == 0:
                 validate(step, epoch + 1)
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                checkpoint()
         bar.close()
+        if saved_at != step:
+            checkpoint()
+        if stop:
+            print(f"Interrupted: checkpoint saved at step {step}; continue with --resume.")
+            return 128 + stop[0]
         if step % spe and not (args.eval_every and step % args.eval_every == 0):
             validate(step, step // spe + 1)
 

@@ -433,6 +433,12 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
     return total
 
 
+# state_dict() hands out the live arrays (no copies: save them before the next step); load_state_dict copies.
+def _unprefixed(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays saved under ``prefix``, as fresh writable copies that the updates may change in place."""
+    return {key[len(prefix) :]: np.array(a) for key, a in state.items() if key.startswith(prefix)}
+
+
 @dataclass
 class SGD:
     """p ← p - lr·v with v ← μ·v + g (plain SGD when momentum is 0), as torch.optim.SGD."""
@@ -451,6 +457,13 @@ class SGD:
                 v += gr
                 gr = v
             p -= self.lr * gr
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The momentum buffers (none without momentum): with the parameters, all that a resumed run needs."""
+        return {f"velocity.{name}": v for name, v in self._velocity.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._velocity = _unprefixed(state, "velocity.")
 
 
 @dataclass
@@ -475,6 +488,13 @@ class Adagrad:
             np.divide(gr, tmp, out=tmp)
             tmp *= self.lr
             p -= tmp
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The running sums of g²: they set every later step size, so a resumed run needs them exactly."""
+        return {f"sum.{name}": acc for name, acc in self._sum.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._sum = _unprefixed(state, "sum.")
 
 
 @dataclass
@@ -513,6 +533,18 @@ class Adam:
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """m, v and the step count, which the bias correction depends on (``_tmp`` is only scratch)."""
+        return {
+            "steps": np.array(self.steps),
+            **{f"m.{name}": m for name, m in self._m.items()},
+            **{f"v.{name}": v for name, v in self._v.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.steps = int(state["steps"])
+        self._m, self._v = _unprefixed(state, "m."), _unprefixed(state, "v.")
 
 
 # --- gradient checks (used by --gradcheck and by tests/test_numpy_lstm.py) ---------------------------------

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import json
 import math
+import os
+import signal
+import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
+import safetensors.torch
 import torch
 
 from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
@@ -291,6 +299,33 @@ def test_clip_grad_norm_matches_torch() -> None:
     assert clip_grad_norm(grads, 100.0) == pytest.approx(1.0, rel=1e-5)  # already small: untouched
 
 
+@pytest.mark.parametrize("name", ["sgd", "sgd-momentum", "adagrad", "adam"])
+def test_optimizer_state_dict_round_trip_continues_bit_exactly(name: str, tmp_path: Path) -> None:
+    """State saved with safetensors and loaded into a fresh optimiser: the same updates as never stopping."""
+    rng = np.random.default_rng(0)
+    make = {
+        "sgd": lambda p: SGD(p, lr=0.1),
+        "sgd-momentum": lambda p: SGD(p, lr=0.1, momentum=0.9),
+        "adagrad": lambda p: Adagrad(p, lr=0.1),
+        "adam": lambda p: Adam(p, lr=0.01),
+    }[name]
+    params = {"a": rng.normal(size=(5, 3)).astype(np.float32), "b": rng.normal(size=7)}
+    grads = [{k: rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()} for _ in range(5)]
+    opt = make(params)
+    for g in grads[:2]:
+        opt.step(g)
+    safetensors.numpy.save_file({**opt.state_dict(), **{f"p.{k}": v for k, v in params.items()}}, tmp_path / "s")
+    loaded = safetensors.numpy.load_file(tmp_path / "s")
+    params2 = {k: loaded[f"p.{k}"] for k in params}
+    opt2 = make(params2)
+    opt2.load_state_dict({k: v for k, v in loaded.items() if not k.startswith("p.")})
+    for g in grads[2:]:
+        opt.step(g)
+        opt2.step(g)
+    for k, v in params.items():
+        assert v.dtype == params2[k].dtype and np.array_equal(v, params2[k]), k
+
+
 # --- Hub round trip ----------------------------------------------------------------------------------------
 
 
@@ -333,16 +368,21 @@ def test_from_torch_reproduces_the_bundled_model() -> None:
 # --- the training script -----------------------------------------------------------------------------------
 
 
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_numpy.py"
+
+
+def _train_numpy() -> types.ModuleType:
+    """scripts/train_numpy.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("train_numpy", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_train_numpy_script_end_to_end(small_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """scripts/train_numpy.py on the package's corpus pipeline: log, a loadable model, a sample poem."""
-    import importlib.util
-    import json
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "train_numpy.py"
-    spec = importlib.util.spec_from_file_location("train_numpy", script)
-    assert spec is not None and spec.loader is not None
-    train_numpy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_numpy)
+    train_numpy = _train_numpy()
     out = tmp_path / "run"
     args = ["--corpus", str(small_corpus), "--out-dir", str(out), "--embedding-dim", "16", "--hidden-size", "16"]
     args += [
@@ -368,3 +408,125 @@ def test_train_numpy_script_end_to_end(small_corpus: Path, tmp_path: Path, capsy
     assert loaded.config.preprocessing == "ours" and loaded.tokenizer is not None
     printed = capsys.readouterr().out
     assert "saved" in printed and printed.rstrip().endswith("。"), printed
+
+
+def _tiny_numpy_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny Adam run in 'ours' mode (carried state) with dropout (the RNG must resume too); 35 steps an epoch."""
+    return [
+        "--corpus", str(corpus), "--out-dir", str(out), "--embedding-dim", "8", "--hidden-size", "8",
+        "--batch-size", "4", "--seq-len", "8", "--lr", "0.02", "--dropout", "0.1", "--optimizer", "adam",
+        "--mode", "ours", "--no-progress", "--sample-first", "月", "--checkpoint-every", "2", *extra,
+    ]  # fmt: skip
+
+
+def _log(out: Path) -> list[tuple]:
+    """(step, loss, validation perplexity) of every log record: what must not change with a resume."""
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [(r["step"], r.get("loss"), r.get("val_perplexity")) for r in records]
+
+
+def _assert_same_run(full: Path, resumed: Path, steps: int) -> None:
+    """Bit-identical weights (saved model and the full-precision checkpoint) and the same log, no step twice."""
+    model_a = safetensors.torch.load_file(full / "model" / "model.safetensors")
+    model_b = safetensors.torch.load_file(resumed / "model" / "model.safetensors")
+    assert model_a.keys() == model_b.keys()
+    for key in model_a:
+        assert torch.equal(model_a[key], model_b[key]), key
+    state_a = safetensors.numpy.load_file(full / "checkpoints" / f"step-{steps}" / "state.safetensors")
+    state_b = safetensors.numpy.load_file(resumed / "checkpoints" / f"step-{steps}" / "state.safetensors")
+    assert state_a.keys() == state_b.keys() and {"opt.steps", "carry.h", "carry.c"} <= state_a.keys()
+    for key in state_a:  # parameters, Adam's m and v, the carried LSTM state
+        assert state_a[key].dtype == state_b[key].dtype and np.array_equal(state_a[key], state_b[key]), key
+    log = _log(resumed)
+    assert [r[0] for r in log if r[1] is not None] == list(range(1, steps + 1))
+    assert log == _log(full)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_train_numpy_stop_and_resume_equals_uninterrupted_run(
+    small_corpus: Path, tmp_path: Path, dtype: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stopped at step 19 (--max-steps), resumed to 41 (past the epoch end at 35): the same run as 41 at once."""
+    train_numpy = _train_numpy()
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    common = ["--dtype", dtype, "--epochs", "2"]
+    assert train_numpy.main(_tiny_numpy_args(small_corpus, full, *common, "--max-steps", "41")) == 0
+    assert train_numpy.main(_tiny_numpy_args(small_corpus, resumed, *common, "--max-steps", "19")) == 0
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["latest.json", "step-18", "step-19"]
+    capsys.readouterr()
+    assert train_numpy.main(_tiny_numpy_args(small_corpus, resumed, *common, "--max-steps", "41", "--resume")) == 0
+    assert "Resumed from step 19." in capsys.readouterr().out
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["latest.json", "step-40", "step-41"]
+    _assert_same_run(full, resumed, 41)
+
+
+def test_train_numpy_refuses_a_folder_with_a_checkpoint_without_resume(
+    small_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_numpy = _train_numpy()
+    out = tmp_path / "run"
+    assert train_numpy.main(_tiny_numpy_args(small_corpus, out, "--max-steps", "2")) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train_numpy.main(_tiny_numpy_args(small_corpus, out, "--max-steps", "4")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "--resume" in err and "--out-dir" in err
+    # a resume may go further, but not with another model shape
+    assert train_numpy.main([*_tiny_numpy_args(small_corpus, out), "--resume", "--hidden-size", "16"]) == 2
+    assert "--hidden-size" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+
+
+def _logged_steps(out: Path) -> list[int]:
+    log = out / "train_log.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return [json.loads(line)["step"] for line in lines if '"loss"' in line and line.endswith("}")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
+def test_train_numpy_killed_then_resumed_equals_uninterrupted_run(
+    small_corpus: Path, tmp_path: Path, signum: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real process, stopped mid-run (SIGKILL: no warning; Ctrl-C: saves first), then --resume."""
+    out = tmp_path / "killed"
+    endless = ["--epochs", "1000", "--max-steps", "1000000", "--checkpoint-every", "5"]
+    env = {**os.environ, "TANGPOEM_CACHE": str(tmp_path / "cache")}  # the child's corpus cache stays here too
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *_tiny_numpy_args(small_corpus, out, *endless)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "checkpoints" / "latest.json").exists() and (_logged_steps(out) or [0])[-1] >= 7):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.01)
+        os.kill(proc.pid, signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    killed_at = _logged_steps(out)[-1]
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr and "continue with --resume" in stdout.splitlines()[-1]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    steps = killed_at + 3
+    train_numpy = _train_numpy()
+    assert (
+        train_numpy.main(
+            _tiny_numpy_args(small_corpus, tmp_path / "full", "--epochs", "1000", "--max-steps", str(steps))
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert train_numpy.main([*_tiny_numpy_args(small_corpus, out, "--max-steps", str(steps)), "--resume"]) == 0
+    restart = int(capsys.readouterr().out.split("Resumed from step ")[1].split(".")[0])
+    if signum == signal.SIGINT:
+        assert restart == killed_at  # Ctrl-C saved the step it stopped at
+    else:
+        assert killed_at - 5 <= restart <= killed_at
+    _assert_same_run(tmp_path / "full", out, steps)
