@@ -60,7 +60,7 @@ from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.modeling import TangPoemConfig
 from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
 from tangpoem_hf.tokenizer import CharTokenizer
-from tangpoem_hf.training import DEFAULT_LR, LATEST, _write_atomic
+from tangpoem_hf.training import DEFAULT_LR, LATEST, write_atomic
 
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
 # what fixes the vocabulary, the parameter shapes, the optimiser state and the batches: a resume keeps them
@@ -123,7 +123,7 @@ def save_checkpoint(ckpt_dir: Path, step: int, arrays: dict[str, np.ndarray], me
             os.fsync(fh.fileno())
     shutil.rmtree(ckpt_dir / name, ignore_errors=True)
     os.replace(tmp, ckpt_dir / name)
-    _write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": name}))
+    write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": name}))
     older = sorted(int(d.name[5:]) for d in ckpt_dir.glob("step-*") if d.is_dir() and d.name != name)
     stale = [ckpt_dir / f"step-{n}" for n in older if n < step][:-1] + list(ckpt_dir.glob(".step-*.tmp*"))
     stale += [ckpt_dir / f"step-{n}" for n in older if n > step]  # written after the checkpoint we resumed from
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         model.rng.bit_generator.state = meta["rng"]
         step, elapsed, log_lines = meta["step"], meta["elapsed_s"], meta["log_lines"]
         old = log_path.read_text(encoding="utf-8").splitlines(keepends=True) if log_path.exists() else []
-        _write_atomic(log_path, "".join(old[:log_lines]))
+        write_atomic(log_path, "".join(old[:log_lines]))
         print(f"Resumed from step {step}.")
     saved_at = step
     tokens_window, time_window = 0, time.perf_counter()

@@ -128,7 +128,7 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -148,7 +148,7 @@ def save_checkpoint(ckpt_dir: Path, step_name: str, tensors: dict[str, torch.Ten
             os.fsync(fh.fileno())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    _write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": step_name}))
+    write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": step_name}))
     old = sorted((p for p in ckpt_dir.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
     for p in old[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
