@@ -9,6 +9,7 @@ picks the model; unset means the bundled one. ``python app.py`` serves it on loc
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +38,11 @@ CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "8"))
 # One torch thread: the server's batched LSTM step is small, and the other core is left to Gradio's
 # own per-request work, which is the larger share under load (see benchmarks/app_load.py).
 torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
-STREAM_INTERVAL = 0.05  # seconds between updates of the growing line
+# Each character passes from the server's worker thread to a request's thread; with Python's default
+# 5 ms GIL switch interval every hand-off could wait that long (a lone poem took 0.16 s instead of
+# 0.13 s), so threads take turns every 0.5 ms (benchmarks/app_load.py).
+sys.setswitchinterval(0.0005)
+STREAM_INTERVAL = 0.1  # seconds between updates of the growing line (finished lines go at once)
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
 
 _model: TangPoemLSTM | None = None
@@ -99,7 +104,7 @@ def generate(
         last = 0.0
         for poem in server.stream(**kwargs):
             # Every finished line, and the growing line at most every STREAM_INTERVAL: a character
-            # takes ~3 ms, far below what an eye sees, and each update costs the server a render and
+            # takes ~4 ms, far below what an eye sees, and each update costs the server a render and
             # a message under the GIL, which is what limits a burst of users (benchmarks/app_load.py).
             now = time.monotonic()
             if not poem.partial or now - last >= STREAM_INTERVAL:

@@ -51,7 +51,7 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_app(model: str | None) -> tuple[subprocess.Popen, str]:
+def start_app(model: str | None, app: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -63,7 +63,7 @@ def start_app(model: str | None) -> tuple[subprocess.Popen, str]:
     if model:
         env["MODEL_ID"] = model
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(app)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -132,9 +132,10 @@ def main() -> int:
     parser.add_argument("--soak", type=int, default=1000, help="requests for the memory check (0 skips it)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as hung")
     parser.add_argument("--model", help="MODEL_ID for the app (default: the bundled model)")
+    parser.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app to serve (e.g. an older app.py)")
     args = parser.parse_args()
 
-    proc, url = start_app(args.model)
+    proc, url = start_app(args.model, args.app)
     try:
         Client(url, verbose=False).predict(**REQUEST, seed=0, api_name="/generate")  # warm-up: model load
         rows = [run_clients(url, n, args.requests, args.timeout, seed0=1000 * n) for n in args.clients]
