@@ -129,6 +129,18 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def at_equal_time(release: dict[str, Any], budget: float) -> str:
+    """The release run's validation perplexity when it had trained as long as each peer."""
+    before = [(t, v) for t, v in release["curve"] if t <= budget]
+    if not before:
+        return ""
+    t, v = before[-1]
+    return (
+        f"At the peers' budget the release run stood at validation perplexity {v:.2f} (its last validation "
+        f"before {budget:.0f} s of training, at {t:.0f} s)."
+    )
+
+
 def markdown(rows: list[dict[str, Any]], release: dict[str, Any], args: argparse.Namespace, command: str) -> str:
     peers = [r for r in rows if r["name"] != "release"]
     best = min(peers, key=lambda r: r["test"])
@@ -157,7 +169,7 @@ def markdown(rows: list[dict[str, Any]], release: dict[str, Any], args: argparse
         f"The two peer recipes got the same budget: {args.budget:.0f} s of training each, run side by side with "
         f"{args.threads} torch thread each, so both saw the same machine load. The release model got "
         f"{release['train_seconds'] / 60:.0f} minutes on the same 2-core CPU (both cores); the budgets are "
-        "not equal, and this table says so rather than hiding it.",
+        "not equal, and this table says so rather than hiding it. " + at_equal_time(release, args.budget),
         "",
         f"Goal: the release model's test perplexity is at least {GOAL:.0%} below the better peer's "
         f"({best['label']}, {best['test']:.2f}). Measured: {release['test']:.2f}, "
@@ -165,6 +177,7 @@ def markdown(rows: list[dict[str, Any]], release: dict[str, Any], args: argparse
         "",
         "![validation perplexity against training time](results.png)",
         "",
+        *([Path(args.discussion).read_text(encoding="utf-8").strip(), ""] if args.discussion else []),
         "## The release model",
         "",
         release["story"],
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release-command", action="append", default=[], help="commands that made it (repeat)")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU, 2 cores ({os.cpu_count()} visible)")
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md and results.png go")
+    parser.add_argument("--discussion", help="a markdown file of findings, placed under the goal line")
     parser.add_argument(
         "--extra-train-args", default="", help="appended to both peers' train.py arguments, e.g. '--device cuda'"
     )
@@ -230,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         "params": params(bundled),
         "test": perplexity(bundled, test),
         **release_run,
-        "train_seconds": info.get("train_seconds", release_run["train_seconds"]),
         "story": info.get("notes", ""),
         "commands": args.release_command,
         "samples": [],

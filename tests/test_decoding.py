@@ -125,3 +125,26 @@ def test_bad_input_is_one_clear_sentence(tiny_model, kwargs, message):
 
 def test_spec_accepts_chinese_form_names(tiny_model):
     assert make_spec(tiny_model.tokenizer, form="五言").form == 5
+
+
+def test_partial_sort_nucleus_equals_the_full_sort():
+    """Top-p draws through topk give exactly the draws of the textbook full sort, small and wide nuclei alike."""
+    from tangpoem_hf.decoding import _sample
+
+    def full_sort_sample(logits, temperature, top_p, gen):
+        probs = torch.softmax(logits.double() / temperature, dim=-1)
+        sorted_p, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < top_p
+        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_p[keep])
+        cdf = torch.cumsum(probs, 0)
+        u = torch.rand((), generator=gen, dtype=torch.float64) * cdf[-1]
+        return int(torch.searchsorted(cdf, u.unsqueeze(0)).clamp(max=len(cdf) - 1))
+
+    torch.manual_seed(0)
+    for trial in range(60):
+        scale = [0.3, 1.0, 3.0][trial % 3]  # flat (nucleus beyond 1,024 and 4,096) to peaked
+        logits = torch.randn(7133) * scale
+        for top_p in (0.5, 0.9, 0.99):
+            a = _sample(logits, 0.8, 0, top_p, torch.Generator().manual_seed(trial))
+            b = full_sort_sample(logits, 0.8, top_p, torch.Generator().manual_seed(trial))
+            assert a == b
