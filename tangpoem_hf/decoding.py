@@ -333,20 +333,9 @@ class PoemWalk:
 
 
 @torch.inference_mode()
-def decode(
-    model: TangPoemLSTM,
-    spec: PoemSpec,
-    seeds: Sequence[int],
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    constraints: Sequence[Constraint] = (),
-) -> Iterator[tuple[int, list[int]]]:
-    """Yield (slot, chosen ids per poem) for every character slot of ``len(seeds)`` poems."""
-    tok = model.tokenizer
-    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
+def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[tuple[int, list[int]]]:
+    """Yield (slot, chosen ids per poem) for every character slot of the walk's poems."""
     device = next(model.parameters()).device
-    walk = PoemWalk(tok, model.config.preprocessing, spec, seeds, temperature, top_k, top_p, constraints)
     state = None
 
     def feed(ids: torch.Tensor) -> torch.Tensor:
@@ -386,6 +375,34 @@ def verse_constraints(rhyme: object, tone: object, rhyme_group: object) -> list[
     return prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
 
 
+def request_walk(
+    model: TangPoemLSTM,
+    num: int = 1,
+    first: str | None = None,
+    acrostic: str | None = None,
+    form: int = 7,
+    lines: int | None = None,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float = 0.9,
+    seed: int | None = None,
+    prefix: str | None = None,
+    constraints: Sequence[Constraint] = (),
+    rhyme: bool = False,
+    tone: str | None = None,
+    rhyme_group: str | None = None,
+) -> PoemWalk:
+    """Check one request (every rule lives in the functions it calls) and set up the walk of its
+    ``num`` poems; poem ``i`` gets seed ``seed + i``. The arguments are :func:`stream_poem`'s."""
+    tok = model.tokenizer
+    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
+    spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
+    t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
+    constraints = [*verse_constraints(rhyme, tone, rhyme_group), *constraints]
+    seeds = [s + i for i in range(num)]
+    return PoemWalk(tok, model.config.preprocessing, spec, seeds, t, k, p, constraints)
+
+
 def stream_poem(
     model: TangPoemLSTM,
     first: str | None = None,
@@ -407,14 +424,14 @@ def stream_poem(
     ``rhyme``, ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse; see
     :mod:`tangpoem_hf.prosody`.
     """
-    tok = model.tokenizer
-    spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
-    t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-    constraints = [*verse_constraints(rhyme, tone, rhyme_group), *constraints]
+    walk = request_walk(
+        model, 1, first, acrostic, form, lines, temperature, top_k, top_p, seed, prefix, constraints, rhyme, tone,
+        rhyme_group,
+    )  # fmt: skip
     ids: list[int] = []
-    for _, chosen in decode(model, spec, [s], t, k, p, constraints):
+    for _, chosen in decode(model, walk):
         ids.append(chosen[0])
-        yield poems_from(tok, spec, [ids], [s])[0]
+        yield poems_from(walk.tok, walk.spec, [ids], walk.seeds)[0]
 
 
 def generate_poem(model: TangPoemLSTM, **kwargs) -> Poem:
@@ -441,16 +458,15 @@ def generate_poems(
 ) -> list[Poem]:
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
-    tok = model.tokenizer
-    spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
     n = int(_number(num, "num", int))
     if not 1 <= n <= MAX_BATCH:
         raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
-    t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-    constraints = [*verse_constraints(rhyme, tone, rhyme_group), *constraints]
-    seeds = [s + i for i in range(n)]
-    rows: list[list[int]] = [[] for _ in seeds]
-    for _, chosen in decode(model, spec, seeds, t, k, p, constraints):
+    walk = request_walk(
+        model, n, first, acrostic, form, lines, temperature, top_k, top_p, seed, prefix, constraints, rhyme, tone,
+        rhyme_group,
+    )  # fmt: skip
+    rows: list[list[int]] = [[] for _ in walk.seeds]
+    for _, chosen in decode(model, walk):
         for row, c in zip(rows, chosen):
             row.append(c)
-    return poems_from(tok, spec, rows, seeds)
+    return poems_from(walk.tok, walk.spec, rows, walk.seeds)

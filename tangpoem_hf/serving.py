@@ -15,10 +15,11 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from .decoding import Poem, PoemWalk, check_sampling, make_spec, poems_from, verse_constraints
+from .decoding import Poem, PoemWalk, poems_from, request_walk
 from .modeling import TangPoemLSTM
 
 _DONE = object()
@@ -52,48 +53,31 @@ class PoemServer:
         self._worker = threading.Thread(target=self._loop, name="tangpoem-server", daemon=True)
         self._worker.start()
 
-    def stream(
-        self,
-        first: str | None = None,
-        acrostic: str | None = None,
-        form: int = 7,
-        lines: int | None = None,
-        temperature: float = 0.8,
-        top_k: int | None = None,
-        top_p: float = 0.9,
-        seed: int | None = None,
-        prefix: str | None = None,
-        rhyme: bool = False,
-        tone: str | None = None,
-        rhyme_group: str | None = None,
-    ) -> Iterator[Poem]:
-        """Like :func:`~tangpoem_hf.decoding.stream_poem`: the poem after every character.
+    def stream(self, **request: Any) -> Iterator[Poem]:
+        """Like :func:`~tangpoem_hf.decoding.stream_poem`, with its keyword arguments: the poem after
+        every character.
 
         Bad input raises ``InputError`` here, in the caller's thread, before anything is queued.
         Stopping the iteration early (a client that went away) frees the poem's row at once.
         """
-        tok = self.model.tokenizer
-        spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
-        t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-        constraints = verse_constraints(rhyme, tone, rhyme_group)
-        walk = PoemWalk(tok, self.model.config.preprocessing, spec, [s], t, k, p, constraints)
-        request = _Request(walk)
+        walk = request_walk(self.model, 1, **request)
+        pending = _Request(walk)
         if self._closed:
             raise RuntimeError("The poem server is closed.")
-        self._incoming.put(request)
+        self._incoming.put(pending)
         self._wake.set()
         ids: list[int] = []
         try:
             while True:
-                item = request.out.get()
+                item = pending.out.get()
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):
                     raise item
                 ids.append(item)
-                yield poems_from(tok, spec, [ids], [s])[0]
+                yield poems_from(walk.tok, walk.spec, [ids], walk.seeds)[0]
         finally:
-            request.cancelled = True
+            pending.cancelled = True
 
     def close(self) -> None:
         """Stop the worker after the current step; pending callers get an error, not a hang."""
