@@ -120,7 +120,11 @@ class PoemServer:
                 continue
             context = request.walk.context
             if context:
-                out = self.model(torch.tensor([context], device=self.device))
+                try:
+                    out = self.model(torch.tensor([context], device=self.device))
+                except Exception as exc:  # this request's failure is its own: the others go on
+                    request.out.put(RuntimeError(f"Generation failed: {exc}"))
+                    continue
                 request.state, request.logits = out.state, out.logits[:, -1].float().cpu()
             self._active.append(request)
 

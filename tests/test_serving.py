@@ -176,3 +176,23 @@ def test_closing_answers_every_waiting_caller(tiny_model):
     for result in results:
         assert result.done.wait(30)  # every caller gets an answer, none hangs
     assert [str(r.error) for r in results[1:]] == ["The poem server was closed."] * 2
+
+
+def test_a_failing_step_reaches_its_callers_and_the_server_goes_on(server, tiny_model):
+    calls = {"n": 0}
+
+    def fail_twice(_module: torch.nn.Module, _args: tuple) -> None:
+        calls["n"] += 1
+        if calls["n"] in (1, 3):  # the first request's prefill, then the second request's first step
+            raise RuntimeError("simulated device failure")
+
+    handle = tiny_model.register_forward_pre_hook(fail_twice)
+    try:
+        with pytest.raises(RuntimeError, match="Generation failed: simulated device failure"):
+            last(server.stream(**REQUESTS[0]))
+        with pytest.raises(RuntimeError, match="Generation failed: simulated device failure"):
+            last(server.stream(**REQUESTS[1]))
+    finally:
+        handle.remove()
+    assert server._worker.is_alive()
+    assert last(server.stream(**REQUESTS[2])).text == generate_poem(tiny_model, **REQUESTS[2]).text
