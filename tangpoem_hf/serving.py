@@ -118,14 +118,13 @@ class PoemServer:
                 return
             if request.cancelled:
                 continue
-            context = request.walk.context
-            if context:
+            if request.walk.context:
+                request.feed = torch.tensor([request.walk.context])
                 try:
-                    out = self.model(torch.tensor([context], device=self.device))
+                    self._forward([request])
                 except Exception as exc:  # this request's failure is its own: the others go on
                     request.out.put(RuntimeError(f"Generation failed: {exc}"))
                     continue
-                request.state, request.logits = out.state, out.logits[:, -1].float().cpu()
             self._active.append(request)
 
     @torch.inference_mode()
