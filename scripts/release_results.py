@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from tangpoem_hf.corpus import build_splits  # noqa: E402
 from tangpoem_hf.evaluation import perplexity  # noqa: E402
-from tangpoem_hf.hub import read_training_info, stage_model_folder  # noqa: E402
+from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
 from tangpoem_hf.training import DEFAULT_LR  # noqa: E402
@@ -82,11 +82,11 @@ def run_figures(run: Path) -> dict[str, Any]:
     steps, vals = read_log(run / "train_log.jsonl")
     cfg = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    done = steps[-1]["step"] if steps else 0
     return {
         "train_seconds": summary["train_seconds"],
-        "steps": steps[-1]["step"] if steps else 0,
-        "tokens": (steps[-1]["step"] if steps else 0) * cfg["batch_size"] * cfg["seq_len"],
-        "epochs_seen": round((steps[-1]["step"] if steps else 0) / max(1, _steps_per_epoch(steps)), 2),
+        "tokens": done * cfg["batch_size"] * cfg["seq_len"],
+        "epochs_seen": round(done / max(1, _steps_per_epoch(steps)), 2),
         "curve": [(v["elapsed_s"], v["val_perplexity"]) for v in vals],
         "config": cfg,
         "recipe": recipe(cfg),
@@ -246,12 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         **release_run,
         "story": info.get("notes", ""),
         "commands": args.release_command,
-        "samples": [],
+        "samples": sample_poems(bundled, seed=0),
     }
-    from tangpoem_hf.hub import sample_poems
-
-    release["samples"] = sample_poems(bundled, seed=0)
-    release["config"] = info.get("train_config", {})
     print(f"release: test perplexity {release['test']:.2f}", flush=True)
     rows = [release, *rows]
 
