@@ -128,6 +128,20 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _drop_records_after(log: Path, step: int) -> None:
+    """Forget the log records of the steps a resume will redo, so each step is logged once."""
+    if not log.exists():
+        return
+    kept = []
+    for line in log.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except ValueError:  # a line cut short by the kill
+            continue
+    write_atomic(log, "".join(kept))
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -357,6 +371,7 @@ class Trainer:
                 carried = self._restore(*found)
                 step = found[1]["step"]
                 if self.main:
+                    _drop_records_after(self.out / "train_log.jsonl", step)
                     print(f"Resumed from step {step}.")
         elif self.main and (self.ckpt_dir / LATEST).exists():
             raise InputError(f"{self.out} already holds a run: pass --resume to continue it or pick a new --out-dir.")

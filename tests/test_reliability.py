@@ -154,6 +154,11 @@ def _logged_steps(out: Path) -> list[int]:
     return steps
 
 
+def _logged_losses(out: Path) -> list[float]:
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return [rec["loss"] for rec in records if "loss" in rec]
+
+
 def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -196,6 +201,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(small_corpus, tmp_path):
     assert meta_full["step"] == meta_again["step"] == total
     for key in full:
         assert torch.equal(full[key], again[key]), key  # bit-exact on CPU
+    assert _logged_steps(out) == list(range(1, total + 1)), "every step is logged once, in order"
+    assert _logged_losses(out) == _logged_losses(tmp_path / "full")
     loaded = TangPoemLSTM.from_pretrained(out / "best")
     assert len(generate_poem(loaded, first="山", form=5, seed=0).lines) == 4
 
