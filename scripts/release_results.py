@@ -38,7 +38,7 @@ from tangpoem_hf.evaluation import perplexity  # noqa: E402
 from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
-from tangpoem_hf.training import DEFAULT_LR  # noqa: E402
+from tangpoem_hf.training import default_lr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--min-freq", "2", "--bf16", "--seq-len", "64", "--epochs", "20", "--eval-every", "200", "--no-progress"]
@@ -95,7 +95,7 @@ def run_figures(run: Path) -> dict[str, Any]:
 
 def recipe(cfg: dict[str, Any]) -> str:
     """The table's one-line description, read from the run's own train_config.json."""
-    lr = cfg["lr"] if cfg["lr"] is not None else DEFAULT_LR[cfg["optimizer"]]
+    lr = cfg["lr"] if cfg["lr"] is not None else default_lr(cfg["optimizer"], cfg["batch_size"])
     text = (
         f"embedding {cfg['embedding_dim']} → {cfg['num_layers']}-layer LSTM {cfg['hidden_size']} → Linear, "
         f"{OPTIMIZER_NAMES.get(cfg['optimizer'], cfg['optimizer'])} (lr {lr:g}, {cfg['lr_schedule']}), "

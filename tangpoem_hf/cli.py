@@ -26,8 +26,10 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "dropout": "dropout on embeddings and LSTM outputs",
     "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
     "optimizer": "adam, adamw, adagrad or sgd",
-    "lr": "learning rate (default per optimiser: adam 2e-3, adagrad 0.05, sgd 1.0)",
+    "lr": "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
+    "scaled by the square root of global batch / 64, linearly for sgd)",
     "lr_schedule": "constant or cosine",
+    "warmup_steps": "linear learning-rate warm-up steps (worth a few hundred with large batches)",
     "weight_decay": "weight decay",
     "batch_size": "sequences per batch (per process)",
     "seq_len": "tokens per chunk in packed mode (the report mode always uses 100)",

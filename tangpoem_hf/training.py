@@ -31,7 +31,21 @@ from .evaluation import token_losses
 from .modeling import TangPoemConfig, TangPoemLSTM
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
-DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}
+DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
+REFERENCE_BATCH = 64
+
+
+def default_lr(optimizer: str, global_batch: int) -> float:
+    """The default rate for a global batch (every process's rows together).
+
+    Larger batches take larger steps: the square-root rule for the adaptive optimisers
+    (Malladi et al., 2022, "On the SDEs and scaling rules for adaptive gradient algorithms"),
+    the linear rule for SGD (Goyal et al., 2017). Batch 64 keeps the table's rate.
+    """
+    ratio = global_batch / REFERENCE_BATCH
+    return DEFAULT_LR[optimizer] * (ratio if optimizer == "sgd" else math.sqrt(ratio))
+
+
 LATEST = "latest.json"
 
 
@@ -53,6 +67,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float | None = None
     lr_schedule: str = "constant"  # or "cosine" over the whole run
+    warmup_steps: int = 0  # linear warm-up; worth a few hundred with large batches
     weight_decay: float = 0.0
     batch_size: int = 64
     seq_len: int = 64
@@ -76,8 +91,9 @@ class TrainConfig:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+    def resolved_lr(self, world: int = 1) -> float:
+        """``--lr`` as given, or the default for this run's global batch."""
+        return self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size * world)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -256,7 +272,13 @@ class Trainer:
                 raise InputError("--freeze-embedding would freeze the output layer too: the model ties their weights.")
             self.model.embed.weight.requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.resolved_lr(), cfg.weight_decay)
+        self.base_lr = cfg.resolved_lr(self.world)
+        if self.main and cfg.lr is None and cfg.batch_size * self.world != REFERENCE_BATCH:
+            print(
+                f"Learning rate {self.base_lr:.3g}: the {cfg.optimizer} default for a global batch of "
+                f"{cfg.batch_size * self.world}."
+            )
+        self.optimizer = make_optimizer(cfg.optimizer, self.params, self.base_lr, cfg.weight_decay)
         self.total_steps = cfg.epochs * self.batches.steps_per_epoch
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps)
@@ -318,10 +340,12 @@ class Trainer:
     # loop -------------------------------------------------------------------------------------
 
     def _lr_at(self, step: int) -> float:
-        base = self.cfg.resolved_lr()
+        lr = self.base_lr
+        if self.cfg.warmup_steps:
+            lr *= min(1.0, (step + 1) / self.cfg.warmup_steps)
         if self.cfg.lr_schedule == "cosine":
-            return base * 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
-        return base
+            lr *= 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
+        return lr
 
     def evaluate(self) -> float:
         total, count = token_losses(self.model, self.val_texts)
@@ -395,6 +419,8 @@ class Trainer:
                     carried = None
                 t0 = time.perf_counter()
                 x, y = self.batches.get(epoch, in_epoch)
+                if self.device.type == "cuda":  # page-locked, so the copy overlaps the last step's kernels
+                    x, y = x.pin_memory(), y.pin_memory()
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self._lr_at(step)

@@ -8,7 +8,7 @@ import torch
 from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
-from tangpoem_hf.training import TrainConfig, Trainer, load_latest, save_checkpoint
+from tangpoem_hf.training import TrainConfig, Trainer, default_lr, load_latest, save_checkpoint
 
 
 def tiny_config(corpus, out, **kw) -> TrainConfig:
@@ -70,6 +70,27 @@ def test_report_mode_trains_on_padded_poems(small_corpus, tmp_path):
     assert x.shape[1] == 99
     model = TangPoemLSTM.from_pretrained(tmp_path / "r" / "best")
     assert len(generate_poem(model, first="山", form=5, seed=0).lines) == 4
+
+
+def test_default_rate_follows_the_global_batch():
+    assert default_lr("adam", 64) == 2e-3 and default_lr("adagrad", 64) == 0.05
+    assert default_lr("adam", 256) == pytest.approx(4e-3)  # square root for the adaptive optimisers
+    assert default_lr("sgd", 128) == pytest.approx(2.0)  # linear for SGD
+    cfg = TrainConfig(batch_size=128)
+    assert cfg.resolved_lr(world=1) == pytest.approx(2e-3 * 2**0.5)
+    assert cfg.resolved_lr(world=8) == pytest.approx(2e-3 * 4)  # 8 ranks × 128 rows = 1024
+    assert TrainConfig(batch_size=1024, lr=1e-3).resolved_lr(world=8) == 1e-3  # an explicit --lr is kept
+
+
+def test_trainer_uses_the_scaled_rate_and_warms_up(small_corpus, tmp_path):
+    out = tmp_path / "w"
+    trainer = Trainer(tiny_config(small_corpus, out, lr=None, batch_size=16, warmup_steps=4, max_steps=6))
+    trainer.run()
+    base = 2e-3 * 0.5  # adam's default, batch 16 = a quarter of 64
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records if "loss" in r]
+    assert lrs == pytest.approx([base / 4, base / 2, 3 * base / 4, base, base, base])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(base)
 
 
 def test_adagrad_and_cosine(small_corpus, tmp_path):
