@@ -1,6 +1,5 @@
 """DistributedDataParallel on 2 CPU processes (gloo) against one process with the same global batch."""
 
-import json
 import os
 import socket
 import subprocess
@@ -9,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tangpoem_hf.plotting import read_log
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _losses(out: Path) -> list[float]:
-    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in rows if "loss" in r]
+    return [r["loss"] for r in read_log(out / "train_log.jsonl")[0]]
 
 
 def _free_port() -> int:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tangpoem_hf import InputError, TangPoemLSTM
 from tangpoem_hf.decoding import generate_poem, generate_poems, stream_poem
+from tangpoem_hf.plotting import read_log
 from tangpoem_hf.tokenizer import CharTokenizer
 
 # --- the table, through the Python API and the CLI -----------------------------------------------
@@ -155,8 +156,7 @@ def _logged_steps(out: Path) -> list[int]:
 
 
 def _logged_losses(out: Path) -> list[float]:
-    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    return [rec["loss"] for rec in records if "loss" in rec]
+    return [rec["loss"] for rec in read_log(out / "train_log.jsonl")[0]]
 
 
 def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float = 120) -> None:

@@ -8,6 +8,7 @@ import torch
 from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
+from tangpoem_hf.plotting import read_log
 from tangpoem_hf.training import TrainConfig, Trainer, default_lr, load_latest, save_checkpoint
 
 
@@ -87,8 +88,7 @@ def test_trainer_uses_the_scaled_rate_and_warms_up(small_corpus, tmp_path):
     trainer = Trainer(tiny_config(small_corpus, out, lr=None, batch_size=16, warmup_steps=4, max_steps=6))
     trainer.run()
     base = 2e-3 * 0.5  # adam's default, batch 16 = a quarter of 64
-    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    lrs = [r["lr"] for r in records if "loss" in r]
+    lrs = [r["lr"] for r in read_log(out / "train_log.jsonl")[0]]
     assert lrs == pytest.approx([base / 4, base / 2, 3 * base / 4, base, base, base])
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(base)
 
