@@ -24,6 +24,8 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "hidden_size": "LSTM hidden size",
     "num_layers": "LSTM layers",
     "dropout": "dropout on embeddings and LSTM outputs",
+    "start_state": "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
+    "(one poem per row, from a learned start state)",
     "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
     "optimizer": "adam, adamw, adagrad or sgd",
     "lr": "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
@@ -164,6 +166,8 @@ def _train(args: argparse.Namespace) -> int:
         raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
     if cfg.mode not in ("ours", "report"):
         raise InputError(f"--mode must be ours or report, not {cfg.mode!r}.")
+    if cfg.start_state not in ("stored", "learned"):
+        raise InputError(f"--start-state must be stored or learned, not {cfg.start_state!r}.")
     summary = Trainer(cfg).run(resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(json.dumps(summary, indent=2))

@@ -8,16 +8,19 @@ and explicit Features, so Arrow caching and ``map`` come for free.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 from datasets import DatasetDict, Features, List, Value
 
+from . import text as text_module
 from .errors import CorpusError
 from .paths import is_missing_local_path
 from .text import clean_poem_text, has_placeholder, is_han, split_lines
@@ -60,9 +63,39 @@ def corpus_location(path: str | os.PathLike | None = None) -> str:
 
 
 def split_of(poem_id: str) -> str:
-    """96/2/2 by a hash of the poem id: the same on every run and every machine."""
+    """96/2/2 by a hash of a key: the same on every run and every machine."""
     bucket = int.from_bytes(hashlib.sha256(poem_id.encode("utf-8")).digest()[:8], "big") % 100
     return "train" if bucket < 96 else "validation" if bucket < 98 else "test"
+
+
+def assign_splits(ids: Sequence[str], texts: Sequence[str]) -> list[str]:
+    """The split of each poem, chosen so that copies stay together.
+
+    The 全唐诗 holds many poems twice (under two poets or two titles, often with a variant line), so
+    a split by poem id alone puts copies on both sides. Poems that share any whole line are joined
+    (union-find, transitively) and every poem of a group takes :func:`split_of` of the group's
+    smallest id: no held-out poem shares a line with a training poem, a poem without copies keeps
+    the split of its own id, and the result depends only on the poems, not on their order.
+    """
+    parent = list(range(len(ids)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        for line in set(split_lines(text)):
+            j = owner.setdefault(line, i)
+            if root(i) != root(j):
+                parent[root(i)] = root(j)
+    key: dict[int, str] = {}
+    for i, pid in enumerate(ids):
+        r = root(i)
+        key[r] = min(key.get(r, pid), pid)
+    return [split_of(key[root(i)]) for i in range(len(ids))]
 
 
 def classify_form(text: str) -> str:
@@ -159,23 +192,29 @@ def load_raw(source: str | os.PathLike | None = None) -> tuple[datasets.Dataset,
 
 
 def _clean_batch(batch: dict, simplified: bool) -> dict:
-    texts, forms, splits, keep = [], [], [], []
-    for pid, paras in zip(batch["id"], batch["paragraphs"]):
+    texts, forms, keep = [], [], []
+    for paras in batch["paragraphs"]:
         raw = "".join(paras)
         text = "" if has_placeholder(raw) else clean_poem_text(raw, simplified=simplified)
         texts.append(text)
         forms.append(classify_form(text))
-        splits.append(split_of(pid))
         keep.append(sum(is_han(ch) for ch in text) >= 4)
-    return {"text": texts, "form": forms, "split": splits, "keep": keep}
+    return {"text": texts, "form": forms, "keep": keep}
 
 
-def build_splits(source: str | os.PathLike | None = None, simplified: bool = True) -> tuple[DatasetDict, LoadReport]:
-    """Cleaned poems (id, author, title, tags, text, form) in train/validation/test splits.
+def _cleaning_fingerprint(raw: datasets.Dataset, simplified: bool) -> str:
+    """A cache key that changes with the cleaning code itself: datasets' own fingerprint of a
+    module-level function survives edits to it, so an upgraded package could reuse stale poems."""
+    code = inspect.getsource(_clean_batch) + inspect.getsource(text_module)
+    return hashlib.sha256(f"{raw._fingerprint}:{simplified}:{code}".encode()).hexdigest()[:16]
 
-    Poems with lost characters (□, {…} placeholders) or fewer than four characters are dropped.
+
+def clean_and_split(raw: datasets.Dataset, simplified: bool = True) -> DatasetDict:
+    """Raw records (id, author, title, paragraphs, tags) → cleaned poems in train/validation/test.
+
+    Poems with lost characters (□, {…} placeholders) or fewer than four characters are dropped;
+    the split keeps copies together (:func:`assign_splits`).
     """
-    raw, report = load_raw(source)
     cleaned = raw.map(
         _clean_batch,
         batched=True,
@@ -183,13 +222,21 @@ def build_splits(source: str | os.PathLike | None = None, simplified: bool = Tru
         fn_kwargs={"simplified": simplified},
         remove_columns=["paragraphs"],
         desc="Cleaning poems",
+        new_fingerprint=_cleaning_fingerprint(raw, simplified),
     )
     kept = cleaned.filter(lambda keep: keep, input_columns="keep").remove_columns("keep")
+    kept = kept.add_column("split", assign_splits(kept["id"], kept["text"]))
     parts = {
         name: kept.filter(lambda s, name=name: s == name, input_columns="split").remove_columns("split")
         for name in SPLITS
     }
-    return DatasetDict(parts), report
+    return DatasetDict(parts)
+
+
+def build_splits(source: str | os.PathLike | None = None, simplified: bool = True) -> tuple[DatasetDict, LoadReport]:
+    """Cleaned poems (id, author, title, tags, text, form) in train/validation/test splits."""
+    raw, report = load_raw(source)
+    return clean_and_split(raw, simplified), report
 
 
 def corpus_stats(source: str | os.PathLike | None = None, simplified: bool = True) -> dict:

@@ -41,7 +41,7 @@ import torch
 from datasets import Dataset, DatasetDict, Features, List, Value
 
 from .batching import encode_poems, prepare_text
-from .corpus import FILE_GLOB, FORMS, SPLITS, _clean_batch, build_splits, classify_form, corpus_location
+from .corpus import FILE_GLOB, FORMS, build_splits, classify_form, clean_and_split, corpus_location
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
@@ -282,12 +282,8 @@ def _raw_splits(raw: Dataset, simplified: bool) -> DatasetDict:
         if col not in raw.column_names:
             raw = raw.add_column(col, [default] * len(raw))
     raw = raw.select_columns(["id", "author", "title", "paragraphs", "tags"])
-    cleaned = raw.map(
-        _clean_batch, batched=True, fn_kwargs={"simplified": simplified}, remove_columns=["paragraphs"], desc="Cleaning"
-    )
-    kept = cleaned.filter(lambda keep: keep, input_columns="keep").remove_columns("keep")
-    parts = {name: kept.filter(lambda s, name=name: s == name, input_columns="split") for name in SPLITS}
-    return DatasetDict({name: ds.remove_columns("split").cast(CLEAN_FEATURES) for name, ds in parts.items()})
+    splits = clean_and_split(raw, simplified)
+    return DatasetDict({name: ds.cast(CLEAN_FEATURES) for name, ds in splits.items()})
 
 
 def dataset_splits(location: str, simplified: bool = True) -> DatasetDict:

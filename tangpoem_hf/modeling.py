@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ IGNORE_INDEX = -100
 # Adaptive softmax clusters over the frequency-sorted ids: on the Tang corpus the first 2,000 ids
 # cover 95% of tokens and the first 4,000 99%, so most positions only pay for a 2,002-way head.
 DEFAULT_CUTOFFS = (2000, 4000)
+START_STATES = ("zeros", "stored", "learned")
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -72,6 +74,10 @@ class TangPoemConfig:
     softmax: str = "full"  # or "adaptive": nn.AdaptiveLogSoftmaxWithLoss over the frequency-sorted ids
     cutoffs: list[int] | None = None  # adaptive cluster bounds; None: DEFAULT_CUTOFFS below vocab_size
     div_value: float = 4.0  # adaptive: each tail cluster's projection is this much narrower than the last
+    # The LSTM state every poem starts from: "zeros" (older models), "stored" (the mean state at <bos>
+    # of a pass over training poems, for models trained on packed streams) or "learned" (a parameter,
+    # for models trained one poem per row). See docs/results.md for the measurement behind the choice.
+    start_state: str = "zeros"
     model_type: str = "tangpoem-lstm"
 
     def __post_init__(self) -> None:
@@ -85,6 +91,8 @@ class TangPoemConfig:
             raise ModelFileError("dropout must lie in [0, 1).")
         if self.softmax not in ("full", "adaptive"):
             raise ModelFileError("softmax must be 'full' or 'adaptive'.")
+        if self.start_state not in START_STATES:
+            raise ModelFileError(f"start_state must be one of {', '.join(START_STATES)}, not {self.start_state!r}.")
         if self.softmax == "adaptive":
             self._check_adaptive()
 
@@ -152,6 +160,38 @@ class TangPoemLSTM(
             # tied table starts at the output layer's scale instead.
             nn.init.normal_(self.embed.weight, std=config.hidden_size**-0.5)
             self.head.weight = self.embed.weight
+        if config.start_state != "zeros":
+            shape = (config.num_layers, config.hidden_size)
+            if config.start_state == "learned":
+                self.start_h, self.start_c = nn.Parameter(torch.zeros(shape)), nn.Parameter(torch.zeros(shape))
+            else:  # stored: saved with the weights, never trained
+                self.register_buffer("start_h", torch.zeros(shape))
+                self.register_buffer("start_c", torch.zeros(shape))
+
+    def initial_state(self, batch: int) -> LSTMState | None:
+        """The state a poem starts from, for ``batch`` rows; None means zeros (older models).
+
+        Every path that starts a poem (training on poems, validation, scoring, decoding, serving)
+        gets it through ``forward(state=None)``, so none can start from a state the model never saw.
+        """
+        if self.config.start_state == "zeros":
+            return None
+        h = self.start_h.unsqueeze(1).expand(-1, batch, -1).contiguous()
+        c = self.start_c.unsqueeze(1).expand(-1, batch, -1).contiguous()
+        return h, c
+
+    @torch.no_grad()
+    def set_start_state(self, h: torch.Tensor, c: torch.Tensor) -> None:
+        """Store ``(num_layers, hidden)`` tensors as the start state (see :func:`mean_start_state`)."""
+        if self.config.start_state == "learned":
+            raise ModelFileError("This model learns its start state; it cannot be replaced by a stored one.")
+        if self.config.start_state == "zeros":
+            self.config.start_state = "stored"
+            device = self.embed.weight.device
+            self.register_buffer("start_h", torch.zeros(h.shape, device=device))
+            self.register_buffer("start_c", torch.zeros(c.shape, device=device))
+        self.start_h.copy_(h)
+        self.start_c.copy_(c)
 
     def forward(
         self,
@@ -163,8 +203,11 @@ class TangPoemLSTM(
 
         ``labels[b, t]`` is the target for position ``t`` (already shifted, so that a stream can
         be cut into chunks with the state carried over); ``-100`` and the pad id are ignored.
+        Without ``state`` the sequence starts from the model's start state (:meth:`initial_state`).
         """
         x = self.drop(self.embed(input_ids))
+        if state is None:
+            state = self.initial_state(input_ids.shape[0])
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # On CPU the recurrence is small sequential matmuls where bf16 is no faster (measured),
             # so only the large output projection runs in bf16.
@@ -286,6 +329,37 @@ class TangPoemLSTM(
         model.tokenizer = tokenizer
         model.eval()
         return model
+
+
+@torch.inference_mode()
+def mean_start_state(model: TangPoemLSTM, poems: Sequence[Sequence[int]], streams: int = 64) -> LSTMState:
+    """The mean LSTM state after reading a poem (framed id lists), when poems are read as streams.
+
+    That is the state a model trained on packed streams has nearly always been in when a poem
+    began (it had just read another poem), so storing it makes generation and scoring start where
+    training did. Poems are dealt round-robin into ``streams`` parallel streams.
+    """
+    from torch.nn.utils.rnn import pack_sequence
+
+    if not poems:
+        raise ValueError("mean_start_state needs at least one poem.")
+    streams = min(streams, len(poems))
+    was_training = model.training
+    model.eval()
+    device = model.embed.weight.device
+    h = torch.zeros(model.config.num_layers, streams, model.config.hidden_size, device=device)
+    c = torch.zeros_like(h)
+    sum_h, sum_c = torch.zeros_like(h[:, 0]), torch.zeros_like(c[:, 0])
+    rounds = len(poems) // streams
+    for r in range(rounds):
+        batch = [torch.as_tensor(poems[r * streams + s], dtype=torch.long, device=device) for s in range(streams)]
+        packed = pack_sequence([model.embed(ids) for ids in batch], enforce_sorted=False)
+        with torch.autocast(device.type, enabled=False):
+            _, (h, c) = model.lstm(packed, (h, c))
+        sum_h += h.sum(1)
+        sum_c += c.sum(1)
+    model.train(was_training)
+    return sum_h / (rounds * streams), sum_c / (rounds * streams)
 
 
 def adaptive_nll(asm: nn.AdaptiveLogSoftmaxWithLoss, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from .batching import Mode, encode_poems, make_batches, prepare_text
 from .corpus import build_splits
 from .errors import InputError
 from .evaluation import token_losses
-from .modeling import TangPoemConfig, TangPoemLSTM
+from .modeling import TangPoemConfig, TangPoemLSTM, mean_start_state
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
@@ -47,6 +47,7 @@ def default_lr(optimizer: str, global_batch: int) -> float:
 
 
 LATEST = "latest.json"
+START_SAMPLE = 1024  # training poems whose mean state at <bos> becomes a packed model's start state
 
 
 @dataclass
@@ -64,6 +65,9 @@ class TrainConfig:
     dropout: float = 0.0
     tie_weights: bool = False
     softmax: str = "full"  # or "adaptive" (frequency-sorted clusters; see TangPoemConfig)
+    # "stored": packed streams, and the mean state at <bos> is stored with the model; "learned": one
+    # poem per row, each from a learned start state. The report's mode always starts from zeros.
+    start_state: str = "stored"
     optimizer: str = "adam"
     lr: float | None = None
     lr_schedule: str = "constant"  # or "cosine" over the whole run
@@ -247,9 +251,6 @@ class Trainer:
         self.val_texts = list(splits["validation"]["text"])
         self.tokenizer = self._tokenizer(train_texts)
         poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
-        self.batches = make_batches(
-            poems, cfg.mode, cfg.batch_size, cfg.seq_len, self.tokenizer.pad_id, cfg.seed, self.rank, self.world
-        )
         torch.manual_seed(cfg.seed)
         if self.base_model is not None:
             self.model = self.base_model
@@ -263,9 +264,27 @@ class Trainer:
                 tie_weights=cfg.tie_weights,
                 softmax=cfg.softmax,
                 preprocessing=cfg.mode,
+                start_state="zeros" if cfg.mode == "report" else cfg.start_state,
             )
             self.model = TangPoemLSTM(config)
         self.model.tokenizer = self.tokenizer
+        learned = self.model.config.start_state == "learned"
+        self.batches = make_batches(
+            poems,
+            cfg.mode,
+            cfg.batch_size,
+            cfg.seq_len,
+            self.tokenizer.pad_id,
+            cfg.seed,
+            self.rank,
+            self.world,
+            learned,
+        )
+        # A model trained on packed streams starts poems from the mean state at <bos> over these
+        # (fixed) training poems, refreshed before every validation and so stored with best/.
+        self.start_sample = poems[:: max(1, len(poems) // START_SAMPLE)][:START_SAMPLE]
+        if self.batches.carry_state and self.model.config.start_state == "zeros":  # an older base model
+            self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         self.model.to(self.device).train()
         if cfg.freeze_embedding:
             if self.model.config.tie_weights:
@@ -348,6 +367,9 @@ class Trainer:
         return lr
 
     def evaluate(self) -> float:
+        """Validation perplexity from the start state the model will generate from."""
+        if self.batches.carry_state:
+            self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         total, count = token_losses(self.model, self.val_texts)
         return math.exp(total / max(count, 1))
 

@@ -85,13 +85,19 @@ def id_in(split: str, start: int = 0) -> tuple[str, int]:
     return f"poem-{k}", k + 1
 
 
+HELD_OUT = {10: "validation", 12: "validation", 3: "test", 15: "test"}  # index in POEMS → split
+
+
 def poem_records(copies: int = 4) -> list[dict]:
-    """The poems above, repeated with distinct ids: the last two copies go to validation and test."""
+    """The poems above, each ``copies`` times with distinct ids, as the 全唐诗 holds copies.
+
+    Copies share their lines, so the split keeps them together: four poems (五绝, 五律, two 七绝; two by 李白) are
+    held out for validation and test, the other twelve are training poems.
+    """
     records, cursor = [], 0
-    for c in range(copies):
-        split = "validation" if c == copies - 2 else "test" if c == copies - 1 else "train"
-        for a, t, p in POEMS:
-            pid, cursor = id_in(split, cursor)
+    for _ in range(copies):
+        for n, (a, t, p) in enumerate(POEMS):
+            pid, cursor = id_in(HELD_OUT.get(n, "train"), cursor)
             records.append({"author": a, "title": t, "paragraphs": p, "id": pid})
     return records
 

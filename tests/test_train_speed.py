@@ -128,8 +128,10 @@ def test_adaptive_softmax_trains_saves_loads_and_generates(small_corpus, tmp_pat
     ids = torch.tensor([tok.encode("白日依山", add_bos=True)])
     logp = loaded(ids).logits
     assert logp.shape == (1, 5, len(tok)) and torch.allclose(logp.exp().sum(-1), torch.ones(1, 5), atol=1e-5)
+    trainer.model.save_pretrained(tmp_path / "last")  # best/ may be an earlier step: compare a fresh save
+    reloaded = TangPoemLSTM.from_pretrained(tmp_path / "last")
     for key, value in trainer.model.state_dict().items():
-        assert torch.equal(value, loaded.state_dict()[key]), key
+        assert torch.equal(value, reloaded.state_dict()[key]), key
     val = list(splits["validation"]["text"])
     assert math.isfinite(perplexity(loaded, val)) and math.isfinite(char_perplexity(loaded, val))
     poem = generate_poem(loaded, first="山", form=5, lines=4, seed=0)
