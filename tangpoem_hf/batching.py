@@ -24,8 +24,9 @@ REPORT_LENGTH = 100
 
 
 def prepare_text(text: str, mode: Mode) -> str:
-    """What the model sees of one cleaned poem in ``mode``."""
-    return strip_punctuation(text)[:REPORT_LENGTH] if mode == "report" else text
+    """What the model sees of one cleaned poem in ``mode``: line breaks are layout, never tokens
+    (a generated poem's ``Poem.text`` holds them between couplets)."""
+    return strip_punctuation(text)[:REPORT_LENGTH] if mode == "report" else "".join(text.split())
 
 
 def encode_poems(texts: Sequence[str], tokenizer: CharTokenizer, mode: Mode) -> list[np.ndarray]:

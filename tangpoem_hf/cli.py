@@ -212,7 +212,7 @@ def _check(args: argparse.Namespace) -> int:
     Exit status 0 when every poem passes (format, rhyme, relaxed tone), 1 when one fails, like a linter.
     """
     from .prosody import check_poem
-    from .text import is_han, normalize_punctuation
+    from .text import is_han, normalize_punctuation, punctuate
 
     source = args.poem
     if os.path.isfile(source):
@@ -223,8 +223,9 @@ def _check(args: argparse.Namespace) -> int:
         poems = []
         for block in text.replace("\r\n", "\n").split("\n\n"):
             rows = [row for row in block.split("\n") if row.strip()]
-            # One whole poem per row (two or more sentence ends each), as `tangpoem perplexity` reads.
-            if rows and all(normalize_punctuation(row).count("。") >= 2 for row in rows):
+            # One whole poem per row (two or more sentence ends each, or bare and cut by its length),
+            # as `tangpoem perplexity` reads.
+            if rows and all(punctuate(normalize_punctuation(row.strip())).count("。") >= 2 for row in rows):
                 poems += rows
             elif rows:
                 poems.append(block)
@@ -284,25 +285,54 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _perplexity(args: argparse.Namespace) -> int:
-    from .evaluation import perplexity
-    from .modeling import load_model
-    from .text import clean_poem_text
+def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
+    """Poems to score: one per line of a text file, or JSON Lines rows with a ``text`` field (other
+    fields are kept). Bare poems are cut into lines by their length (:func:`punctuate`), so a poem
+    scores the same with or without its ，。; a length that fits no form is an error naming the row."""
+    from .text import clean_poem_text, is_han, punctuate
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise InputError(f"{path} is not a file.")
     try:
         raw = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text.") from None
+    rows = []
+    for number, line in enumerate(raw, 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+                text = row["text"]
+                if not isinstance(text, str):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path} line {number} is not a JSON object with a text field.") from None
+        else:
+            row, text = {}, line
+        text = punctuate(clean_poem_text(text, simplified=simplified))
+        if text and all(is_han(ch) for ch in text):
+            raise InputError(
+                f"{path} line {number} has {len(text)} characters without ，。, which fits no 五言 or 七言 "
+                "form (20, 28, 40, 56 … characters): add its punctuation."
+            )
+        if text:
+            rows.append({**row, "text": text})
+    if not rows:
+        raise InputError(f"{path} holds no poems (one per line, or JSON Lines with a text field).")
+    return rows
+
+
+def _perplexity(args: argparse.Namespace) -> int:
+    from .evaluation import perplexity
+    from .modeling import load_model
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InputError(f"{path} is not a file.")
     model = load_model(args.model)
-    texts = [clean_poem_text(line, simplified=model.tokenizer.simplified) for line in raw if line.strip()]
-    texts = [t for t in texts if t]
-    if not texts:
-        raise InputError(f"{path} holds no poems (one per line).")
-    value = perplexity(model, texts)
-    print(f"poems: {len(texts)}")
+    rows = read_scoring_file(path, model.tokenizer.simplified)
+    value = perplexity(model, [row["text"] for row in rows])
+    print(f"poems: {len(rows)}")
     print(f"perplexity: {value:.3f}")
     return 0
 
@@ -349,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rhyme-group", help="the rhyme group, e.g. 东 or 下平七阳 (implies --rhyme)")
     g.set_defaults(func=_generate)
 
-    p = sub.add_parser("perplexity", help="per-token perplexity of poems in a file (one per line)")
+    p = sub.add_parser(
+        "perplexity",
+        help="per-token perplexity of poems in a file: one per line (punctuation optional), or .jsonl rows with "
+        "a text field; each poem starts from the model's start state",
+    )
     p.add_argument("file")
     p.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
     p.set_defaults(func=_perplexity)

@@ -38,6 +38,8 @@ RAW_FEATURES = Features(
 )
 FORMS = ("五绝", "七绝", "五律", "七律", "other")
 SPLITS = ("train", "validation", "test")
+SPLIT_VERSION = "copies-together"  # recorded with every trained model (training.json)
+LEGACY_SPLIT = "poem-id"  # models trained before copies were kept together record no version
 _CACHE = Path(os.environ.get("TANGPOEM_CACHE", Path.home() / ".cache" / "tangpoem"))
 
 
@@ -189,6 +191,26 @@ def load_raw(source: str | os.PathLike | None = None) -> tuple[datasets.Dataset,
             ds = ds.add_column(col, [default] * len(ds))
     ds = ds.select_columns(list(RAW_FEATURES)).cast(RAW_FEATURES)
     return ds, LoadReport(files=0, raw_poems=len(ds))
+
+
+def never_trained_on(splits: DatasetDict, name: str, split_version: str = SPLIT_VERSION) -> list[str]:
+    """Texts of split ``name`` that a model trained under ``split_version`` never read.
+
+    Models trained before copies were kept together (``LEGACY_SPLIT``: by poem id alone) read
+    some poems that are now held out, and copies of others: those poems, and every poem sharing a
+    line with a poem of the old training split, are left out, so the figure stays honest.
+    """
+    texts = list(splits[name]["text"])
+    if split_version == SPLIT_VERSION:
+        return texts
+    if split_version != LEGACY_SPLIT:
+        raise CorpusError(f"Unknown split version {split_version!r}.")
+    seen: set[str] = set()
+    for part in splits.values():
+        for pid, text in zip(part["id"], part["text"]):
+            if split_of(pid) == "train":
+                seen.update(split_lines(text))
+    return [t for t in texts if not seen.intersection(split_lines(t))]
 
 
 def _clean_batch(batch: dict, simplified: bool) -> dict:

@@ -45,7 +45,7 @@ from .corpus import FILE_GLOB, FORMS, build_splits, classify_form, clean_and_spl
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
-from .text import COMMA, LINE_PUNCT, PERIOD, clean_poem_text, has_placeholder, is_han, to_simplified
+from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer
 
@@ -218,20 +218,6 @@ def hash_validation(train: Dataset, val_percent: int) -> tuple[Dataset, Dataset,
     val_rows = [i for i, k in enumerate(keys) if k in in_val]
     train_rows = [i for i, k in enumerate(keys) if k not in in_val]
     return train.select(train_rows), train.select(val_rows), note
-
-
-def punctuate(text: str) -> str:
-    """Restore ，/。 in a bare poem of equal 7- or 5-character lines (7 when both fit, e.g. 70 characters).
-
-    Text that already has punctuation, or whose length fits neither, is returned unchanged.
-    """
-    if any(p in text for p in LINE_PUNCT) or not all(is_han(ch) for ch in text):
-        return text
-    size = 7 if len(text) % 14 == 0 else 5 if len(text) % 10 == 0 else 0
-    if not size:
-        return text
-    lines = [text[i : i + size] for i in range(0, len(text), size)]
-    return "".join(line + (COMMA if i % 2 == 0 else PERIOD) for i, line in enumerate(lines))
 
 
 def text_file_splits(path: str | Path, simplified: bool = True, val_percent: int = DEFAULT_VAL_PERCENT) -> FinetuneData:

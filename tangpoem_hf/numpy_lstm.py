@@ -37,7 +37,7 @@ import numpy as np
 from .errors import ModelFileError
 from .modeling import IGNORE_INDEX, TangPoemConfig
 
-if TYPE_CHECKING:  # torch is imported lazily: training and inference here need only NumPy
+if TYPE_CHECKING:
     from .modeling import TangPoemLSTM
     from .tokenizer import CharTokenizer
 
@@ -107,6 +107,12 @@ class NumpyLSTM:
         self.rng = np.random.default_rng(seed)
         self.params = self._init_params()
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        # The start state ((num_layers, hidden) each, as the torch model's start_h/start_c), used
+        # when no state is given; None for a model with start_state="zeros".
+        self.start: State | None = None
+        if config.start_state != "zeros":
+            zeros = np.zeros((config.num_layers, config.hidden_size), self.dtype)
+            self.start = (zeros, zeros.copy())
         self._workspaces: dict[tuple[int, int, bool], _Workspace] = {}
 
     def _init_params(self) -> dict[str, np.ndarray]:
@@ -143,6 +149,8 @@ class NumpyLSTM:
         state = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()}
         for name in out.params:
             out.params[name][...] = state[name]
+        if model.config.start_state != "zeros":
+            out.start = (state["start_h"].astype(out.dtype), state["start_c"].astype(out.dtype))
         out.tokenizer = model.tokenizer
         return out
 
@@ -156,6 +164,8 @@ class NumpyLSTM:
         state = {name: torch.from_numpy(p.astype(np.float32)) for name, p in self.params.items()}
         if self.config.tie_weights:
             state["head.weight"] = state["embed.weight"]
+        if self.start is not None:
+            state["start_h"], state["start_c"] = (torch.from_numpy(s.astype(np.float32)) for s in self.start)
         model.load_state_dict(state, strict=True)
         model.tokenizer = self.tokenizer
         return model.eval()
@@ -253,9 +263,12 @@ class NumpyLSTM:
             if layer > 0 and lw.mask is not None:
                 np.copyto(lw.x, ws.layers[layer - 1].h[1:])
             self._dropout(lw.x, lw.mask)
-            if state is None:
+            if state is None and self.start is None:
                 lw.h[0].fill(0.0)
                 lw.c[0].fill(0.0)
+            elif state is None:  # the model's start state, the same for every row
+                lw.h[0] = self.start[0][layer]
+                lw.c[0] = self.start[1][layer]
             else:
                 lw.h[0] = state[0][layer]
                 lw.c[0] = state[1][layer]

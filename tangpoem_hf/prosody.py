@@ -27,7 +27,7 @@ import torch
 
 from .decoding import Constraint, PoemSpec
 from .errors import InputError
-from .text import is_han, normalize_punctuation, to_simplified
+from .text import is_han, normalize_punctuation, punctuate, to_simplified
 from .tokenizer import CharTokenizer
 
 TABLE_PATH = Path(__file__).parent / "resources" / "pingshui.json"
@@ -265,8 +265,9 @@ class PoemReport:
 
 
 def poem_lines(text: str) -> list[str]:
-    """Lines of a poem given with ，。 or one line per row; anything but Han characters is dropped."""
-    parts = re.split(r"[，。\s]+", normalize_punctuation(text))
+    """Lines of a poem given with ，。, one line per row, or bare (cut by its length, as
+    :func:`~tangpoem_hf.text.punctuate` does); anything but Han characters is dropped."""
+    parts = re.split(r"[，。\s]+", punctuate(normalize_punctuation(text).strip()))
     lines = ["".join(ch for ch in part if is_han(ch)) for part in parts]
     return [line for line in lines if line]
 

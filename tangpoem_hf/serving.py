@@ -150,11 +150,13 @@ class PoemServer:
             self._forward(group)
 
     def _state(self, request: _Request) -> tuple[torch.Tensor, torch.Tensor]:
-        """The request's (h, c); zeros (what the LSTM assumes for no state) before its first feed."""
+        """The request's (h, c); the model's start state before its first feed (rows of different
+        requests are stacked, so each needs its own explicit state)."""
         if request.state is None:
             cfg = self.model.config
+            start = self.model.initial_state(1)
             zeros = torch.zeros(cfg.num_layers, 1, cfg.hidden_size, device=self.device)
-            request.state = (zeros, zeros)
+            request.state = start if start is not None else (zeros, zeros)
         return request.state
 
     def _forward(self, group: list[_Request]) -> None:

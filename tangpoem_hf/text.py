@@ -100,3 +100,19 @@ def strip_punctuation(text: str) -> str:
 def split_lines(text: str) -> list[str]:
     """Split a poem at ，/。 into its lines, without the marks."""
     return [line for line in re.split(r"[，。]", text) if line]
+
+
+def punctuate(text: str) -> str:
+    """Restore ，/。 in a bare poem of equal 7- or 5-character lines, by its length alone.
+
+    20, 28, 40 and 56 characters are the quatrains and regulated verse of 五言 and 七言; any
+    multiple of 10 or 14 is read as couplets (7 when both fit, e.g. 70 characters). Text that already
+    has punctuation, or whose length fits neither, is returned unchanged.
+    """
+    if any(p in text for p in LINE_PUNCT) or not all(is_han(ch) for ch in text):
+        return text
+    size = 7 if len(text) % 14 == 0 else 5 if len(text) % 10 == 0 else 0
+    if not size:
+        return text
+    lines = [text[i : i + size] for i in range(0, len(text), size)]
+    return "".join(line + (COMMA if i % 2 == 0 else PERIOD) for i, line in enumerate(lines))

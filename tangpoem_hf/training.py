@@ -25,7 +25,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .batching import Mode, encode_poems, make_batches, prepare_text
-from .corpus import build_splits
+from .corpus import SPLIT_VERSION, build_splits
 from .errors import InputError
 from .evaluation import token_losses
 from .modeling import TangPoemConfig, TangPoemLSTM, mean_start_state
@@ -582,7 +582,12 @@ class Trainer:
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
-        info = {"train_config": asdict(self.cfg), "train_seconds": round(self.elapsed, 1), **(extra or {})}
+        info = {
+            "train_config": asdict(self.cfg),
+            "train_seconds": round(self.elapsed, 1),
+            "split": SPLIT_VERSION,
+            **(extra or {}),
+        }
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

@@ -24,10 +24,10 @@ from tangpoem_hf.finetune import (
     finetune,
     grow_vocabulary,
     hash_validation,
-    punctuate,
     text_file_splits,
 )
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
+from tangpoem_hf.text import punctuate
 from tangpoem_hf.training import TrainConfig
 
 # Poems the tiny model's vocabulary (built from conftest.POEMS) mostly lacks: 锄, 禾, 汗, 粒, 辛, 苦...
