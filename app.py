@@ -20,7 +20,7 @@ import torch
 
 from tangpoem_hf.app_support import (
     PLACEHOLDER_HTML,
-    generation_kwargs,
+    generation_request,
     model_id_from_env,
     poem_html,
     poem_text,
@@ -86,7 +86,7 @@ def generate(
     """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
     try:
         server = get_server()
-        kwargs = generation_kwargs(
+        request = generation_request(
             server.model.tokenizer,
             mode,
             characters,
@@ -102,7 +102,7 @@ def generate(
         )
         out_script = script_of(script)
         last = 0.0
-        for poem in server.stream(**kwargs):
+        for poem in server.stream(request):
             # Every finished line, and the growing line at most every STREAM_INTERVAL: a character
             # takes ~4 ms, far below what an eye sees, and each update costs the server a render and
             # a message under the GIL, which is what limits a burst of users (benchmarks/app_load.py).

@@ -1,4 +1,4 @@
-"""Glue between the Gradio app and the package: UI values → ``stream_poem`` kwargs, poem → HTML.
+"""Glue between the Gradio app and the package: UI values → a ``PoemRequest``, poem → HTML.
 
 Kept out of ``app.py`` so it can be tested without starting a server, and so the app stays a thin
 layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.decoding`.
@@ -14,7 +14,7 @@ from typing import Any
 
 import opencc
 
-from .decoding import MAX_LINES, MIN_LINES, Poem, check_chars
+from .decoding import MAX_LINES, MIN_LINES, Poem, PoemRequest, check_chars
 from .errors import InputError
 from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
@@ -120,10 +120,10 @@ def generation_kwargs(
     style: object,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Map the app's inputs onto :func:`tangpoem_hf.decoding.stream_poem` keyword arguments.
+    """Map the app's inputs onto :meth:`tangpoem_hf.decoding.PoemRequest.build` keyword arguments.
 
     ``extra`` is passed through unchanged: new controls (e.g. ``rhyme``, ``tone``) need only a
-    component in ``app.py`` and a keyword argument in ``stream_poem``.
+    component in ``app.py`` and a keyword argument of ``PoemRequest.build``.
     """
     kind = _choice(MODES, mode, "mode (模式)")
     if kind == "acrostic" and isinstance(characters, str) and len(characters.strip()) > MAX_LINES:
@@ -155,6 +155,11 @@ def generation_kwargs(
     if kwargs.get("tone") == "":  # the radio's "free" choice
         kwargs["tone"] = None
     return kwargs
+
+
+def generation_request(tokenizer: CharTokenizer, *values: object, **extra: Any) -> PoemRequest:
+    """The app's inputs (those of :func:`generation_kwargs`) as one validated request."""
+    return PoemRequest.build(tokenizer, **generation_kwargs(tokenizer, *values, **extra))
 
 
 # --- rendering -------------------------------------------------------------------------------

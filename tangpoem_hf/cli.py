@@ -176,12 +176,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .decoding import generate_poems
+    from .decoding import PoemRequest, generate_poems
     from .modeling import load_model
 
     model = load_model(args.model)
-    poems = generate_poems(
-        model,
+    request = PoemRequest.build(
+        model.tokenizer,
         num=args.num,
         first=args.first,
         acrostic=args.acrostic,
@@ -196,13 +196,17 @@ def _generate(args: argparse.Namespace) -> int:
         tone=args.tone,
         rhyme_group=args.rhyme_group,
     )
+    poems = generate_poems(model, request=request)
     if args.traditional:
         poems = [p.traditional() for p in poems]
     if args.json:
-        rows = [{"seed": p.seed, "form": p.form, "lines": p.lines, "text": p.text} for p in poems]
+        rows = [{"seed": p.seed, "form": p.form, "lines": p.lines, "text": p.text, "notes": p.notes} for p in poems]
         print(json.dumps(rows if len(rows) > 1 else rows[0], ensure_ascii=False, indent=2))
     else:
         print("\n\n".join(p.text for p in poems))
+    for p in poems:  # a rule the user asked for is never broken silently
+        for note in p.notes:
+            print(f"tangpoem: note: seed {p.seed}: {note}", file=sys.stderr)
     return 0
 
 

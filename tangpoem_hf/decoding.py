@@ -3,7 +3,11 @@
 The decoder walks the poem's character slots (line × column) and samples one character per slot,
 feeding ，/。 itself at line ends. The shape is therefore guaranteed by construction, never cut
 afterwards, and the loop always ends after ``form × lines`` samples. What may stand in a slot is
-decided by small composable :class:`Constraint` objects, like transformers' LogitsProcessors.
+decided by small composable :class:`~tangpoem_hf.constraints.Constraint` objects, like
+transformers' LogitsProcessors; their per-poem state lives in the walk, never in the objects.
+
+Every caller (CLI, app, server, Python API) describes what it wants with one validated
+:class:`PoemRequest`; the public functions build it from keyword arguments.
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from .constraints import Constraint, Forced, HanOnly, PoemSpec
 from .errors import InputError
 from .modeling import TangPoemLSTM
+from .prosody import prosody_constraints
 from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
 
@@ -25,23 +32,6 @@ MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
 MAX_BATCH = 1000
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
-
-
-@dataclass(frozen=True)
-class PoemSpec:
-    """The validated request: shape, forced characters per slot, and the conditioning prefix."""
-
-    form: int
-    lines: int
-    forced: dict[int, str] = field(default_factory=dict)  # slot index → character
-    prefix: str = ""
-
-    @property
-    def slots(self) -> int:
-        return self.form * self.lines
-
-    def position(self, slot: int) -> tuple[int, int]:
-        return divmod(slot, self.form)
 
 
 @dataclass
@@ -53,6 +43,7 @@ class Poem:
     seed: int
     total_lines: int = 0  # the poem's length when finished; 0 means len(lines)
     partial: str = ""  # the unfinished line while streaming
+    notes: list[str] = field(default_factory=list)  # rules the poem had to break, one sentence each
 
     @property
     def finished(self) -> bool:
@@ -76,50 +67,10 @@ class Poem:
 
     def traditional(self) -> Poem:
         lines = [to_traditional(line) for line in self.lines]
-        return Poem(lines, self.form, self.seed, self.total_lines, to_traditional(self.partial))
+        return Poem(lines, self.form, self.seed, self.total_lines, to_traditional(self.partial), list(self.notes))
 
     def __str__(self) -> str:
         return self.text
-
-
-class Constraint:
-    """Masks what may stand in a slot. Subclasses keep per-poem state via ``start``/``observe``."""
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        """Called once before decoding a batch."""
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        """A (batch, vocab) or (vocab,) bool mask of allowed ids, or None for no restriction."""
-        return None
-
-    def observe(self, slot: int, spec: PoemSpec, chosen: torch.Tensor) -> None:
-        """Called with the (batch,) ids sampled for ``slot``."""
-
-
-class HanOnly(Constraint):
-    """A character slot holds a Han character: never punctuation, a special token or Latin."""
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.mask = torch.zeros(len(tokenizer), dtype=torch.bool)
-        self.mask[tokenizer.han_ids()] = True
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor:
-        return self.mask
-
-
-class Forced(Constraint):
-    """The user's first characters or acrostic heads, at their slots."""
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.ids = {slot: tokenizer.index[ch] for slot, ch in spec.forced.items()}
-        self.vocab = len(tokenizer)
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        if slot not in self.ids:
-            return None
-        mask = torch.zeros(self.vocab, dtype=torch.bool)
-        mask[self.ids[slot]] = True
-        return mask
 
 
 # --- input checking: every user value passes here once ---------------------------------------
@@ -193,8 +144,12 @@ def make_spec(
     form: object = 7,
     lines: object = None,
     prefix: str | None = None,
+    keep: Mapping[int, str] | None = None,
 ) -> PoemSpec:
-    """Validate the shape request; the acrostic fixes the line count to its number of heads."""
+    """Validate the shape request; the acrostic fixes the line count to its number of heads.
+
+    ``keep`` maps 0-based line indices to lines kept whole (a rewrite): their characters are forced.
+    """
     if isinstance(form, str) and form.strip() in ("5", "7", "五言", "七言"):
         form = 5 if form.strip() in ("5", "五言") else 7
     if isinstance(form, bool) or form not in (5, 7):
@@ -223,8 +178,99 @@ def make_spec(
         if len(chars) > form * lines:
             raise InputError(f"first has {len(chars)} characters but the poem holds only {form * lines}.")
         forced = dict(enumerate(chars))
+    kept = _kept_lines(tokenizer, keep or {}, form, lines, forced)
+    for index, line in kept.items():
+        forced.update({index * form + c: ch for c, ch in enumerate(line)})
     text_prefix = check_chars(prefix, "prefix", tokenizer, allow_punct=True) if prefix else ""
-    return PoemSpec(form=form, lines=lines, forced=forced, prefix=text_prefix)
+    return PoemSpec(form=form, lines=lines, forced=forced, prefix=text_prefix, kept=frozenset(kept))
+
+
+def _kept_lines(
+    tokenizer: CharTokenizer, keep: Mapping[int, str], form: int, lines: int, forced: Mapping[int, str]
+) -> dict[int, str]:
+    """Kept lines checked against the shape and the other forced characters (acrostic heads, first)."""
+    kept = {}
+    for index, line in keep.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < lines:
+            raise InputError(f"A kept line must be a line index from 0 to {lines - 1}, not {index!r}.")
+        text = check_chars(line, f"kept line {index + 1}", tokenizer)
+        if len(text) != form:
+            raise InputError(f"Kept line {index + 1} has {len(text)} characters, not {form}.")
+        for c, ch in enumerate(text):
+            want = forced.get(index * form + c)
+            if want is not None and want != ch:
+                raise InputError(f"Kept line {index + 1} has {ch} where the poem must have {want}.")
+        kept[index] = text
+    return kept
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoemRequest:
+    """What to write, validated once by :meth:`build`: the CLI, the app, the server and the
+    Python API all hand the decoder one of these.
+
+    Poem ``i`` of ``num`` uses seed ``seed + i``, so each equals the poem of that seed alone.
+    """
+
+    spec: PoemSpec
+    temperature: float = 0.8
+    top_k: int = 0  # 0: no limit
+    top_p: float = 0.9
+    seed: int = 0
+    constraints: tuple[Constraint, ...] = ()
+    num: int = 1
+
+    @classmethod
+    def build(
+        cls,
+        tokenizer: CharTokenizer,
+        *,
+        first: str | None = None,
+        acrostic: str | None = None,
+        form: object = 7,
+        lines: object = None,
+        temperature: object = 0.8,
+        top_k: object = None,
+        top_p: object = 0.9,
+        seed: object = None,
+        prefix: str | None = None,
+        constraints: Sequence[Constraint] = (),
+        rhyme: object = False,
+        tone: object = None,
+        rhyme_group: object = None,
+        num: object = 1,
+        keep: Mapping[int, str] | None = None,
+    ) -> PoemRequest:
+        """Check every value (one clear ``InputError`` sentence for the first bad one).
+
+        ``first`` or ``acrostic`` (heads, one per line) start the poem; ``form`` 5 or 7 characters
+        per line, ``lines`` 2–16; ``temperature``, ``top_k``, ``top_p`` and ``seed`` steer sampling
+        (no seed: a fresh random one, reported in the poem); ``prefix`` is style text that
+        conditions the model and is not printed; ``rhyme``, ``tone`` ("relaxed"/"strict") and
+        ``rhyme_group`` ask for regulated verse (:mod:`tangpoem_hf.prosody`); ``constraints`` adds
+        your own rules; ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`).
+        """
+        spec = make_spec(tokenizer, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix, keep=keep)
+        t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
+        n = int(_number(num, "num", int))
+        if not 1 <= n <= MAX_BATCH:
+            raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
+        rules = (*prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group), *constraints)
+        return cls(spec, t, k, p, s, rules, n)
+
+
+def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:
+    """The request given, or one built from the keyword arguments (never both)."""
+    if request is not None:
+        if kwargs:
+            raise InputError(f"Give either a PoemRequest or keyword arguments, not both ({', '.join(kwargs)}).")
+        return request
+    tok = model.tokenizer
+    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
+    return PoemRequest.build(tok, **kwargs)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -255,12 +301,15 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, 
     return int(torch.searchsorted(cdf, u.unsqueeze(0)).clamp(max=len(cdf) - 1))
 
 
-def _combine(constraints: Sequence[Constraint], slot: int, spec: PoemSpec, batch: int, vocab: int) -> torch.Tensor:
+def _combine(
+    constraints: Sequence[Constraint], states: Sequence[Any], slot: int, spec: PoemSpec, batch: int, vocab: int
+) -> torch.Tensor:
     """AND the constraints in priority order; one that would leave a poem no candidate is skipped
-    for that poem (the documented back-off), so the first, mandatory ones always hold."""
+    for that poem (the documented back-off), so the first, mandatory ones always hold. The skipped
+    rule sees the character drawn anyway and notes the break."""
     allowed = torch.ones(batch, vocab, dtype=torch.bool)
-    for constraint in constraints:
-        mask = constraint.allowed(slot, spec)
+    for constraint, state in zip(constraints, states):
+        mask = constraint.allowed(slot, spec, state)
         if mask is None:
             continue
         narrowed = allowed & mask
@@ -271,34 +320,26 @@ def _combine(constraints: Sequence[Constraint], slot: int, spec: PoemSpec, batch
 
 class PoemWalk:
     """One request's walk over its slots: what to feed first, the masked draw for each slot, and
-    the tokens that follow it. :func:`decode` runs one walk; :mod:`tangpoem_hf.serving` steps
-    many walks through one batched LSTM step, so both produce the very same poems."""
+    the tokens that follow it. It owns everything that belongs to these poems (generators, the
+    constraints' states, the ids drawn), so :func:`decode` runs one walk and
+    :mod:`tangpoem_hf.serving` steps many walks through one batched LSTM step with the very same
+    result."""
 
-    def __init__(
-        self,
-        tokenizer: CharTokenizer,
-        preprocessing: str,
-        spec: PoemSpec,
-        seeds: Sequence[int],
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        self.tok, self.spec, self.seeds = tokenizer, spec, list(seeds)
-        self.sampling = (temperature, top_k, top_p)
+    def __init__(self, tokenizer: CharTokenizer, preprocessing: str, request: PoemRequest) -> None:
+        self.tok, self.request, self.spec = tokenizer, request, request.spec
+        self.seeds = [request.seed + i for i in range(request.num)]
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
-        self.constraints = [HanOnly(), Forced(), *constraints]
-        for c in self.constraints:
-            c.start(spec, tokenizer, len(self.seeds))
+        self.constraints: list[Constraint] = [HanOnly(), Forced(), *request.constraints]
+        self.states = [c.start(self.spec, tokenizer, self.batch) for c in self.constraints]
+        self.rows: list[list[int]] = [[] for _ in self.seeds]
         self.punct = tokenizer.punct_ids()
         self.slot = 0
         self.context: list[int] = []  # fed before the first slot; empty for a bare-character model
         if preprocessing == "ours":
-            if spec.prefix:
-                self.context += tokenizer.encode(spec.prefix, add_bos=True, add_eos=True)
+            if self.spec.prefix:
+                self.context += tokenizer.encode(self.spec.prefix, add_bos=True, add_eos=True)
             self.context.append(tokenizer.bos_id)
-        elif 0 not in spec.forced:
+        elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
 
     @property
@@ -311,12 +352,16 @@ class PoemWalk:
         if logits is None:  # a bare-character model: the forced first character starts it
             chosen = torch.full((batch,), self.tok.index[self.spec.forced[0]], dtype=torch.long)
         else:
-            allowed = _combine(self.constraints, slot, self.spec, batch, len(self.tok))
+            allowed = _combine(self.constraints, self.states, slot, self.spec, batch, len(self.tok))
             masked = logits.masked_fill(~allowed, -math.inf)
-            chosen = torch.tensor([_sample(masked[b], *self.sampling, self.gens[b]) for b in range(batch)])
-        for c in self.constraints:
-            c.observe(slot, self.spec, chosen)
-        return chosen.tolist()
+            t, k, p = self.request.temperature, self.request.top_k, self.request.top_p
+            chosen = torch.tensor([_sample(masked[b], t, k, p, self.gens[b]) for b in range(batch)])
+        for c, state in zip(self.constraints, self.states):
+            c.observe(slot, self.spec, state, chosen)
+        ids = chosen.tolist()
+        for row, i in zip(self.rows, ids):
+            row.append(i)
+        return ids
 
     def advance(self, chosen: list[int]) -> torch.Tensor | None:
         """The (batch, 1 or 2) ids to feed after ``chosen`` (with ，/。 at a line end); None when done."""
@@ -331,10 +376,24 @@ class PoemWalk:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
 
+    def poem(self, row: int, ids: Sequence[int] | None = None) -> Poem:
+        """Poem ``row`` as drawn so far (partial while streaming), with the notes of broken rules;
+        or the partial poem of ``ids``, a copy another thread took of the row (without notes)."""
+        form = self.spec.form
+        chars = [self.tok.tokens[i] for i in (self.rows[row] if ids is None else ids)]
+        full, rest = divmod(len(chars), form)
+        lines = ["".join(chars[i * form : (i + 1) * form]) for i in range(full)]
+        partial = "".join(chars[full * form :]) if rest else ""
+        notes = [] if ids is not None else [n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row)]
+        return Poem(lines, form, self.seeds[row], total_lines=self.spec.lines, partial=partial, notes=notes)
+
+    def poems(self) -> list[Poem]:
+        return [self.poem(row) for row in range(self.batch)]
+
 
 @torch.inference_mode()
-def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[tuple[int, list[int]]]:
-    """Yield (slot, chosen ids per poem) for every character slot of the walk's poems."""
+def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
+    """Draw every character slot of the walk's poems; yield each slot's index once it is drawn."""
     device = next(model.parameters()).device
     state = None
 
@@ -347,126 +406,38 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[tuple[int, list[int]
     logits = feed(torch.tensor([walk.context] * walk.batch)) if walk.context else None
     while True:
         slot = walk.slot
-        chosen = walk.choose(logits)
-        yield slot, chosen
-        step = walk.advance(chosen)
+        step = walk.advance(walk.choose(logits))
+        yield slot
         if step is None:
             return
         logits = feed(step)
 
 
-def poems_from(tok: CharTokenizer, spec: PoemSpec, rows: list[list[int]], seeds: Sequence[int]) -> list[Poem]:
-    poems = []
-    for ids, seed in zip(rows, seeds):
-        chars = [tok.tokens[i] for i in ids]
-        full, rest = divmod(len(chars), spec.form)
-        lines = ["".join(chars[i * spec.form : (i + 1) * spec.form]) for i in range(full)]
-        partial = "".join(chars[full * spec.form :]) if rest else ""
-        poems.append(Poem(lines, spec.form, seed, total_lines=spec.lines, partial=partial))
-    return poems
+# --- the public functions -------------------------------------------------------------------------
 
 
-def verse_constraints(rhyme: object, tone: object, rhyme_group: object) -> list[Constraint]:
-    """The regulated-verse constraints asked for (validated there; imported late: it imports us)."""
-    if rhyme is False and tone is None and rhyme_group is None:
-        return []
-    from .prosody import prosody_constraints
-
-    return prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
-
-
-def request_walk(
-    model: TangPoemLSTM,
-    num: int = 1,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: int = 7,
-    lines: int | None = None,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float = 0.9,
-    seed: int | None = None,
-    prefix: str | None = None,
-    constraints: Sequence[Constraint] = (),
-    rhyme: bool = False,
-    tone: str | None = None,
-    rhyme_group: str | None = None,
-) -> PoemWalk:
-    """Check one request (every rule lives in the functions it calls) and set up the walk of its
-    ``num`` poems; poem ``i`` gets seed ``seed + i``. The arguments are :func:`stream_poem`'s."""
-    tok = model.tokenizer
-    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
-    spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
-    t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-    constraints = [*verse_constraints(rhyme, tone, rhyme_group), *constraints]
-    seeds = [s + i for i in range(num)]
-    return PoemWalk(tok, model.config.preprocessing, spec, seeds, t, k, p, constraints)
-
-
-def stream_poem(
-    model: TangPoemLSTM,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: int = 7,
-    lines: int | None = None,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float = 0.9,
-    seed: int | None = None,
-    prefix: str | None = None,
-    constraints: Sequence[Constraint] = (),
-    rhyme: bool = False,
-    tone: str | None = None,
-    rhyme_group: str | None = None,
-) -> Iterator[Poem]:
+def stream_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwargs: Any) -> Iterator[Poem]:
     """Yield the poem as it grows, one character at a time; the last item is the whole poem.
 
-    ``rhyme``, ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse; see
-    :mod:`tangpoem_hf.prosody`.
+    Pass a :class:`PoemRequest` or its :meth:`PoemRequest.build` keyword arguments.
     """
-    walk = request_walk(
-        model, 1, first, acrostic, form, lines, temperature, top_k, top_p, seed, prefix, constraints, rhyme, tone,
-        rhyme_group,
-    )  # fmt: skip
-    ids: list[int] = []
-    for _, chosen in decode(model, walk):
-        ids.append(chosen[0])
-        yield poems_from(walk.tok, walk.spec, [ids], walk.seeds)[0]
+    req = as_request(model, request, kwargs)
+    if req.num != 1:
+        raise InputError(f"stream_poem writes one poem, not num={req.num}; use generate_poems.")
+    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    for _ in decode(model, walk):
+        yield walk.poem(0)
 
 
-def generate_poem(model: TangPoemLSTM, **kwargs) -> Poem:
-    """One poem of exactly ``lines`` lines of ``form`` characters; see :func:`stream_poem`."""
-    return deque(stream_poem(model, **kwargs), maxlen=1)[0]
+def generate_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwargs: Any) -> Poem:
+    """One poem of exactly ``lines`` lines of ``form`` characters; see :meth:`PoemRequest.build`."""
+    return deque(stream_poem(model, request, **kwargs), maxlen=1)[0]
 
 
-def generate_poems(
-    model: TangPoemLSTM,
-    num: int,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: int = 7,
-    lines: int | None = None,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float = 0.9,
-    seed: int | None = None,
-    prefix: str | None = None,
-    constraints: Sequence[Constraint] = (),
-    rhyme: bool = False,
-    tone: str | None = None,
-    rhyme_group: str | None = None,
-) -> list[Poem]:
+def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | None = None, **kwargs: Any) -> list[Poem]:
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
-    n = int(_number(num, "num", int))
-    if not 1 <= n <= MAX_BATCH:
-        raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
-    walk = request_walk(
-        model, n, first, acrostic, form, lines, temperature, top_k, top_p, seed, prefix, constraints, rhyme, tone,
-        rhyme_group,
-    )  # fmt: skip
-    rows: list[list[int]] = [[] for _ in walk.seeds]
-    for _, chosen in decode(model, walk):
-        for row, c in zip(rows, chosen):
-            row.append(c)
-    return poems_from(walk.tok, walk.spec, rows, walk.seeds)
+    req = as_request(model, request, {**kwargs, "num": num} if request is None else kwargs)
+    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    deque(decode(model, walk), maxlen=0)
+    return walk.poems()

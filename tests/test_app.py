@@ -186,9 +186,9 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
         def __init__(self) -> None:
             self.model = real_server().model
 
-        def stream(self, **kwargs: object) -> Iterator[object]:
+        def stream(self, *args: object, **kwargs: object) -> Iterator[object]:
             gate.wait(30)
-            yield from real_server().stream(**kwargs)
+            yield from real_server().stream(*args, **kwargs)
 
     monkeypatch.setattr(app, "get_server", HeldServer)
     threading.Timer(3.0, gate.set).start()

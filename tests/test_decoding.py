@@ -88,13 +88,6 @@ def test_traditional_output(tiny_model):
     assert poem.traditional().lines[0][0] == "黃"
 
 
-def test_model_generate_method(tiny_model):
-    assert (
-        tiny_model.generate(first="山", form=5, seed=1).text
-        == generate_poem(tiny_model, first="山", form=5, seed=1).text
-    )
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
