@@ -14,6 +14,7 @@ silently.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,3 +120,70 @@ class Forced(Constraint):
         mask = torch.zeros(vocab, dtype=torch.bool)
         mask[ids[slot]] = True
         return mask
+
+
+@dataclass
+class RepeatState:
+    tokenizer: CharTokenizer
+    counts: torch.Tensor  # (batch, V) how often each id stands in the poem, forced slots counted from the start
+    last: torch.Tensor  # (batch,) the id drawn at the previous slot
+    broken: Broken
+
+
+class NoRepeat(Constraint):
+    """A character stands once in the poem, as 近体诗 wants, except as a reduplicated pair (叠字,
+    声声: the character right after itself, inside one line, when that is its only other use).
+
+    The characters the user forced (first characters, acrostic heads, kept lines) always stand
+    where they were put, repeated or not; a drawn character repeats none of them.
+    """
+
+    name = "no repeat"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> RepeatState:
+        counts = torch.zeros(batch_size, len(tokenizer), dtype=torch.long)
+        for ch in spec.forced.values():
+            counts[:, tokenizer.index[ch]] += 1
+        last = torch.full((batch_size,), -1, dtype=torch.long)
+        return RepeatState(tokenizer, counts, last, Broken(spec, batch_size))
+
+    def _allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
+        mask = state.counts == 0
+        if slot % spec.form:  # not a line start: the previous character may be doubled once
+            rows = torch.arange(len(mask))
+            prev = state.last
+            pair = state.counts[rows, prev] == 1
+            mask[rows[pair], prev[pair]] = True
+        return mask
+
+    def allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor | None:
+        return None if slot in spec.forced else self._allowed(slot, spec, state)
+
+    def observe(self, slot: int, spec: PoemSpec, state: RepeatState, chosen: torch.Tensor) -> None:
+        if slot not in spec.forced:
+            rows = torch.arange(len(chosen))
+            ok = self._allowed(slot, spec, state)[rows, chosen]
+            for b in (~ok).nonzero().flatten().tolist():
+                state.broken.add(b, slot, state.tokenizer.tokens[int(chosen[b])], "it already stands in the poem")
+            state.counts[rows, chosen] += 1
+        state.last = chosen.clone()
+
+    def notes(self, state: RepeatState, poem: int) -> list[str]:
+        return state.broken.sentences(self.name, poem)
+
+
+def stray_repeats(lines: Sequence[str], forced: Collection[int] = ()) -> list[str]:
+    """Characters that stand more than once with a use at a slot not in ``forced`` (slot indices),
+    other than a 叠字 pair: what :class:`NoRepeat` keeps out (for tests, scores and judging)."""
+    text = "".join(lines)
+    form = len(lines[0]) if lines else 1
+    slots: dict[str, list[int]] = {}
+    for i, ch in enumerate(text):
+        slots.setdefault(ch, []).append(i)
+    stray = []
+    for ch, where in slots.items():
+        free = [i for i in where if i not in forced]
+        pair = len(where) == 2 and where[1] == where[0] + 1 and where[1] % form
+        if len(where) > 1 and free and not pair:
+            stray.append(ch)
+    return sorted(stray)

@@ -15,22 +15,24 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .constraints import Constraint, Forced, HanOnly, PoemSpec
+from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, stray_repeats
 from .errors import InputError
 from .modeling import TangPoemLSTM
-from .prosody import prosody_constraints
+from .prosody import poem_lines, prosody_constraints
 from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
 
 MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
 MAX_BATCH = 1000
+MAX_CANDIDATES = 32
+REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
 
 
@@ -44,6 +46,9 @@ class Poem:
     total_lines: int = 0  # the poem's length when finished; 0 means len(lines)
     partial: str = ""  # the unfinished line while streaming
     notes: list[str] = field(default_factory=list)  # rules the poem had to break, one sentence each
+    score: float | None = None  # the ranking score of a finished poem (see score_lines); higher is better
+    others: list[Poem] = field(default_factory=list)  # the other candidates drawn for it, best first
+    candidate: int = 0  # which of the request's candidates for this seed (0: the one drawn without ranking)
 
     @property
     def finished(self) -> bool:
@@ -67,7 +72,11 @@ class Poem:
 
     def traditional(self) -> Poem:
         lines = [to_traditional(line) for line in self.lines]
-        return Poem(lines, self.form, self.seed, self.total_lines, to_traditional(self.partial), list(self.notes))
+        others = [p.traditional() for p in self.others]
+        partial = to_traditional(self.partial)
+        return Poem(
+            lines, self.form, self.seed, self.total_lines, partial, list(self.notes), self.score, others, self.candidate
+        )
 
     def __str__(self) -> str:
         return self.text
@@ -222,6 +231,7 @@ class PoemRequest:
     seed: int = 0
     constraints: tuple[Constraint, ...] = ()
     num: int = 1
+    candidates: int = 1
 
     @classmethod
     def build(
@@ -242,6 +252,8 @@ class PoemRequest:
         tone: object = None,
         rhyme_group: object = None,
         num: object = 1,
+        candidates: object = 1,
+        no_repeat: object = False,
         keep: Mapping[int, str] | None = None,
     ) -> PoemRequest:
         """Check every value (one clear ``InputError`` sentence for the first bad one).
@@ -251,15 +263,26 @@ class PoemRequest:
         (no seed: a fresh random one, reported in the poem); ``prefix`` is style text that
         conditions the model and is not printed; ``rhyme``, ``tone`` ("relaxed"/"strict") and
         ``rhyme_group`` ask for regulated verse (:mod:`tangpoem_hf.prosody`); ``constraints`` adds
-        your own rules; ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`).
+        your own rules; ``no_repeat`` keeps any character from standing twice (叠字 and forced
+        characters excepted); ``candidates`` draws that many poems for each of the ``num`` poems
+        and keeps the best by :func:`score_lines`; ``keep`` maps line indices to lines kept whole
+        (see :func:`rewrite_poem`).
         """
         spec = make_spec(tokenizer, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix, keep=keep)
         t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
         n = int(_number(num, "num", int))
         if not 1 <= n <= MAX_BATCH:
             raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
-        rules = (*prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group), *constraints)
-        return cls(spec, t, k, p, s, rules, n)
+        c = int(_number(candidates, "candidates", int))
+        if not 1 <= c <= MAX_CANDIDATES:
+            raise InputError(f"candidates must be between 1 and {MAX_CANDIDATES}, not {candidates!r}.")
+        if n * c > MAX_BATCH:
+            raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
+        if not isinstance(no_repeat, bool):
+            raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
+        verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
+        rules = (*verse, *([NoRepeat()] if no_repeat else []), *constraints)
+        return cls(spec, t, k, p, s, rules, n, c)
 
 
 def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:
@@ -277,28 +300,44 @@ def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator) -> int:
-    """One draw from a masked row, by inverse CDF with this poem's own generator.
+    """One draw from one masked row; see :func:`_sample_rows`."""
+    return int(_sample_rows(logits.unsqueeze(0), temperature, top_k, top_p, [gen])[0])
 
-    Working in float64 with a per-poem generator makes the result independent of batch size.
+
+def _sample_rows(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gens: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """One draw per masked row of (rows, vocab) logits, by inverse CDF with each poem's own generator.
+
+    Every row is computed on its own (in float64, with its own generator), so a poem is the same
+    whatever else shares its batch; the rows only share the tensor calls, which is what makes many
+    candidates cheap.
     """
     logits = logits.double() / temperature
+    vocab = logits.shape[-1]
     if top_k:
-        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        kth = torch.topk(logits, min(top_k, vocab), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     if top_p < 1.0:
         # A partial sort (topk) of the likeliest characters is ~20x faster than sorting the whole
-        # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass.
-        for guess in (*NUCLEUS_GUESSES, probs.numel()):
-            sorted_p, order = torch.topk(probs, min(guess, probs.numel()))
-            mass = torch.cumsum(sorted_p, 0)  # the same running sums a full sort would give
-            if mass[-1] >= top_p:
+        # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row
+        # whose nucleus is wider tries the larger guesses on its own.
+        nucleus = torch.zeros_like(probs)
+        pending = torch.arange(len(probs))
+        for guess in (*NUCLEUS_GUESSES, vocab):
+            sorted_p, order = torch.topk(probs[pending], min(guess, vocab), dim=-1)
+            mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
+            done = (mass[:, -1] >= top_p) | (guess >= vocab)
+            keep = (mass - sorted_p < top_p) & done.unsqueeze(1)
+            nucleus[pending] = nucleus[pending].scatter(1, order, sorted_p * keep)
+            pending = pending[~done]
+            if not len(pending):
                 break
-        keep = mass - sorted_p < top_p
-        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_p[keep])
-    cdf = torch.cumsum(probs, 0)
-    u = torch.rand((), generator=gen, dtype=torch.float64) * cdf[-1]
-    return int(torch.searchsorted(cdf, u.unsqueeze(0)).clamp(max=len(cdf) - 1))
+        probs = nucleus
+    cdf = torch.cumsum(probs, dim=-1)
+    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in gens]) * cdf[:, -1]
+    return torch.searchsorted(cdf, u.unsqueeze(1)).squeeze(1).clamp(max=vocab - 1)
 
 
 def _combine(
@@ -327,13 +366,20 @@ class PoemWalk:
 
     def __init__(self, tokenizer: CharTokenizer, preprocessing: str, request: PoemRequest) -> None:
         self.tok, self.request, self.spec = tokenizer, request, request.spec
-        self.seeds = [request.seed + i for i in range(request.num)]
+        # Row i * candidates + j is candidate j of poem i; candidate 0 has the poem's own seed, so
+        # one candidate gives exactly the poem drawn without ranking.
+        self.seeds = [
+            candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.candidates)
+        ]
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
         self.constraints: list[Constraint] = [HanOnly(), Forced(), *request.constraints]
         self.states = [c.start(self.spec, tokenizer, self.batch) for c in self.constraints]
         self.rows: list[list[int]] = [[] for _ in self.seeds]
+        self.logp = torch.zeros(self.batch, dtype=torch.float64)  # summed log-probabilities of scored tokens
+        self.scored = 0  # tokens scored per row
         self.punct = tokenizer.punct_ids()
         self.slot = 0
+        self.finished = False
         self.context: list[int] = []  # fed before the first slot; empty for a bare-character model
         if preprocessing == "ours":
             if self.spec.prefix:
@@ -341,13 +387,14 @@ class PoemWalk:
             self.context.append(tokenizer.bos_id)
         elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
+        self.end_id = tokenizer.eos_id if preprocessing == "ours" else None
 
     @property
     def batch(self) -> int:
         return len(self.seeds)
 
     def choose(self, logits: torch.Tensor | None) -> list[int]:
-        """The ids for the current slot, one per poem, from (batch, vocab) CPU logits."""
+        """The ids for the current slot, one per row, from (batch, vocab) CPU logits."""
         slot, batch = self.slot, self.batch
         if logits is None:  # a bare-character model: the forced first character starts it
             chosen = torch.full((batch,), self.tok.index[self.spec.forced[0]], dtype=torch.long)
@@ -355,7 +402,8 @@ class PoemWalk:
             allowed = _combine(self.constraints, self.states, slot, self.spec, batch, len(self.tok))
             masked = logits.masked_fill(~allowed, -math.inf)
             t, k, p = self.request.temperature, self.request.top_k, self.request.top_p
-            chosen = torch.tensor([_sample(masked[b], t, k, p, self.gens[b]) for b in range(batch)])
+            chosen = _sample_rows(masked, t, k, p, self.gens)
+            self._score(logits, chosen)
         for c, state in zip(self.constraints, self.states):
             c.observe(slot, self.spec, state, chosen)
         ids = chosen.tolist()
@@ -363,18 +411,40 @@ class PoemWalk:
             row.append(i)
         return ids
 
-    def advance(self, chosen: list[int]) -> torch.Tensor | None:
-        """The (batch, 1 or 2) ids to feed after ``chosen`` (with ，/。 at a line end); None when done."""
+    def _score(self, logits: torch.Tensor, ids: torch.Tensor) -> None:
+        """Add the model's own log-probability of ``ids`` (temperature 1, no constraint masks)."""
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        self.logp += logp.gather(1, ids.unsqueeze(1)).squeeze(1)
+        self.scored += 1
+
+    def advance(self, chosen: list[int]) -> torch.Tensor:
+        """The (batch, 1 or 2) ids to feed after ``chosen``, with ，/。 after a line. After the last
+        slot it is the last character and 「。」, fed only to score them and the end marker."""
         line, col = self.spec.position(self.slot)
         self.slot += 1
-        if self.slot == self.spec.slots:
-            return None
+        self.finished = self.slot == self.spec.slots
         step = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
         if col == self.spec.form - 1:
-            mark = self.punct.get(COMMA if line % 2 == 0 else PERIOD)
+            mark = self.punct.get(COMMA if line % 2 == 0 and not self.finished else PERIOD)
             if mark is not None:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
+
+    def fed(self, step: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Score the line-end mark (and, at the end, the end marker) from the (batch, L, vocab)
+        logits of feeding ``step``; return the last position's logits for the next draw."""
+        if step.shape[1] == 2:
+            self._score(logits[:, -2], step[:, 1])
+        if self.finished and self.end_id is not None:
+            self._score(logits[:, -1], torch.full((self.batch,), self.end_id, dtype=torch.long))
+        return logits[:, -1]
+
+    def score(self, row: int) -> float:
+        """:func:`score_lines` of the row's poem, from the log-probabilities gathered while drawing."""
+        lines = [
+            self.tok.decode(self.rows[row][i : i + self.spec.form]) for i in range(0, self.spec.slots, self.spec.form)
+        ]
+        return _score(float(self.logp[row]), self.scored, lines, self.spec.forced)
 
     def poem(self, row: int, ids: Sequence[int] | None = None) -> Poem:
         """Poem ``row`` as drawn so far (partial while streaming), with the notes of broken rules;
@@ -384,11 +454,24 @@ class PoemWalk:
         full, rest = divmod(len(chars), form)
         lines = ["".join(chars[i * form : (i + 1) * form]) for i in range(full)]
         partial = "".join(chars[full * form :]) if rest else ""
-        notes = [] if ids is not None else [n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row)]
-        return Poem(lines, form, self.seeds[row], total_lines=self.spec.lines, partial=partial, notes=notes)
+        poem, candidate = divmod(row, self.request.candidates)
+        seed = self.request.seed + poem
+        if ids is not None:
+            return Poem(lines, form, seed, total_lines=self.spec.lines, partial=partial, candidate=candidate)
+        notes = [n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row)]
+        score = self.score(row) if self.finished else None
+        return Poem(lines, form, seed, self.spec.lines, partial, notes, score, candidate=candidate)
 
     def poems(self) -> list[Poem]:
-        return [self.poem(row) for row in range(self.batch)]
+        """The finished poems, one per requested poem: its best candidate, the others attached."""
+        n = self.request.candidates
+        out = []
+        for i in range(self.request.num):
+            ranked = sorted((self.poem(r) for r in range(i * n, (i + 1) * n)), key=lambda p: -(p.score or 0.0))
+            best = ranked[0]
+            best.others = ranked[1:]
+            out.append(best)
+        return out
 
 
 @torch.inference_mode()
@@ -401,16 +484,51 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
         nonlocal state
         out = model(ids.to(device), state=state)
         state = out.state
-        return out.logits[:, -1].float().cpu()
+        return out.logits[:, -2:].float().cpu()
 
-    logits = feed(torch.tensor([walk.context] * walk.batch)) if walk.context else None
-    while True:
+    logits = feed(torch.tensor([walk.context] * walk.batch))[:, -1] if walk.context else None
+    while not walk.finished:
         slot = walk.slot
         step = walk.advance(walk.choose(logits))
+        logits = walk.fed(step, feed(step))
         yield slot
-        if step is None:
-            return
-        logits = feed(step)
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """Candidate 0 keeps the seed; the others get well-spread seeds derived from it."""
+    return seed if candidate == 0 else (seed + candidate * 0x9E3779B97F4A7C15) % 2**63
+
+
+def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int]) -> float:
+    return logp / max(tokens, 1) - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
+
+
+@torch.inference_mode()
+def token_logprobs(model: TangPoemLSTM, lines: Sequence[str], prefix: str = "") -> tuple[list[float], list[float]]:
+    """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
+    read the way the decoder reads them (from ``<bos>``, after the style prefix if any)."""
+    tok = model.tokenizer
+    text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
+    context = (tok.encode(prefix, add_bos=True, add_eos=True) if prefix else []) + [tok.bos_id]
+    ids = context + tok.encode(text, add_eos=True)
+    device = next(model.parameters()).device
+    logp = torch.log_softmax(model(torch.tensor([ids[:-1]], device=device)).logits[0].double().cpu(), dim=-1)
+    start = len(context) - 1
+    picked = logp[start:].gather(1, torch.tensor(ids[len(context) :]).unsqueeze(1)).squeeze(1).tolist()
+    marks = set(tok.punct_ids().values()) | {tok.eos_id}
+    chars = [v for v, i in zip(picked, ids[len(context) :]) if i not in marks]
+    others = [v for v, i in zip(picked, ids[len(context) :]) if i in marks]
+    return chars, others
+
+
+def score_lines(model: TangPoemLSTM, lines: Sequence[str], forced: Collection[int] = (), prefix: str = "") -> float:
+    """The candidates' ranking score: the mean log-probability per token under the model (the
+    characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
+    model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
+    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
+    docs/evaluation.md."""
+    chars, marks = token_logprobs(model, lines, prefix)
+    return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
 
 
 # --- the public functions -------------------------------------------------------------------------
@@ -419,14 +537,17 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
 def stream_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwargs: Any) -> Iterator[Poem]:
     """Yield the poem as it grows, one character at a time; the last item is the whole poem.
 
-    Pass a :class:`PoemRequest` or its :meth:`PoemRequest.build` keyword arguments.
+    Pass a :class:`PoemRequest` or its :meth:`PoemRequest.build` keyword arguments. With several
+    candidates the first one streams, and the last item is the best, the others attached.
     """
     req = as_request(model, request, kwargs)
     if req.num != 1:
         raise InputError(f"stream_poem writes one poem, not num={req.num}; use generate_poems.")
     walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
-    for _ in decode(model, walk):
-        yield walk.poem(0)
+    for slot in decode(model, walk):
+        if slot + 1 < req.spec.slots:
+            yield walk.poem(0)
+    yield walk.poems()[0]
 
 
 def generate_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwargs: Any) -> Poem:
@@ -441,3 +562,37 @@ def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | Non
     walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
     deque(decode(model, walk), maxlen=0)
     return walk.poems()
+
+
+def rewrite_request(
+    tokenizer: CharTokenizer, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any
+) -> PoemRequest:
+    """The request that rewrites ``poem`` keeping the lines at indices ``keep``; see :func:`rewrite_poem`."""
+    lines = poem.lines if isinstance(poem, Poem) else poem_lines(poem) if isinstance(poem, str) else list(poem)
+    sizes = {len(line) for line in lines}
+    if not lines or len(sizes) != 1 or next(iter(sizes)) not in (5, 7):
+        raise InputError("The poem to rewrite must have lines of 5 or 7 characters each, all the same length.")
+    for name, value in (("form", len(lines[0])), ("lines", len(lines))):
+        if kwargs.get(name, value) != value:
+            raise InputError(f"A rewrite keeps the poem's {name} ({value}), not {kwargs[name]!r}.")
+    kwargs = {**kwargs, "form": len(lines[0])}
+    if kwargs.get("acrostic") is None:
+        kwargs["lines"] = len(lines)
+    wanted = list(keep)
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in wanted):
+        raise InputError(f"Lines to keep are given by their 0-based index, not {wanted!r}.")
+    keep_lines = {i: lines[i] if 0 <= i < len(lines) else "" for i in wanted}
+    return PoemRequest.build(tokenizer, keep=keep_lines, **kwargs)
+
+
+def rewrite_poem(model: TangPoemLSTM, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any) -> Poem:
+    """Keep the lines at indices ``keep`` (0-based) byte for byte and write the others anew.
+
+    The kept lines are forced slots: the model reads the kept lines before a rewritten one as its
+    own context, and the kept lines after it bind the rhyme group, the tone pattern and the
+    acrostic heads (give ``acrostic=`` again) through the same constraints as any poem. Keyword
+    arguments are :meth:`PoemRequest.build`'s (``rhyme``, ``tone``, ``seed``, ``candidates``…);
+    the form and line count come from ``poem``. A kept line that breaks an asked rule is named in
+    the result's notes.
+    """
+    return generate_poem(model, rewrite_request(model.tokenizer, poem, keep, **kwargs))

@@ -75,7 +75,7 @@ class PoemServer:
             while True:
                 item = pending.out.get()
                 if item is _DONE:  # the worker is done with this walk: read it whole, notes and all
-                    yield walk.poem(0)
+                    yield walk.poems()[0]
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -135,8 +135,8 @@ class PoemServer:
 
     @torch.inference_mode()
     def _step(self) -> None:
-        """Draw one character for every active poem, then feed them all through one forward pass
-        per input length (1, or 2 with the punctuation at a line end)."""
+        """Draw one character for every row of every active request, then feed them all through one
+        forward pass per input length (1, or 2 with the punctuation at a line end)."""
         still: list[_Request] = []
         for request in self._active:
             if request.cancelled:
@@ -144,16 +144,18 @@ class PoemServer:
             chosen = request.walk.choose(request.logits)
             request.out.put(chosen[0])
             request.feed = request.walk.advance(chosen)
-            if request.feed is None:
-                request.out.put(_DONE)
-            else:
-                still.append(request)
-        self._active = still
+            still.append(request)
         by_length: dict[int, list[_Request]] = {}
         for request in still:
             by_length.setdefault(request.feed.shape[1], []).append(request)
         for group in by_length.values():
             self._forward(group)
+        self._active = []
+        for request in still:
+            if request.walk.finished:  # its last feed only scored the poem's end
+                request.out.put(_DONE)
+            else:
+                self._active.append(request)
 
     def _state(self, request: _Request) -> tuple[torch.Tensor, torch.Tensor]:
         """The request's (h, c); zeros (what the LSTM assumes for no state) before its first feed."""
@@ -169,11 +171,12 @@ class PoemServer:
         states = [self._state(r) for r in group]
         state = (torch.cat([h for h, _ in states], dim=1), torch.cat([c for _, c in states], dim=1))
         out = self.model(ids, state=state)
-        logits = out.logits[:, -1].float().cpu()
+        logits = out.logits[:, -2:].float().cpu()
         h, c = out.state
         start = 0
         for request in group:
             end = start + request.walk.batch
             request.state = (h[:, start:end], c[:, start:end])
-            request.logits = logits[start:end]
+            rows = logits[start:end]
+            request.logits = request.walk.fed(request.feed, rows) if request.walk.slot else rows[:, -1]
             start = end

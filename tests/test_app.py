@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError
 
 from tangpoem_hf import CharTokenizer, InputError, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.app_support import generation_kwargs, poem_html, unknown_chars_message, validate_chars, variants
-from tangpoem_hf.decoding import Poem
+from tangpoem_hf.decoding import Poem, generate_poem
 from tangpoem_hf.text import to_traditional
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +153,37 @@ def test_out_of_range_setting_is_explained(served: tuple[ModuleType, str, Client
     # The slider's own bounds check answers first, also with one sentence.
     with pytest.raises(AppError, match="Value 1.5 is greater than maximum value 1.0"):
         call(served[2], mode="续写", characters="月", form="五言", lines=4, seed=1, top_p=1.5)
+
+
+def test_generate_needs_only_the_characters(served: tuple[ModuleType, str, Client]) -> None:
+    """Every other argument is optional over the API (the seed too): the app's defaults apply."""
+    app, _, client = served
+    html, text, seed = client.predict(characters="月", api_name="/generate")
+    assert isinstance(seed, int) and text.startswith("月") and [len(r) for r in text.split("\n")] == [16, 16]
+    model = app.get_model()
+    expected = generate_poem(
+        model, first="月", seed=seed, rhyme=True, tone="relaxed", no_repeat=True, candidates=app.DEFAULT_CANDIDATES
+    )
+    assert text == expected.text
+
+
+def test_rewrite_keeps_the_locked_lines_over_http(served: tuple[ModuleType, str, Client]) -> None:
+    _, _, client = served
+    _, text, _ = call(client, mode="续写", characters="山", form="五言", lines=4, seed=5)
+    _, new, seed = client.predict(poem=text, keep=[1, 4], api_name="/rewrite")  # characters, seed… optional
+    old_lines, new_lines = _lines(text), _lines(new)
+    assert [new_lines[0], new_lines[3]] == [old_lines[0], old_lines[3]] and isinstance(seed, int)
+    assert new_lines[1:3] != old_lines[1:3]
+    _, again, _ = client.predict(poem=text, keep=[1, 4], seed=seed, api_name="/rewrite")
+    assert again == new  # a rewrite is reproducible from its reported seed
+    with pytest.raises(AppError, match="Lines to keep are numbered from 1 to 4, not 7."):
+        client.predict(poem=text, keep=[7], api_name="/rewrite")
+    with pytest.raises(AppError, match="There is no poem to rewrite yet"):
+        client.predict(poem="", keep=[1], api_name="/rewrite")
+
+
+def _lines(text: str) -> list[str]:
+    return [part for part in text.replace("。", "，").replace("\n", "").split("，") if part]
 
 
 def test_page_and_queue_configuration(served: tuple[ModuleType, str, Client]) -> None:
