@@ -158,11 +158,15 @@ class PoemServer:
                 self._active.append(request)
 
     def _state(self, request: _Request) -> tuple[torch.Tensor, torch.Tensor]:
-        """The request's (h, c); zeros (what the LSTM assumes for no state) before its first feed."""
+        """The request's (h, c); the model's start state before its first feed (rows of different
+        requests are stacked, so each needs its own explicit state)."""
         if request.state is None:
-            cfg = self.model.config
-            zeros = torch.zeros(cfg.num_layers, request.walk.batch, cfg.hidden_size, device=self.device)
-            request.state = (zeros, zeros)
+            start = self.model.initial_state(request.walk.batch)
+            if start is None:  # a model that starts from zeros
+                cfg = self.model.config
+                zeros = torch.zeros(cfg.num_layers, request.walk.batch, cfg.hidden_size, device=self.device)
+                start = (zeros, zeros)
+            request.state = start
         return request.state
 
     def _forward(self, group: list[_Request]) -> None:

@@ -7,6 +7,7 @@ import random
 from collections import deque
 
 import pytest
+import torch
 from test_prosody import _model, _vocab_chars
 
 from tangpoem_hf import InputError
@@ -240,3 +241,21 @@ def test_cli_candidates_no_repeat_json_and_regulated_defaults(model, tmp_path, c
     assert code == 2 and "--free" in err and "Traceback" not in err
     code, _, err = _cli([*base, "--candidates", "0"], capsys)
     assert code == 2 and "candidates must be" in err
+
+
+def test_server_and_decoder_start_from_the_models_start_state():
+    """A model with a stored start state: the server's rows start there too, as forward(state=None) does."""
+    plain = _model(_vocab_chars())
+    started = _model(_vocab_chars())
+    torch.manual_seed(1)
+    started.set_start_state(torch.randn(1, 16), torch.randn(1, 16))
+    request = {"form": 5, "seed": 6, "candidates": 3}
+    alone = generate_poem(started, **request)
+    assert alone.text != generate_poem(plain, **request).text  # the start state matters
+    server = PoemServer(started)
+    try:
+        served = deque(server.stream(**request), maxlen=1)[0]
+    finally:
+        server.close()
+    assert served.text == alone.text and served.score == pytest.approx(alone.score)
+    assert alone.score == pytest.approx(score_lines(started, alone.lines), abs=1e-5)
