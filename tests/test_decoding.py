@@ -141,3 +141,19 @@ def test_partial_sort_nucleus_equals_the_full_sort():
             a = _sample(logits, 0.8, 0, top_p, torch.Generator().manual_seed(trial))
             b = full_sort_sample(logits, 0.8, top_p, torch.Generator().manual_seed(trial))
             assert a == b
+
+
+def test_batched_draws_equal_single_draws():
+    """Rows drawn together (candidates, a batch) give exactly the draws each row gets alone."""
+    from tangpoem_hf.decoding import _sample, _sample_rows
+
+    torch.manual_seed(1)
+    for trial in range(30):
+        logits = torch.randn(6, 7133) * [0.3, 1.0, 3.0][trial % 3]
+        logits[:, :50] = -float("inf")  # masked characters
+        for top_k, top_p in ((0, 0.9), (20, 1.0), (0, 0.995), (40, 0.5)):
+            together = _sample_rows(
+                logits, 0.8, top_k, top_p, [torch.Generator().manual_seed(trial + b) for b in range(6)]
+            )
+            alone = [_sample(logits[b], 0.8, top_k, top_p, torch.Generator().manual_seed(trial + b)) for b in range(6)]
+            assert together.tolist() == alone
