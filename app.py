@@ -361,7 +361,7 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
         outputs=shown,
         api_name="generate",
         api_description="Write a Tang poem; streams (poem HTML, plain text, seed used). Only `characters` is required.",
-    ).then(
+    ).success(
         lambda p, sc, lk: show_controls(p, sc, lk, True), [current, script, locks], controls, api_visibility="private"
     )  # fmt: skip
     rewrite_button.click(
@@ -370,12 +370,12 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
         outputs=shown,
         api_name="rewrite",
         api_description="Keep the lines numbered `keep` (from 1) of `poem`, rewrite the others; streams as /generate.",
-    ).then(
+    ).success(
         lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
     )  # fmt: skip
     one_button.click(
         redo_line, inputs=[text, one_line, *settings, rewrite_seed], outputs=shown, api_visibility="private"
-    ).then(
+    ).success(
         lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
     )  # fmt: skip
     picker.input(show_candidate, [current, picker, script], [poem, text, locks, one_line], api_visibility="private")

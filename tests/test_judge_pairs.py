@@ -34,16 +34,25 @@ def test_pairs_hold_one_real_heldout_poem_and_one_of_ours(small_corpus, tiny_mod
         "".join(split_lines(t)) for s in ("validation", "test") for t, f in zip(splits[s]["text"], splits[s]["form"])
     }
     train = {"".join(split_lines(t)) for t in splits["train"]["text"]} - heldout
-    assert len(pairs) == len(key["key"]) == 8
+    five = [t for s in ("validation", "test") for t, f in zip(splits[s]["text"], splits[s]["form"]) if f == "五绝"]
+    assert len(pairs) == len(key["key"]) == min(8, len(five)) >= 2
     for pair, row in zip(pairs, key["key"]):
         ours = pair[row["generated"]]
         real = pair["B" if row["generated"] == "A" else "A"]
         flat = [p.replace("，", "").replace("。", "").replace("\n", "") for p in (ours, real)]
         assert flat[1] in heldout and flat[1] not in train  # a real poem the model never trained on
         assert flat[0][0] == flat[1][0] and len(flat[0]) == len(flat[1]) == 20  # same first character and form
-    assert {row["generated"] for row in key["key"]} == {"A", "B"}  # the order is random per pair
     markdown = (out / "pairs.md").read_text(encoding="utf-8")
-    assert "## Pair 8" in markdown and "generated" not in markdown and "seed" not in markdown
+    assert f"## Pair {len(pairs)}" in markdown and "generated" not in markdown and "seed" not in markdown
+
+
+def test_the_order_is_random_per_pair(tiny_model):
+    judge = _script()
+    texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 6
+    pairs, key = judge.make_pairs(tiny_model, texts, "五绝", 12, {}, seed=0)
+    assert len(pairs) == 12 and {row["generated"] for row in key} == {"A", "B"}
+    for pair, row in zip(pairs, key):
+        assert pair["B" if row["generated"] == "A" else "A"].replace("\n", "") in texts
 
 
 def test_score_answers_against_the_key():
