@@ -299,11 +299,6 @@ def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping
 # --- the loop ---------------------------------------------------------------------------------
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator) -> int:
-    """One draw from one masked row; see :func:`_sample_rows`."""
-    return int(_sample_rows(logits.unsqueeze(0), temperature, top_k, top_p, [gen])[0])
-
-
 def _sample_rows(
     logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gens: Sequence[torch.Generator]
 ) -> torch.Tensor:

@@ -122,7 +122,10 @@ def test_spec_accepts_chinese_form_names(tiny_model):
 
 def test_partial_sort_nucleus_equals_the_full_sort():
     """Top-p draws through topk give exactly the draws of the textbook full sort, small and wide nuclei alike."""
-    from tangpoem_hf.decoding import _sample
+    from tangpoem_hf.decoding import _sample_rows
+
+    def _sample(logits, temperature, top_k, top_p, gen):
+        return int(_sample_rows(logits.unsqueeze(0), temperature, top_k, top_p, [gen])[0])
 
     def full_sort_sample(logits, temperature, top_p, gen):
         probs = torch.softmax(logits.double() / temperature, dim=-1)
@@ -145,7 +148,7 @@ def test_partial_sort_nucleus_equals_the_full_sort():
 
 def test_batched_draws_equal_single_draws():
     """Rows drawn together (candidates, a batch) give exactly the draws each row gets alone."""
-    from tangpoem_hf.decoding import _sample, _sample_rows
+    from tangpoem_hf.decoding import _sample_rows
 
     torch.manual_seed(1)
     for trial in range(30):
@@ -155,5 +158,8 @@ def test_batched_draws_equal_single_draws():
             together = _sample_rows(
                 logits, 0.8, top_k, top_p, [torch.Generator().manual_seed(trial + b) for b in range(6)]
             )
-            alone = [_sample(logits[b], 0.8, top_k, top_p, torch.Generator().manual_seed(trial + b)) for b in range(6)]
+            alone = [
+                int(_sample_rows(logits[b : b + 1], 0.8, top_k, top_p, [torch.Generator().manual_seed(trial + b)])[0])
+                for b in range(6)
+            ]
             assert together.tolist() == alone
