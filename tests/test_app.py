@@ -182,6 +182,21 @@ def test_rewrite_keeps_the_locked_lines_over_http(served: tuple[ModuleType, str,
         client.predict(poem="", keep=[1], api_name="/rewrite")
 
 
+def test_rewrite_an_acrostic_keeps_its_heads(served: tuple[ModuleType, str, Client]) -> None:
+    _, _, client = served
+    _, text, _ = call(client, mode="藏头", characters="春江花月", form="七言", lines=4, seed=2)
+    _, new, _ = client.predict(poem=text, keep=[3], mode="藏头", api_name="/rewrite")  # heads from the poem
+    assert [line[0] for line in _lines(new)] == list("春江花月") and _lines(new)[2] == _lines(text)[2]
+
+
+def test_rewrite_one_line_keeps_all_the_others(served: tuple[ModuleType, str, Client]) -> None:
+    app, _, client = served
+    _, text, _ = call(client, mode="续写", characters="山", form="七言", lines=8, seed=4)
+    final = list(app.redo_line(text, 3))[-1]
+    old, new = _lines(text), _lines(final[1])
+    assert new[2] != old[2] and new[:2] + new[3:] == old[:2] + old[3:]
+
+
 def _lines(text: str) -> list[str]:
     return [part for part in text.replace("。", "，").replace("\n", "").split("，") if part]
 
