@@ -236,6 +236,7 @@ POEM_CSS = """
 .tp-cursor { display: inline-block; width: 2px; height: 1em; vertical-align: -0.1em; background: #b0413e;
   animation: tp-blink 1s steps(1) infinite; }
 .tp-meta { font-size: 0.9rem; color: #8a7356; margin-top: 1.2rem; letter-spacing: 0.1em; }
+.tp-note { font-family: system-ui, sans-serif; font-size: 0.8rem; color: #9b3d2e; margin: 0.4rem 1rem 0; }
 .tp-hint { font-size: 1.4rem; color: #a8926f; margin-top: 4.5rem; letter-spacing: 0.2em; }
 .tp-en { font-size: 0.9rem; letter-spacing: 0.02em; }
 .tp-poem[lang="zh-Hant"] { font-family: "Noto Serif CJK TC", "Source Han Serif TC", FONT_SERIF; }

@@ -260,7 +260,9 @@ def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
     if script == "traditional":
         meta = to_traditional(meta)
-    return f'<div class="tp-poem{status}" lang="{lang}">{body}<p class="tp-meta">{html.escape(meta)}</p></div>'
+    # A rule the user asked for that the poem had to break is said under it, never hidden.
+    notes = "".join(f'<p class="tp-note">{html.escape(note)}</p>' for note in poem.notes)
+    return f'<div class="tp-poem{status}" lang="{lang}">{body}<p class="tp-meta">{html.escape(meta)}</p>{notes}</div>'
 
 
 def poem_text(poem: Poem | None, script: str = "simplified") -> str:

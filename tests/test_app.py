@@ -299,3 +299,17 @@ def test_poem_html_marks_the_growing_line() -> None:
     assert partial.count('class="tp-slot"') == 3 and "tp-cursor" in partial and "tp-streaming" in partial
     done = poem_html(Poem(["明月松间照", "清泉石上流"], form=5, seed=1, total_lines=2), "traditional")
     assert "明月松間照" in done and "tp-cursor" not in done and "五言二句" in done and 'lang="zh-Hant"' in done
+    assert "tp-note" not in done
+
+
+def test_a_broken_rule_is_shown_under_the_poem(served: tuple[ModuleType, str, Client]) -> None:
+    """The app says when a rule the user asked for could not hold (明 cannot open a strict 仄起 line)."""
+    app, _, client = served
+    html, text, seed = call(client, mode="续写", characters="明月", form="五言", lines=8, seed=0, tone="strict")
+    expected = generate_poem(
+        app.get_model(), first="明月", form=5, lines=8, seed=0, rhyme=True, tone="strict", no_repeat=True,
+        candidates=app.DEFAULT_CANDIDATES,
+    )  # fmt: skip
+    assert expected.notes and text == expected.text
+    assert html.count('class="tp-note"') == len(expected.notes)
+    assert all(note.replace("<", "&lt;") in html for note in expected.notes)
