@@ -1,4 +1,5 @@
-"""The tangpoem Gradio app (Gradio 6 Blocks): write a Tang poem that streams in line by line.
+"""The tangpoem Gradio app (Gradio 6 Blocks): write a Tang poem that streams in line by line,
+then keep the lines you like and have the others rewritten.
 
 A thin layer over :mod:`tangpoem_hf.decoding`: the inputs are mapped by
 :mod:`tangpoem_hf.app_support`, every validation rule lives in the package, and an ``InputError``
@@ -20,13 +21,16 @@ import torch
 
 from tangpoem_hf.app_support import (
     PLACEHOLDER_HTML,
-    generation_kwargs,
+    candidate_choices,
+    generation_request,
+    line_choices,
     model_id_from_env,
     poem_html,
     poem_text,
+    rewrite_ui_request,
     script_of,
 )
-from tangpoem_hf.decoding import MAX_LINES, MIN_LINES
+from tangpoem_hf.decoding import MAX_CANDIDATES, MAX_LINES, MIN_LINES, Poem, PoemRequest
 from tangpoem_hf.errors import InputError, TangPoemError
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
 from tangpoem_hf.serving import PoemServer
@@ -44,6 +48,9 @@ torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
 sys.setswitchinterval(0.0005)
 STREAM_INTERVAL = 0.1  # seconds between updates of the growing line (finished lines go at once)
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
+# Candidates drawn per poem by default: they share every LSTM step with each other and with other
+# users' poems, so the best of 4 costs little more time than one (benchmarks/candidates.py).
+DEFAULT_CANDIDATES = 4
 
 _model: TangPoemLSTM | None = None
 _server: PoemServer | None = None
@@ -69,50 +76,121 @@ def get_server() -> PoemServer:
         return _server
 
 
+def _stream(request: PoemRequest, script: object) -> Iterator[tuple[Any, ...]]:
+    """Stream a request's poem: (HTML, plain text, seed, the finished poem for the session)."""
+    out_script = script_of(script)
+    last = 0.0
+    for poem in get_server().stream(request):
+        if poem.finished:  # the best candidate, the others attached
+            yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed, poem
+            continue
+        # Every finished line, and the growing line at most every STREAM_INTERVAL: a character
+        # takes ~4 ms, far below what an eye sees, and each update costs the server a render and
+        # a message under the GIL, which is what limits a burst of users (benchmarks/app_load.py).
+        now = time.monotonic()
+        if not poem.partial or now - last >= STREAM_INTERVAL:
+            last = now
+            yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed, gr.skip()
+
+
+def _as_gr_error(exc: TangPoemError) -> gr.Error:
+    title = "输入有误 · Input error" if isinstance(exc, InputError) else "模型有误 · Model error"
+    return gr.Error(str(exc), title=title, print_exception=False)
+
+
 def generate(
-    mode: str,
-    characters: str,
-    form: str,
-    lines: float,
-    temperature: float,
-    top_k: float,
-    top_p: float,
-    seed: float | None,
-    style: str,
-    script: str,
-    rhyme: bool = False,
-    tone: str = "",
-) -> Iterator[tuple[str, str, int]]:
+    mode: str = "续写",
+    characters: str = "",
+    form: str = "七言",
+    lines: float = 4,
+    temperature: float = 0.8,
+    top_k: float = 0,
+    top_p: float = 0.9,
+    seed: float | None = None,
+    style: str = "",
+    script: str = "简体",
+    rhyme: bool = True,
+    tone: str = "relaxed",
+    no_repeat: bool = True,
+    candidates: float = DEFAULT_CANDIDATES,
+) -> Iterator[tuple[Any, ...]]:
     """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
     try:
-        server = get_server()
-        kwargs = generation_kwargs(
-            server.model.tokenizer,
-            mode,
-            characters,
-            form,
-            lines,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            style,
-            rhyme=rhyme,
-            tone=tone,
-        )
-        out_script = script_of(script)
-        last = 0.0
-        for poem in server.stream(**kwargs):
-            # Every finished line, and the growing line at most every STREAM_INTERVAL: a character
-            # takes ~4 ms, far below what an eye sees, and each update costs the server a render and
-            # a message under the GIL, which is what limits a burst of users (benchmarks/app_load.py).
-            now = time.monotonic()
-            if not poem.partial or now - last >= STREAM_INTERVAL:
-                last = now
-                yield poem_html(poem, out_script), poem_text(poem, out_script), poem.seed
+        request = generation_request(
+            get_server().model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, style,
+            rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
+        )  # fmt: skip
+        yield from _stream(request, script)
     except TangPoemError as exc:
-        title = "输入有误 · Input error" if isinstance(exc, InputError) else "模型有误 · Model error"
-        raise gr.Error(str(exc), title=title, print_exception=False) from None
+        raise _as_gr_error(exc) from None
+
+
+def rewrite(
+    poem: str,
+    keep: list[int] | None = None,
+    mode: str = "续写",
+    characters: str | None = None,
+    form: str = "七言",
+    temperature: float = 0.8,
+    top_k: float = 0,
+    top_p: float = 0.9,
+    style: str = "",
+    script: str = "简体",
+    rhyme: bool = True,
+    tone: str = "relaxed",
+    no_repeat: bool = True,
+    candidates: float = DEFAULT_CANDIDATES,
+    seed: float | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Keep the lines numbered ``keep`` (from 1) of ``poem`` and stream the others rewritten."""
+    try:
+        request = rewrite_ui_request(
+            get_server().model.tokenizer, poem, keep, mode, characters, form, None, temperature, top_k, top_p,
+            seed, style, rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
+        )  # fmt: skip
+        yield from _stream(request, script)
+    except TangPoemError as exc:
+        raise _as_gr_error(exc) from None
+
+
+def redo_line(poem: str, line: int | None, *settings: Any) -> Iterator[tuple[Any, ...]]:
+    """Rewrite only line ``line`` (from 1): every other line is kept."""
+    count = len(poem_text_lines(poem))
+    if line is None:
+        raise gr.Error("Choose the line to rewrite.", title="输入有误 · Input error", print_exception=False)
+    yield from rewrite(poem, [n for n in range(1, count + 1) if n != line], *settings)
+
+
+def poem_text_lines(text: str | None) -> list[str]:
+    return [part for part in (text or "").replace("，", "\n").replace("。", "\n").split("\n") if part.strip()]
+
+
+def show_controls(poem: Poem | None, script: str, locks: list[int] | None, reset: bool) -> tuple[Any, ...]:
+    """After a poem: the lock boxes and the one-line choice name its lines, the candidates are listed."""
+    if not isinstance(poem, Poem):
+        return gr.skip(), gr.skip(), gr.skip()
+    choices = line_choices(poem, script_of(script))
+    kept = [] if reset else [n for n in (locks or []) if n <= len(choices)]
+    return (
+        gr.CheckboxGroup(choices=choices, value=kept),
+        gr.Dropdown(choices=choices, value=None),
+        gr.Radio(choices=candidate_choices(poem), value=0, visible=len(poem.others) > 0),
+    )
+
+
+def show_candidate(poem: Poem | None, index: int | None, script: str) -> tuple[Any, ...]:
+    """Show another of the candidates drawn (they stay attached to the best one)."""
+    if not isinstance(poem, Poem) or index is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    chosen = [poem, *poem.others][int(index)]
+    out_script = script_of(script)
+    choices = line_choices(chosen, out_script)
+    return (
+        poem_html(chosen, out_script),
+        poem_text(chosen, out_script),
+        gr.CheckboxGroup(choices=choices, value=[]),
+        gr.Dropdown(choices=choices, value=None),
+    )
 
 
 EXAMPLES = [
@@ -158,6 +236,7 @@ POEM_CSS = """
 .tp-cursor { display: inline-block; width: 2px; height: 1em; vertical-align: -0.1em; background: #b0413e;
   animation: tp-blink 1s steps(1) infinite; }
 .tp-meta { font-size: 0.9rem; color: #8a7356; margin-top: 1.2rem; letter-spacing: 0.1em; }
+.tp-note { font-family: system-ui, sans-serif; font-size: 0.8rem; color: #9b3d2e; margin: 0.4rem 1rem 0; }
 .tp-hint { font-size: 1.4rem; color: #a8926f; margin-top: 4.5rem; letter-spacing: 0.2em; }
 .tp-en { font-size: 0.9rem; letter-spacing: 0.02em; }
 .tp-poem[lang="zh-Hant"] { font-family: "Noto Serif CJK TC", "Source Han Serif TC", FONT_SERIF; }
@@ -182,6 +261,7 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                 info="续写：以这些字开篇 · Continue from the characters; 藏头：每句首字 · one per line",
             )
             characters = gr.Textbox(
+                value=None,  # no default: over the API the characters are the one required argument
                 label="字 · Characters",
                 elem_id="tp-chars",
                 placeholder="例如 山、春江、春夏秋冬 · e.g. 山",
@@ -223,13 +303,25 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                 )
             with gr.Row():
                 rhyme = gr.Checkbox(
-                    value=False, label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
+                    value=True, label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
                 )
                 tone = gr.Radio(
                     [("不限 · Free", ""), ("宽 · Relaxed", "relaxed"), ("严 · Strict", "strict")],
-                    value="",
+                    value="relaxed",
                     label="平仄 · Tones",
                     info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
+                )
+            with gr.Row():
+                no_repeat = gr.Checkbox(
+                    value=True, label="不重字 · No repeats", info="叠字与所给之字除外 · except 叠字 and your characters"
+                )
+                candidates = gr.Slider(
+                    1,
+                    MAX_CANDIDATES // 4,
+                    value=DEFAULT_CANDIDATES,
+                    step=1,
+                    label="候选 · Candidates",
+                    info="择优而取 · the best of these is shown",
                 )
             button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
         with gr.Column(scale=6):
@@ -239,32 +331,55 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
             with gr.Row():
                 text = gr.Textbox(label="纯文本 · Plain text", lines=4, buttons=["copy"], interactive=False, scale=3)
                 seed_used = gr.Number(label="所用种子 · Seed used", precision=0, interactive=False, scale=1)
+            picker = gr.Radio(
+                [], label="候选 · Candidates (best first, by score)", visible=False, elem_id="tp-candidates"
+            )
+            locks = gr.CheckboxGroup(
+                [(str(n), n) for n in range(1, MAX_LINES + 1)],
+                label="锁定 · Keep lines",
+                info="勾选要保留的句子，其余重写 · tick the lines to keep; the others are rewritten",
+                elem_id="tp-locks",
+            )
+            with gr.Row():
+                rewrite_button = gr.Button("重写未锁定的句子 · Rewrite the others", elem_id="tp-rewrite")
+                one_line = gr.Dropdown([], label="重写一句 · Rewrite one line", elem_id="tp-one-line", scale=1)
+                one_button = gr.Button("重写此句 · Rewrite it", elem_id="tp-rewrite-one", scale=1)
+            current = gr.State(None)
+            rewrite_seed = gr.Number(value=None, visible=False)
     gr.Examples(
         EXAMPLES,
         inputs=[mode, characters, form, lines, style],
         label="示例（点击试试）· Examples (click to try)",
     )
+    settings = [mode, characters, form, temperature, top_k, top_p, style, script, rhyme, tone, no_repeat, candidates]
+    shown = [poem, text, seed_used, current]
+    controls = [locks, one_line, picker]
     gr.on(
         [button.click, characters.submit],
         generate,
-        inputs=[
-            mode,
-            characters,
-            form,
-            lines,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            style,
-            script,
-            rhyme,
-            tone,
-        ],
-        outputs=[poem, text, seed_used],
+        inputs=[mode, characters, form, lines, temperature, top_k, top_p, seed, style, script, rhyme, tone,
+                no_repeat, candidates],
+        outputs=shown,
         api_name="generate",
-        api_description="Write a Tang poem; streams (poem HTML, plain text, seed used).",
-    )
+        api_description="Write a Tang poem; streams (poem HTML, plain text, seed used). Only `characters` is required.",
+    ).success(
+        lambda p, sc, lk: show_controls(p, sc, lk, True), [current, script, locks], controls, api_visibility="private"
+    )  # fmt: skip
+    rewrite_button.click(
+        rewrite,
+        inputs=[text, locks, *settings, rewrite_seed],
+        outputs=shown,
+        api_name="rewrite",
+        api_description="Keep the lines numbered `keep` (from 1) of `poem`, rewrite the others; streams as /generate.",
+    ).success(
+        lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
+    )  # fmt: skip
+    one_button.click(
+        redo_line, inputs=[text, one_line, *settings, rewrite_seed], outputs=shown, api_visibility="private"
+    ).success(
+        lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
+    )  # fmt: skip
+    picker.input(show_candidate, [current, picker, script], [poem, text, locks, one_line], api_visibility="private")
 
 demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
 

@@ -1,12 +1,14 @@
 """Bursts of users: the app on localhost, driven by N concurrent gradio_client clients.
 
-    python benchmarks/app_load.py [--clients 1 8 32] [--requests 6] [--soak 1000] [--model DIR]
+    python benchmarks/app_load.py [--clients 1 8 32] [--requests 6] [--soak 1000] [--model DIR] [--candidates N]
 
 Starts ``python app.py`` in a subprocess on a free loopback port, then for each N runs N threads,
 each with its own Client making a bounded number of requests for one 4-line 七言 poem. Reports
 throughput, p50/p95 latency, clean "busy" rejections (queue full) and errors, and finally the
 server's resident memory before and after a soak of many requests. Every request has a timeout,
 so nothing can hang; a request that neither succeeds nor is refused cleanly counts as an error.
+Requests use the app's defaults (rhyme, relaxed tone, no repeats, its default candidates) unless
+``--candidates`` says how many candidates each poem draws.
 """
 
 from __future__ import annotations
@@ -133,7 +135,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a request counts as hung")
     parser.add_argument("--model", help="MODEL_ID for the app (default: the bundled model)")
     parser.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app to serve (e.g. an older app.py)")
+    parser.add_argument("--candidates", type=int, help="candidates per poem (default: the app's)")
     args = parser.parse_args()
+    if args.candidates is not None:
+        REQUEST["candidates"] = args.candidates
 
     proc, url = start_app(args.model, args.app)
     try:

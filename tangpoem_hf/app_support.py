@@ -1,4 +1,4 @@
-"""Glue between the Gradio app and the package: UI values → ``stream_poem`` kwargs, poem → HTML.
+"""Glue between the Gradio app and the package: UI values → a ``PoemRequest``, poem → HTML.
 
 Kept out of ``app.py`` so it can be tested without starting a server, and so the app stays a thin
 layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.decoding`.
@@ -14,7 +14,7 @@ from typing import Any
 
 import opencc
 
-from .decoding import MAX_LINES, MIN_LINES, Poem, check_chars
+from .decoding import MAX_LINES, MIN_LINES, Poem, PoemRequest, check_chars, rewrite_request
 from .errors import InputError
 from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
@@ -120,10 +120,10 @@ def generation_kwargs(
     style: object,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Map the app's inputs onto :func:`tangpoem_hf.decoding.stream_poem` keyword arguments.
+    """Map the app's inputs onto :meth:`tangpoem_hf.decoding.PoemRequest.build` keyword arguments.
 
     ``extra`` is passed through unchanged: new controls (e.g. ``rhyme``, ``tone``) need only a
-    component in ``app.py`` and a keyword argument in ``stream_poem``.
+    component in ``app.py`` and a keyword argument of ``PoemRequest.build``.
     """
     kind = _choice(MODES, mode, "mode (模式)")
     if kind == "acrostic" and isinstance(characters, str) and len(characters.strip()) > MAX_LINES:
@@ -154,7 +154,53 @@ def generation_kwargs(
     kwargs.update(extra)
     if kwargs.get("tone") == "":  # the radio's "free" choice
         kwargs["tone"] = None
+    if "candidates" in kwargs:
+        kwargs["candidates"] = _whole(kwargs["candidates"], "candidates")
     return kwargs
+
+
+def generation_request(tokenizer: CharTokenizer, *values: object, **extra: Any) -> PoemRequest:
+    """The app's inputs (those of :func:`generation_kwargs`) as one validated request."""
+    return PoemRequest.build(tokenizer, **generation_kwargs(tokenizer, *values, **extra))
+
+
+def rewrite_ui_request(
+    tokenizer: CharTokenizer, poem: object, keep: object, *values: object, **extra: Any
+) -> PoemRequest:
+    """Rewrite the poem shown (its plain text, either script) keeping the lines numbered ``keep``
+    (from 1, as the app shows them); ``values`` are :func:`generation_kwargs`' inputs. Without
+    characters, the poem's own first character (续写) or line heads (藏头) are kept."""
+    if not isinstance(poem, str) or not poem.strip():
+        raise InputError("There is no poem to rewrite yet: write one first.")
+    numbers = [] if keep is None else list(keep) if isinstance(keep, (list, tuple)) else [keep]
+    lines = [line.strip() for line in poem.replace("，", "\n").replace("。", "\n").split("\n") if line.strip()]
+    count = len(lines)
+    mode, characters, *rest = values
+    if not str(characters or "").strip():
+        heads = "".join(line[0] for line in lines)
+        characters = heads if _choice(MODES, mode, "mode (模式)") == "acrostic" else heads[:1]
+    indices = []
+    for number in numbers:
+        n = _whole(number, "keep")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= count:
+            raise InputError(f"Lines to keep are numbered from 1 to {count}, not {number!r}.")
+        indices.append(n - 1)
+    kwargs = generation_kwargs(tokenizer, mode, characters, *rest, **extra)
+    kwargs.pop("lines", None)  # the poem's own shape
+    kwargs.pop("form", None)
+    return rewrite_request(tokenizer, poem, sorted(set(indices)), **kwargs)
+
+
+def line_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]]:
+    """(label, line number from 1) for the lock boxes and the one-line rewrite."""
+    shown = poem.traditional() if script == "traditional" else poem
+    return [(f"{i + 1} · {line}", i + 1) for i, line in enumerate(shown.lines)]
+
+
+def candidate_choices(poem: Poem) -> list[tuple[str, int]]:
+    """(label, index) for the candidates drawn for one poem, best first: ``1 · -3.41 ★``."""
+    ranked = [poem, *poem.others]
+    return [(f"{k + 1} · {p.score:.2f}" + (" ★" if k == 0 else ""), k) for k, p in enumerate(ranked)]
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -214,7 +260,9 @@ def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
     if script == "traditional":
         meta = to_traditional(meta)
-    return f'<div class="tp-poem{status}" lang="{lang}">{body}<p class="tp-meta">{html.escape(meta)}</p></div>'
+    # A rule the user asked for that the poem had to break is said under it, never hidden.
+    notes = "".join(f'<p class="tp-note">{html.escape(note)}</p>' for note in poem.notes)
+    return f'<div class="tp-poem{status}" lang="{lang}">{body}<p class="tp-meta">{html.escape(meta)}</p>{notes}</div>'
 
 
 def poem_text(poem: Poem | None, script: str = "simplified") -> str:

@@ -176,13 +176,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .decoding import generate_poems
+    from .decoding import PoemRequest, generate_poems
     from .modeling import load_model
 
+    rhyme, tone = _verse_defaults(args)
     model = load_model(args.model)
-    poems = generate_poems(
-        model,
+    request = PoemRequest.build(
+        model.tokenizer,
         num=args.num,
+        candidates=args.candidates,
+        no_repeat=args.no_repeat,
         first=args.first,
         acrostic=args.acrostic,
         form=args.form,
@@ -192,18 +195,37 @@ def _generate(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
         prefix=args.prefix,
-        rhyme=args.rhyme,
-        tone=args.tone,
+        rhyme=rhyme,
+        tone=tone,
         rhyme_group=args.rhyme_group,
     )
+    poems = generate_poems(model, request=request)
     if args.traditional:
         poems = [p.traditional() for p in poems]
     if args.json:
-        rows = [{"seed": p.seed, "form": p.form, "lines": p.lines, "text": p.text} for p in poems]
+        rows = [
+            {"seed": p.seed, "form": p.form, "lines": p.lines, "text": p.text, "score": p.score, "notes": p.notes}
+            for p in poems
+        ]
         print(json.dumps(rows if len(rows) > 1 else rows[0], ensure_ascii=False, indent=2))
     else:
         print("\n\n".join(p.text for p in poems))
+    for p in poems:  # a rule the user asked for is never broken silently
+        for note in p.notes:
+            print(f"tangpoem: note: seed {p.seed}: {note}", file=sys.stderr)
     return 0
+
+
+def _verse_defaults(args: argparse.Namespace) -> tuple[bool, str | None]:
+    """Rhyme and relaxed tone unless --free, for 4- and 8-line poems: a newcomer's first poem is a
+    regulated one. Explicit --rhyme/--tone always apply."""
+    if args.free and (args.rhyme or args.tone or args.rhyme_group):
+        raise InputError(
+            "--free turns rhyme and tone off: leave it out, or leave out --rhyme, --tone and --rhyme-group."
+        )
+    heads = len(args.acrostic.strip()) if isinstance(args.acrostic, str) else None
+    regulated = not args.free and (args.lines or heads or 4) in (4, 8)
+    return args.rhyme or regulated, args.tone or ("relaxed" if regulated else None)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -370,12 +392,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest characters")
     g.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (0, 1] [0.9]")
     g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same poem")
-    g.add_argument("--num", type=int, default=1, help="how many poems (poem i uses seed+i) [1]")
+    g.add_argument("--num", type=int, default=1, help="how many distinct poems (poem i uses seed+i) [1]")
+    g.add_argument(
+        "--candidates", type=int, default=1, help="draw this many candidates per poem, print the best (by score) [1]"
+    )
+    g.add_argument("--no-repeat", action="store_true", help="no character twice, except 叠字 pairs and your own")
     g.add_argument("--prefix", help="style words that condition the model and are not printed")
     g.add_argument("--traditional", action="store_true", help="print in traditional script")
     g.add_argument("--json", action="store_true", help="print JSON")
-    g.add_argument("--rhyme", action="store_true", help="even lines rhyme in one 平水韵 平声 group")
-    g.add_argument("--tone", choices=("relaxed", "strict"), help="follow a 平仄 pattern (relaxed: 一三五不论)")
+    g.add_argument(
+        "--rhyme", action="store_true", help="even lines rhyme in one 平水韵 平声 group [on for 4 and 8 lines]"
+    )
+    g.add_argument(
+        "--tone",
+        choices=("relaxed", "strict"),
+        help="follow a 平仄 pattern (relaxed: 一三五不论) [relaxed for 4 and 8 lines]",
+    )
+    g.add_argument("--free", action="store_true", help="no rhyme or tone rules, whatever the line count")
     g.add_argument("--rhyme-group", help="the rhyme group, e.g. 东 or 下平七阳 (implies --rhyme)")
     g.set_defaults(func=_generate)
 

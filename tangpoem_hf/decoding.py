@@ -3,7 +3,11 @@
 The decoder walks the poem's character slots (line × column) and samples one character per slot,
 feeding ，/。 itself at line ends. The shape is therefore guaranteed by construction, never cut
 afterwards, and the loop always ends after ``form × lines`` samples. What may stand in a slot is
-decided by small composable :class:`Constraint` objects, like transformers' LogitsProcessors.
+decided by small composable :class:`~tangpoem_hf.constraints.Constraint` objects, like
+transformers' LogitsProcessors; their per-poem state lives in the walk, never in the objects.
+
+Every caller (CLI, app, server, Python API) describes what it wants with one validated
+:class:`PoemRequest`; the public functions build it from keyword arguments.
 """
 
 from __future__ import annotations
@@ -11,37 +15,25 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, stray_repeats
 from .errors import InputError
 from .modeling import TangPoemLSTM
+from .prosody import poem_lines, prosody_constraints
 from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
 
 MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
 MAX_BATCH = 1000
+MAX_CANDIDATES = 32
+REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
-
-
-@dataclass(frozen=True)
-class PoemSpec:
-    """The validated request: shape, forced characters per slot, and the conditioning prefix."""
-
-    form: int
-    lines: int
-    forced: dict[int, str] = field(default_factory=dict)  # slot index → character
-    prefix: str = ""
-
-    @property
-    def slots(self) -> int:
-        return self.form * self.lines
-
-    def position(self, slot: int) -> tuple[int, int]:
-        return divmod(slot, self.form)
 
 
 @dataclass
@@ -53,6 +45,10 @@ class Poem:
     seed: int
     total_lines: int = 0  # the poem's length when finished; 0 means len(lines)
     partial: str = ""  # the unfinished line while streaming
+    notes: list[str] = field(default_factory=list)  # rules the poem had to break, one sentence each
+    score: float | None = None  # the ranking score of a finished poem (see score_lines); higher is better
+    others: list[Poem] = field(default_factory=list)  # the other candidates drawn for it, best first
+    candidate: int = 0  # which of the request's candidates for this seed (0: the one drawn without ranking)
 
     @property
     def finished(self) -> bool:
@@ -76,50 +72,14 @@ class Poem:
 
     def traditional(self) -> Poem:
         lines = [to_traditional(line) for line in self.lines]
-        return Poem(lines, self.form, self.seed, self.total_lines, to_traditional(self.partial))
+        others = [p.traditional() for p in self.others]
+        partial = to_traditional(self.partial)
+        return Poem(
+            lines, self.form, self.seed, self.total_lines, partial, list(self.notes), self.score, others, self.candidate
+        )
 
     def __str__(self) -> str:
         return self.text
-
-
-class Constraint:
-    """Masks what may stand in a slot. Subclasses keep per-poem state via ``start``/``observe``."""
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        """Called once before decoding a batch."""
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        """A (batch, vocab) or (vocab,) bool mask of allowed ids, or None for no restriction."""
-        return None
-
-    def observe(self, slot: int, spec: PoemSpec, chosen: torch.Tensor) -> None:
-        """Called with the (batch,) ids sampled for ``slot``."""
-
-
-class HanOnly(Constraint):
-    """A character slot holds a Han character: never punctuation, a special token or Latin."""
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.mask = torch.zeros(len(tokenizer), dtype=torch.bool)
-        self.mask[tokenizer.han_ids()] = True
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor:
-        return self.mask
-
-
-class Forced(Constraint):
-    """The user's first characters or acrostic heads, at their slots."""
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.ids = {slot: tokenizer.index[ch] for slot, ch in spec.forced.items()}
-        self.vocab = len(tokenizer)
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        if slot not in self.ids:
-            return None
-        mask = torch.zeros(self.vocab, dtype=torch.bool)
-        mask[self.ids[slot]] = True
-        return mask
 
 
 # --- input checking: every user value passes here once ---------------------------------------
@@ -193,8 +153,12 @@ def make_spec(
     form: object = 7,
     lines: object = None,
     prefix: str | None = None,
+    keep: Mapping[int, str] | None = None,
 ) -> PoemSpec:
-    """Validate the shape request; the acrostic fixes the line count to its number of heads."""
+    """Validate the shape request; the acrostic fixes the line count to its number of heads.
+
+    ``keep`` maps 0-based line indices to lines kept whole (a rewrite): their characters are forced.
+    """
     if isinstance(form, str) and form.strip() in ("5", "7", "五言", "七言"):
         form = 5 if form.strip() in ("5", "五言") else 7
     if isinstance(form, bool) or form not in (5, 7):
@@ -223,44 +187,163 @@ def make_spec(
         if len(chars) > form * lines:
             raise InputError(f"first has {len(chars)} characters but the poem holds only {form * lines}.")
         forced = dict(enumerate(chars))
+    kept = _kept_lines(tokenizer, keep or {}, form, lines, forced)
+    for index, line in kept.items():
+        forced.update({index * form + c: ch for c, ch in enumerate(line)})
     text_prefix = check_chars(prefix, "prefix", tokenizer, allow_punct=True) if prefix else ""
-    return PoemSpec(form=form, lines=lines, forced=forced, prefix=text_prefix)
+    return PoemSpec(form=form, lines=lines, forced=forced, prefix=text_prefix, kept=frozenset(kept))
+
+
+def _kept_lines(
+    tokenizer: CharTokenizer, keep: Mapping[int, str], form: int, lines: int, forced: Mapping[int, str]
+) -> dict[int, str]:
+    """Kept lines checked against the shape and the other forced characters (acrostic heads, first)."""
+    kept = {}
+    for index, line in keep.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < lines:
+            raise InputError(f"A kept line must be a line index from 0 to {lines - 1}, not {index!r}.")
+        text = check_chars(line, f"kept line {index + 1}", tokenizer)
+        if len(text) != form:
+            raise InputError(f"Kept line {index + 1} has {len(text)} characters, not {form}.")
+        for c, ch in enumerate(text):
+            want = forced.get(index * form + c)
+            if want is not None and want != ch:
+                raise InputError(f"Kept line {index + 1} has {ch} where the poem must have {want}.")
+        kept[index] = text
+    return kept
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoemRequest:
+    """What to write, validated once by :meth:`build`: the CLI, the app, the server and the
+    Python API all hand the decoder one of these.
+
+    Poem ``i`` of ``num`` uses seed ``seed + i``, so each equals the poem of that seed alone.
+    """
+
+    spec: PoemSpec
+    temperature: float = 0.8
+    top_k: int = 0  # 0: no limit
+    top_p: float = 0.9
+    seed: int = 0
+    constraints: tuple[Constraint, ...] = ()
+    num: int = 1
+    candidates: int = 1
+
+    @classmethod
+    def build(
+        cls,
+        tokenizer: CharTokenizer,
+        *,
+        first: str | None = None,
+        acrostic: str | None = None,
+        form: object = 7,
+        lines: object = None,
+        temperature: object = 0.8,
+        top_k: object = None,
+        top_p: object = 0.9,
+        seed: object = None,
+        prefix: str | None = None,
+        constraints: Sequence[Constraint] = (),
+        rhyme: object = False,
+        tone: object = None,
+        rhyme_group: object = None,
+        num: object = 1,
+        candidates: object = 1,
+        no_repeat: object = False,
+        keep: Mapping[int, str] | None = None,
+    ) -> PoemRequest:
+        """Check every value (one clear ``InputError`` sentence for the first bad one).
+
+        ``first`` or ``acrostic`` (heads, one per line) start the poem; ``form`` 5 or 7 characters
+        per line, ``lines`` 2–16; ``temperature``, ``top_k``, ``top_p`` and ``seed`` steer sampling
+        (no seed: a fresh random one, reported in the poem); ``prefix`` is style text that
+        conditions the model and is not printed; ``rhyme``, ``tone`` ("relaxed"/"strict") and
+        ``rhyme_group`` ask for regulated verse (:mod:`tangpoem_hf.prosody`); ``constraints`` adds
+        your own rules; ``no_repeat`` keeps any character from standing twice (叠字 and forced
+        characters excepted); ``candidates`` draws that many poems for each of the ``num`` poems
+        and keeps the best by :func:`score_lines`; ``keep`` maps line indices to lines kept whole
+        (see :func:`rewrite_poem`).
+        """
+        spec = make_spec(tokenizer, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix, keep=keep)
+        t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
+        n = int(_number(num, "num", int))
+        if not 1 <= n <= MAX_BATCH:
+            raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
+        c = int(_number(candidates, "candidates", int))
+        if not 1 <= c <= MAX_CANDIDATES:
+            raise InputError(f"candidates must be between 1 and {MAX_CANDIDATES}, not {candidates!r}.")
+        if n * c > MAX_BATCH:
+            raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
+        if not isinstance(no_repeat, bool):
+            raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
+        verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
+        rules = (*verse, *([NoRepeat()] if no_repeat else []), *constraints)
+        return cls(spec, t, k, p, s, rules, n, c)
+
+
+def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:
+    """The request given, or one built from the keyword arguments (never both)."""
+    if request is not None:
+        if kwargs:
+            raise InputError(f"Give either a PoemRequest or keyword arguments, not both ({', '.join(kwargs)}).")
+        return request
+    tok = model.tokenizer
+    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
+    return PoemRequest.build(tok, **kwargs)
 
 
 # --- the loop ---------------------------------------------------------------------------------
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator) -> int:
-    """One draw from a masked row, by inverse CDF with this poem's own generator.
+def _sample_rows(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gens: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """One draw per masked row of (rows, vocab) logits, by inverse CDF with each poem's own generator.
 
-    Working in float64 with a per-poem generator makes the result independent of batch size.
+    Every row is computed on its own (in float64, with its own generator), so a poem is the same
+    whatever else shares its batch; the rows only share the tensor calls, which is what makes many
+    candidates cheap.
     """
     logits = logits.double() / temperature
+    vocab = logits.shape[-1]
     if top_k:
-        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        kth = torch.topk(logits, min(top_k, vocab), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     if top_p < 1.0:
         # A partial sort (topk) of the likeliest characters is ~20x faster than sorting the whole
-        # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass.
-        for guess in (*NUCLEUS_GUESSES, probs.numel()):
-            sorted_p, order = torch.topk(probs, min(guess, probs.numel()))
-            mass = torch.cumsum(sorted_p, 0)  # the same running sums a full sort would give
-            if mass[-1] >= top_p:
+        # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row
+        # whose nucleus is wider tries the larger guesses on its own.
+        nucleus = torch.zeros_like(probs)
+        pending = torch.arange(len(probs))
+        for guess in (*NUCLEUS_GUESSES, vocab):
+            sorted_p, order = torch.topk(probs[pending], min(guess, vocab), dim=-1)
+            mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
+            done = (mass[:, -1] >= top_p) | (guess >= vocab)
+            keep = (mass - sorted_p < top_p) & done.unsqueeze(1)
+            nucleus[pending] = nucleus[pending].scatter(1, order, sorted_p * keep)
+            pending = pending[~done]
+            if not len(pending):
                 break
-        keep = mass - sorted_p < top_p
-        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_p[keep])
-    cdf = torch.cumsum(probs, 0)
-    u = torch.rand((), generator=gen, dtype=torch.float64) * cdf[-1]
-    return int(torch.searchsorted(cdf, u.unsqueeze(0)).clamp(max=len(cdf) - 1))
+        probs = nucleus
+    cdf = torch.cumsum(probs, dim=-1)
+    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in gens]) * cdf[:, -1]
+    return torch.searchsorted(cdf, u.unsqueeze(1)).squeeze(1).clamp(max=vocab - 1)
 
 
-def _combine(constraints: Sequence[Constraint], slot: int, spec: PoemSpec, batch: int, vocab: int) -> torch.Tensor:
+def _combine(
+    constraints: Sequence[Constraint], states: Sequence[Any], slot: int, spec: PoemSpec, batch: int, vocab: int
+) -> torch.Tensor:
     """AND the constraints in priority order; one that would leave a poem no candidate is skipped
-    for that poem (the documented back-off), so the first, mandatory ones always hold."""
+    for that poem (the documented back-off), so the first, mandatory ones always hold. The skipped
+    rule sees the character drawn anyway and notes the break."""
     allowed = torch.ones(batch, vocab, dtype=torch.bool)
-    for constraint in constraints:
-        mask = constraint.allowed(slot, spec)
+    for constraint, state in zip(constraints, states):
+        mask = constraint.allowed(slot, spec, state)
         if mask is None:
             continue
         narrowed = allowed & mask
@@ -271,70 +354,124 @@ def _combine(constraints: Sequence[Constraint], slot: int, spec: PoemSpec, batch
 
 class PoemWalk:
     """One request's walk over its slots: what to feed first, the masked draw for each slot, and
-    the tokens that follow it. :func:`decode` runs one walk; :mod:`tangpoem_hf.serving` steps
-    many walks through one batched LSTM step, so both produce the very same poems."""
+    the tokens that follow it. It owns everything that belongs to these poems (generators, the
+    constraints' states, the ids drawn), so :func:`decode` runs one walk and
+    :mod:`tangpoem_hf.serving` steps many walks through one batched LSTM step with the very same
+    result."""
 
-    def __init__(
-        self,
-        tokenizer: CharTokenizer,
-        preprocessing: str,
-        spec: PoemSpec,
-        seeds: Sequence[int],
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        constraints: Sequence[Constraint] = (),
-    ) -> None:
-        self.tok, self.spec, self.seeds = tokenizer, spec, list(seeds)
-        self.sampling = (temperature, top_k, top_p)
+    def __init__(self, tokenizer: CharTokenizer, preprocessing: str, request: PoemRequest) -> None:
+        self.tok, self.request, self.spec = tokenizer, request, request.spec
+        # Row i * candidates + j is candidate j of poem i; candidate 0 has the poem's own seed, so
+        # one candidate gives exactly the poem drawn without ranking.
+        self.seeds = [
+            candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.candidates)
+        ]
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
-        self.constraints = [HanOnly(), Forced(), *constraints]
-        for c in self.constraints:
-            c.start(spec, tokenizer, len(self.seeds))
+        self.constraints: list[Constraint] = [HanOnly(), Forced(), *request.constraints]
+        self.states = [c.start(self.spec, tokenizer, self.batch) for c in self.constraints]
+        self.rows: list[list[int]] = [[] for _ in self.seeds]
+        self.logp = torch.zeros(self.batch, dtype=torch.float64)  # summed log-probabilities of scored tokens
+        self.scored = 0  # tokens scored per row
         self.punct = tokenizer.punct_ids()
         self.slot = 0
+        self.finished = False
         self.context: list[int] = []  # fed before the first slot; empty for a bare-character model
         if preprocessing == "ours":
-            if spec.prefix:
-                self.context += tokenizer.encode(spec.prefix, add_bos=True, add_eos=True)
+            if self.spec.prefix:
+                self.context += tokenizer.encode(self.spec.prefix, add_bos=True, add_eos=True)
             self.context.append(tokenizer.bos_id)
-        elif 0 not in spec.forced:
+        elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
+        self.end_id = tokenizer.eos_id if preprocessing == "ours" else None
 
     @property
     def batch(self) -> int:
         return len(self.seeds)
 
     def choose(self, logits: torch.Tensor | None) -> list[int]:
-        """The ids for the current slot, one per poem, from (batch, vocab) CPU logits."""
+        """The ids for the current slot, one per row, from (batch, vocab) CPU logits."""
         slot, batch = self.slot, self.batch
         if logits is None:  # a bare-character model: the forced first character starts it
             chosen = torch.full((batch,), self.tok.index[self.spec.forced[0]], dtype=torch.long)
         else:
-            allowed = _combine(self.constraints, slot, self.spec, batch, len(self.tok))
+            allowed = _combine(self.constraints, self.states, slot, self.spec, batch, len(self.tok))
             masked = logits.masked_fill(~allowed, -math.inf)
-            chosen = torch.tensor([_sample(masked[b], *self.sampling, self.gens[b]) for b in range(batch)])
-        for c in self.constraints:
-            c.observe(slot, self.spec, chosen)
-        return chosen.tolist()
+            t, k, p = self.request.temperature, self.request.top_k, self.request.top_p
+            chosen = _sample_rows(masked, t, k, p, self.gens)
+            self._score(logits, chosen)
+        for c, state in zip(self.constraints, self.states):
+            c.observe(slot, self.spec, state, chosen)
+        ids = chosen.tolist()
+        for row, i in zip(self.rows, ids):
+            row.append(i)
+        return ids
 
-    def advance(self, chosen: list[int]) -> torch.Tensor | None:
-        """The (batch, 1 or 2) ids to feed after ``chosen`` (with ，/。 at a line end); None when done."""
+    def _score(self, logits: torch.Tensor, ids: torch.Tensor) -> None:
+        """Add the model's own log-probability of ``ids`` (temperature 1, no constraint masks)."""
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        self.logp += logp.gather(1, ids.unsqueeze(1)).squeeze(1)
+        self.scored += 1
+
+    def advance(self, chosen: list[int]) -> torch.Tensor:
+        """The (batch, 1 or 2) ids to feed after ``chosen``, with ，/。 after a line. After the last
+        slot it is the last character and 「。」, fed only to score them and the end marker."""
         line, col = self.spec.position(self.slot)
         self.slot += 1
-        if self.slot == self.spec.slots:
-            return None
+        self.finished = self.slot == self.spec.slots
         step = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
         if col == self.spec.form - 1:
-            mark = self.punct.get(COMMA if line % 2 == 0 else PERIOD)
+            mark = self.punct.get(COMMA if line % 2 == 0 and not self.finished else PERIOD)
             if mark is not None:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
 
+    def fed(self, step: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Score the line-end mark (and, at the end, the end marker) from the (batch, L, vocab)
+        logits of feeding ``step``; return the last position's logits for the next draw."""
+        if step.shape[1] == 2:
+            self._score(logits[:, -2], step[:, 1])
+        if self.finished and self.end_id is not None:
+            self._score(logits[:, -1], torch.full((self.batch,), self.end_id, dtype=torch.long))
+        return logits[:, -1]
+
+    def score(self, row: int) -> float:
+        """:func:`score_lines` of the row's poem, from the log-probabilities gathered while drawing."""
+        lines = [
+            self.tok.decode(self.rows[row][i : i + self.spec.form]) for i in range(0, self.spec.slots, self.spec.form)
+        ]
+        return _score(float(self.logp[row]), self.scored, lines, self.spec.forced)
+
+    def poem(self, row: int, ids: Sequence[int] | None = None) -> Poem:
+        """Poem ``row`` as drawn so far (partial while streaming), with the notes of broken rules;
+        or the partial poem of ``ids``, a copy another thread took of the row (without notes)."""
+        form = self.spec.form
+        chars = [self.tok.tokens[i] for i in (self.rows[row] if ids is None else ids)]
+        full, rest = divmod(len(chars), form)
+        lines = ["".join(chars[i * form : (i + 1) * form]) for i in range(full)]
+        partial = "".join(chars[full * form :]) if rest else ""
+        poem, candidate = divmod(row, self.request.candidates)
+        seed = self.request.seed + poem
+        if ids is not None:
+            return Poem(lines, form, seed, total_lines=self.spec.lines, partial=partial, candidate=candidate)
+        notes = [n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row)]
+        score = self.score(row) if self.finished else None
+        return Poem(lines, form, seed, self.spec.lines, partial, notes, score, candidate=candidate)
+
+    def poems(self) -> list[Poem]:
+        """The finished poems, one per requested poem: its best candidate, the others attached."""
+        n = self.request.candidates
+        out = []
+        for i in range(self.request.num):
+            ranked = sorted((self.poem(r) for r in range(i * n, (i + 1) * n)), key=lambda p: -(p.score or 0.0))
+            best = ranked[0]
+            best.others = ranked[1:]
+            out.append(best)
+        return out
+
 
 @torch.inference_mode()
-def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[tuple[int, list[int]]]:
-    """Yield (slot, chosen ids per poem) for every character slot of the walk's poems."""
+def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
+    """Draw every character slot of the walk's poems; yield each slot's index once it is drawn."""
     device = next(model.parameters()).device
     state = None
 
@@ -342,131 +479,115 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[tuple[int, list[int]
         nonlocal state
         out = model(ids.to(device), state=state)
         state = out.state
-        return out.logits[:, -1].float().cpu()
+        return out.logits[:, -2:].float().cpu()
 
-    logits = feed(torch.tensor([walk.context] * walk.batch)) if walk.context else None
-    while True:
+    logits = feed(torch.tensor([walk.context] * walk.batch))[:, -1] if walk.context else None
+    while not walk.finished:
         slot = walk.slot
-        chosen = walk.choose(logits)
-        yield slot, chosen
-        step = walk.advance(chosen)
-        if step is None:
-            return
-        logits = feed(step)
+        step = walk.advance(walk.choose(logits))
+        logits = walk.fed(step, feed(step))
+        yield slot
 
 
-def poems_from(tok: CharTokenizer, spec: PoemSpec, rows: list[list[int]], seeds: Sequence[int]) -> list[Poem]:
-    poems = []
-    for ids, seed in zip(rows, seeds):
-        chars = [tok.tokens[i] for i in ids]
-        full, rest = divmod(len(chars), spec.form)
-        lines = ["".join(chars[i * spec.form : (i + 1) * spec.form]) for i in range(full)]
-        partial = "".join(chars[full * spec.form :]) if rest else ""
-        poems.append(Poem(lines, spec.form, seed, total_lines=spec.lines, partial=partial))
-    return poems
+def candidate_seed(seed: int, candidate: int) -> int:
+    """Candidate 0 keeps the seed; the others get well-spread seeds derived from it."""
+    return seed if candidate == 0 else (seed + candidate * 0x9E3779B97F4A7C15) % 2**63
 
 
-def verse_constraints(rhyme: object, tone: object, rhyme_group: object) -> list[Constraint]:
-    """The regulated-verse constraints asked for (validated there; imported late: it imports us)."""
-    if rhyme is False and tone is None and rhyme_group is None:
-        return []
-    from .prosody import prosody_constraints
-
-    return prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
+def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int]) -> float:
+    return logp / max(tokens, 1) - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
 
 
-def request_walk(
-    model: TangPoemLSTM,
-    num: int = 1,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: int = 7,
-    lines: int | None = None,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float = 0.9,
-    seed: int | None = None,
-    prefix: str | None = None,
-    constraints: Sequence[Constraint] = (),
-    rhyme: bool = False,
-    tone: str | None = None,
-    rhyme_group: str | None = None,
-) -> PoemWalk:
-    """Check one request (every rule lives in the functions it calls) and set up the walk of its
-    ``num`` poems; poem ``i`` gets seed ``seed + i``. The arguments are :func:`stream_poem`'s."""
+@torch.inference_mode()
+def token_logprobs(model: TangPoemLSTM, lines: Sequence[str], prefix: str = "") -> tuple[list[float], list[float]]:
+    """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
+    read the way the decoder reads them (from ``<bos>``, after the style prefix if any)."""
     tok = model.tokenizer
-    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
-    spec = make_spec(tok, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix)
-    t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-    constraints = [*verse_constraints(rhyme, tone, rhyme_group), *constraints]
-    seeds = [s + i for i in range(num)]
-    return PoemWalk(tok, model.config.preprocessing, spec, seeds, t, k, p, constraints)
+    text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
+    context = (tok.encode(prefix, add_bos=True, add_eos=True) if prefix else []) + [tok.bos_id]
+    ids = context + tok.encode(text, add_eos=True)
+    device = next(model.parameters()).device
+    logp = torch.log_softmax(model(torch.tensor([ids[:-1]], device=device)).logits[0].double().cpu(), dim=-1)
+    start = len(context) - 1
+    picked = logp[start:].gather(1, torch.tensor(ids[len(context) :]).unsqueeze(1)).squeeze(1).tolist()
+    marks = set(tok.punct_ids().values()) | {tok.eos_id}
+    chars = [v for v, i in zip(picked, ids[len(context) :]) if i not in marks]
+    others = [v for v, i in zip(picked, ids[len(context) :]) if i in marks]
+    return chars, others
 
 
-def stream_poem(
-    model: TangPoemLSTM,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: int = 7,
-    lines: int | None = None,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float = 0.9,
-    seed: int | None = None,
-    prefix: str | None = None,
-    constraints: Sequence[Constraint] = (),
-    rhyme: bool = False,
-    tone: str | None = None,
-    rhyme_group: str | None = None,
-) -> Iterator[Poem]:
+def score_lines(model: TangPoemLSTM, lines: Sequence[str], forced: Collection[int] = (), prefix: str = "") -> float:
+    """The candidates' ranking score: the mean log-probability per token under the model (the
+    characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
+    model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
+    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
+    docs/evaluation.md."""
+    chars, marks = token_logprobs(model, lines, prefix)
+    return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
+
+
+# --- the public functions -------------------------------------------------------------------------
+
+
+def stream_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwargs: Any) -> Iterator[Poem]:
     """Yield the poem as it grows, one character at a time; the last item is the whole poem.
 
-    ``rhyme``, ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse; see
-    :mod:`tangpoem_hf.prosody`.
+    Pass a :class:`PoemRequest` or its :meth:`PoemRequest.build` keyword arguments. With several
+    candidates the first one streams, and the last item is the best, the others attached.
     """
-    walk = request_walk(
-        model, 1, first, acrostic, form, lines, temperature, top_k, top_p, seed, prefix, constraints, rhyme, tone,
-        rhyme_group,
-    )  # fmt: skip
-    ids: list[int] = []
-    for _, chosen in decode(model, walk):
-        ids.append(chosen[0])
-        yield poems_from(walk.tok, walk.spec, [ids], walk.seeds)[0]
+    req = as_request(model, request, kwargs)
+    if req.num != 1:
+        raise InputError(f"stream_poem writes one poem, not num={req.num}; use generate_poems.")
+    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    for slot in decode(model, walk):
+        if slot + 1 < req.spec.slots:
+            yield walk.poem(0)
+    yield walk.poems()[0]
 
 
-def generate_poem(model: TangPoemLSTM, **kwargs) -> Poem:
-    """One poem of exactly ``lines`` lines of ``form`` characters; see :func:`stream_poem`."""
-    return deque(stream_poem(model, **kwargs), maxlen=1)[0]
+def generate_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwargs: Any) -> Poem:
+    """One poem of exactly ``lines`` lines of ``form`` characters; see :meth:`PoemRequest.build`."""
+    return deque(stream_poem(model, request, **kwargs), maxlen=1)[0]
 
 
-def generate_poems(
-    model: TangPoemLSTM,
-    num: int,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: int = 7,
-    lines: int | None = None,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float = 0.9,
-    seed: int | None = None,
-    prefix: str | None = None,
-    constraints: Sequence[Constraint] = (),
-    rhyme: bool = False,
-    tone: str | None = None,
-    rhyme_group: str | None = None,
-) -> list[Poem]:
+def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | None = None, **kwargs: Any) -> list[Poem]:
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
-    n = int(_number(num, "num", int))
-    if not 1 <= n <= MAX_BATCH:
-        raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
-    walk = request_walk(
-        model, n, first, acrostic, form, lines, temperature, top_k, top_p, seed, prefix, constraints, rhyme, tone,
-        rhyme_group,
-    )  # fmt: skip
-    rows: list[list[int]] = [[] for _ in walk.seeds]
-    for _, chosen in decode(model, walk):
-        for row, c in zip(rows, chosen):
-            row.append(c)
-    return poems_from(walk.tok, walk.spec, rows, walk.seeds)
+    req = as_request(model, request, {**kwargs, "num": num} if request is None else kwargs)
+    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    deque(decode(model, walk), maxlen=0)
+    return walk.poems()
+
+
+def rewrite_request(
+    tokenizer: CharTokenizer, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any
+) -> PoemRequest:
+    """The request that rewrites ``poem`` keeping the lines at indices ``keep``; see :func:`rewrite_poem`."""
+    lines = poem.lines if isinstance(poem, Poem) else poem_lines(poem) if isinstance(poem, str) else list(poem)
+    sizes = {len(line) for line in lines}
+    if not lines or len(sizes) != 1 or next(iter(sizes)) not in (5, 7):
+        raise InputError("The poem to rewrite must have lines of 5 or 7 characters each, all the same length.")
+    for name, value in (("form", len(lines[0])), ("lines", len(lines))):
+        if kwargs.get(name, value) != value:
+            raise InputError(f"A rewrite keeps the poem's {name} ({value}), not {kwargs[name]!r}.")
+    kwargs = {**kwargs, "form": len(lines[0])}
+    if kwargs.get("acrostic") is None:
+        kwargs["lines"] = len(lines)
+    wanted = list(keep)
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in wanted):
+        raise InputError(f"Lines to keep are given by their 0-based index, not {wanted!r}.")
+    keep_lines = {i: lines[i] if 0 <= i < len(lines) else "" for i in wanted}
+    return PoemRequest.build(tokenizer, keep=keep_lines, **kwargs)
+
+
+def rewrite_poem(model: TangPoemLSTM, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any) -> Poem:
+    """Keep the lines at indices ``keep`` (0-based) byte for byte and write the others anew.
+
+    The kept lines are forced slots: the model reads the kept lines before a rewritten one as its
+    own context, and the kept lines after it bind the rhyme group, the tone pattern and the
+    acrostic heads (give ``acrostic=`` again) through the same constraints as any poem. Keyword
+    arguments are :meth:`PoemRequest.build`'s (``rhyme``, ``tone``, ``seed``, ``candidates``…);
+    the form and line count come from ``poem``. A kept line that breaks an asked rule is named in
+    the result's notes.
+    """
+    return generate_poem(model, rewrite_request(model.tokenizer, poem, keep, **kwargs))

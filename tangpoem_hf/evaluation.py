@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .batching import REPORT_LENGTH, encode_poems, prepare_text
-from .decoding import Constraint, PoemSpec
+from .constraints import Constraint, PoemSpec
 from .errors import InputError
 from .modeling import IGNORE_INDEX, TangPoemLSTM
 from .text import is_han
@@ -197,13 +197,13 @@ class PerPoemFirst(Constraint):
     def __init__(self, ids: Sequence[int]) -> None:
         self.ids = torch.as_tensor(list(ids), dtype=torch.long)
 
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.vocab = len(tokenizer)
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> int:
+        return len(tokenizer)
 
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
+    def allowed(self, slot: int, spec: PoemSpec, state: int) -> torch.Tensor | None:
         if slot != 0:
             return None
-        mask = torch.zeros(len(self.ids), self.vocab, dtype=torch.bool)
+        mask = torch.zeros(len(self.ids), state, dtype=torch.bool)
         mask[torch.arange(len(self.ids)), self.ids] = True
         return mask
 

@@ -261,12 +261,6 @@ class TangPoemLSTM(
             outputs.append(inp)
         return torch.stack(outputs, 1), (torch.stack(h), torch.stack(c))
 
-    def generate(self, **kwargs: Any):
-        """Write one poem; see :func:`tangpoem_hf.decoding.generate_poem` for the arguments."""
-        from .decoding import generate_poem
-
-        return generate_poem(self, **kwargs)
-
     # --- saving and loading: the mixin does the Hub work, these two add the vocabulary ----------
 
     def _save_pretrained(self, save_directory: Path) -> None:

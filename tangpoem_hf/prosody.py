@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .decoding import Constraint, PoemSpec
+from .constraints import Broken, Constraint, PoemSpec
 from .errors import InputError
 from .text import is_han, normalize_punctuation, punctuate, to_simplified
 from .tokenizer import CharTokenizer
@@ -380,10 +380,11 @@ def _faults(pat: Pattern, tones: list[list[frozenset[str]]]) -> tuple[list[int],
 # rhymes, and the model's own choices settle whatever they leave open.
 #
 # Back-off: the decoder's _combine skips a constraint for a poem when it would leave no candidate.
-# The mandatory constraints (Han characters, forced first/acrostic characters) come first, so a
-# forced character that breaks the meter is kept and only that slot goes unconstrained; the shape
-# is fixed by the decoder, so the poem is never malformed. Rhyme groups are only chosen among
-# those with enough unused characters in the vocabulary, so the rhyme mask itself never runs dry.
+# The mandatory constraints (Han characters, forced characters) come first, so a forced character
+# that breaks the meter is kept and only that slot goes unconstrained; the shape is fixed by the
+# decoder, so the poem is never malformed. Each break is recorded in the walk's state and returned
+# as a note with the poem. Rhyme groups are only chosen among those with enough characters in the
+# vocabulary, so the rhyme mask itself never runs dry.
 
 
 @dataclass
@@ -431,6 +432,46 @@ def masks_for(tokenizer: CharTokenizer, table: RhymeTable | None = None) -> _Mas
 _FREE, _NEED_PING, _NEED_ZE = 0, 1, 2
 
 
+def _requirements(spec: PoemSpec, mode: str) -> torch.Tensor:
+    """(patterns, slots) codes: what each pattern needs at each slot under ``mode``."""
+    pats = patterns(spec.form, spec.lines)
+    loose = relaxed_columns(spec.form)
+    req = torch.zeros(len(pats), spec.slots, dtype=torch.long)
+    for p, pat in enumerate(pats):
+        for line, (kind, want) in enumerate(zip(pat.kinds, pat.lines)):
+            for c, tone in enumerate(want):
+                keep = mode == "strict" or c in loose
+                keep |= kind == "B" and c == spec.form - 5  # no 孤平
+                keep |= kind == "D" and c == spec.form - 3  # no 三平尾
+                if keep:
+                    req[p, line * spec.form + c] = _NEED_PING if tone == PING else _NEED_ZE
+    return req
+
+
+@dataclass
+class ToneState:
+    """One batch's tone state: the patterns each poem may still follow, and where it broke one."""
+
+    tokenizer: CharTokenizer
+    masks: _Masks
+    req: torch.Tensor  # (patterns, slots) codes
+    first_rhymed: torch.Tensor  # (patterns,) bool
+    alive: torch.Tensor  # (batch, patterns) bool
+    broken: Broken
+
+    def fits(self, slot: int, chosen: torch.Tensor, req: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, patterns): whether each chosen character fits each pattern at ``slot``."""
+        codes = (self.req if req is None else req)[:, slot].unsqueeze(0)
+        cp, cz = self.masks.can_ping[chosen].unsqueeze(1), self.masks.can_ze[chosen].unsqueeze(1)
+        return (codes == _FREE) | ((codes == _NEED_PING) & cp) | ((codes == _NEED_ZE) & cz)
+
+    def first_line_rhyme(self) -> torch.Tensor:
+        """Per poem: 1 when every remaining pattern rhymes line 1, 0 when none does, -1 when open."""
+        rhymed = self.alive & self.first_rhymed
+        unrhymed = self.alive & ~self.first_rhymed
+        return torch.where(~unrhymed.any(1), 1, torch.where(~rhymed.any(1), 0, -1))
+
+
 class ToneConstraint(Constraint):
     """Each slot allows the tones the poem's still-possible patterns accept there.
 
@@ -443,58 +484,75 @@ class ToneConstraint(Constraint):
         if mode not in TONE_MODES:
             raise InputError(f"tone must be 'relaxed' or 'strict' (or unset), not {mode!r}.")
         self.mode = mode
+        self.name = f"{mode} tone"
 
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.masks = masks_for(tokenizer)
-        self.patterns = patterns(spec.form, spec.lines)
-        loose = relaxed_columns(spec.form)
-        req = torch.zeros(len(self.patterns), spec.slots, dtype=torch.long)
-        for p, pat in enumerate(self.patterns):
-            for line, (kind, want) in enumerate(zip(pat.kinds, pat.lines)):
-                for c, tone in enumerate(want):
-                    keep = self.mode == "strict" or c in loose
-                    keep |= kind == "B" and c == spec.form - 5  # no 孤平
-                    keep |= kind == "D" and c == spec.form - 3  # no 三平尾
-                    if keep:
-                        req[p, line * spec.form + c] = _NEED_PING if tone == PING else _NEED_ZE
-        self.req = req
-        self.first_rhymed = torch.tensor([p.first_rhymed for p in self.patterns])
-        # The patterns that fit every forced character; if none does, those that fit the most.
-        fits = torch.zeros(len(self.patterns), dtype=torch.long)
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> ToneState:
+        req = _requirements(spec, self.mode)
+        first_rhymed = torch.tensor([p.first_rhymed for p in patterns(spec.form, spec.lines)])
+        state = ToneState(tokenizer, masks_for(tokenizer), req, first_rhymed, torch.zeros(0), Broken(spec, batch_size))
+        # The patterns that fit every forced character; if none does, those that break the relaxed
+        # rule least and then this mode's: so forced characters that rule out every strict pattern
+        # still get a poem that keeps the relaxed rule where it can (the break is noted).
+        loose = _requirements(spec, "relaxed")
+        misfit = torch.zeros(len(req), dtype=torch.long)
         for slot, ch in spec.forced.items():
-            i = tokenizer.index.get(ch)
-            if i is not None:
-                fits += self._fits(slot, torch.tensor([i]))[0].long()
-        start = fits == fits.max()
-        self.alive = start.unsqueeze(0).repeat(batch_size, 1)
+            i = torch.tensor([tokenizer.index[ch]])
+            misfit += (~state.fits(slot, i, loose)[0]).long() * (spec.slots + 1) + (~state.fits(slot, i)[0]).long()
+        state.alive = (misfit == misfit.min()).unsqueeze(0).repeat(batch_size, 1)
+        return state
 
-    def _fits(self, slot: int, chosen: torch.Tensor) -> torch.Tensor:
-        """(batch, patterns): whether each chosen character fits each pattern at ``slot``."""
-        codes = self.req[:, slot].unsqueeze(0)
-        cp, cz = self.masks.can_ping[chosen].unsqueeze(1), self.masks.can_ze[chosen].unsqueeze(1)
-        return (codes == _FREE) | ((codes == _NEED_PING) & cp) | ((codes == _NEED_ZE) & cz)
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        codes = self.req[:, slot].unsqueeze(0)
-        free = (self.alive & (codes == _FREE)).any(1)
-        ping = (self.alive & (codes == _NEED_PING)).any(1)
-        ze = (self.alive & (codes == _NEED_ZE)).any(1)
+    def allowed(self, slot: int, spec: PoemSpec, state: ToneState) -> torch.Tensor | None:
+        codes = state.req[:, slot].unsqueeze(0)
+        free = (state.alive & (codes == _FREE)).any(1)
+        ping = (state.alive & (codes == _NEED_PING)).any(1)
+        ze = (state.alive & (codes == _NEED_ZE)).any(1)
         if bool(free.all()):
             return None
         row = torch.where(free, 3, torch.where(ping & ze, 2, torch.where(ping, 0, 1)))
         if bool((row == row[0]).all()):
-            return self.masks.tone_rows[int(row[0])]
-        return self.masks.tone_rows[row]
+            return state.masks.tone_rows[int(row[0])]
+        return state.masks.tone_rows[row]
 
-    def observe(self, slot: int, spec: PoemSpec, chosen: torch.Tensor) -> None:
-        narrowed = self.alive & self._fits(slot, chosen)
-        self.alive = torch.where(narrowed.any(1, keepdim=True), narrowed, self.alive)
+    def observe(self, slot: int, spec: PoemSpec, state: ToneState, chosen: torch.Tensor) -> None:
+        narrowed = state.alive & state.fits(slot, chosen)
+        ok = narrowed.any(1)
+        for b in (~ok).nonzero().flatten().tolist():
+            needs = {int(c) for c in state.req[state.alive[b], slot]} - {_FREE}
+            want = "平" if needs == {_NEED_PING} else "仄" if needs == {_NEED_ZE} else "a set tone"
+            ch = state.tokenizer.tokens[int(chosen[b])]
+            tones = load_table().tones(ch)
+            have = "/".join(sorted(tones)) if tones else "not in the 平水韵 table"
+            state.broken.add(b, slot, ch, f"it is {have} where the pattern needs {want}")
+        state.alive = torch.where(ok.unsqueeze(1), narrowed, state.alive)
 
-    def first_line_rhyme_state(self) -> torch.Tensor:
-        """Per poem: 1 when every remaining pattern rhymes line 1, 0 when none does, -1 when open."""
-        rhymed = self.alive & self.first_rhymed
-        unrhymed = self.alive & ~self.first_rhymed
-        return torch.where(~unrhymed.any(1), 1, torch.where(~rhymed.any(1), 0, -1))
+    def notes(self, state: ToneState, poem: int) -> list[str]:
+        return state.broken.sentences(self.name, poem)
+
+
+@dataclass
+class RhymeState:
+    """One batch's rhyme state: the groups each poem may still rhyme in and the rhymes it used."""
+
+    tokenizer: CharTokenizer
+    masks: _Masks
+    rhyme_slots: set[int]
+    first_slot: int
+    groups: torch.Tensor  # (batch, G) bool
+    used: torch.Tensor  # (batch, V) bool
+    reserved: dict[int, int]  # slot → id of a forced character at a rhyme position
+    broken: Broken
+    tone: ToneState | None = None  # the tone state of the same poems, which decides whether line 1 rhymes
+
+    def rhyme_mask(self, slot: int) -> torch.Tensor:
+        """(batch, V): characters of a group still possible, unused, not forced at another rhyme slot."""
+        mask = ((self.groups.float() @ self.masks.group) > 0) & ~self.used
+        others = [i for s, i in self.reserved.items() if s != slot]
+        if others:
+            mask[:, others] = False
+        return mask
+
+    def first_line_rhyme(self) -> torch.Tensor:
+        return self.tone.first_line_rhyme() if self.tone is not None else torch.full((len(self.used),), -1)
 
 
 class RhymeConstraint(Constraint):
@@ -505,89 +563,116 @@ class RhymeConstraint(Constraint):
     or in a 仄 character, as the tone constraint's remaining patterns allow.
     """
 
-    def __init__(self, group: str | None = None, tone: ToneConstraint | None = None) -> None:
-        self.group_name = group
-        self.tone = tone
+    name = "rhyme"
 
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        self.masks = m = masks_for(tokenizer)
-        self.rhyme_slots = {line * spec.form + spec.form - 1 for line in range(1, spec.lines, 2)}
-        self.first_slot = spec.form - 1
-        needed = len(self.rhyme_slots) + 1
-        viable = m.group_size >= needed
+    def __init__(self, group: str | None = None) -> None:
+        self.group_name = group
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> RhymeState:
+        m = masks_for(tokenizer)
+        rhyme_slots = {line * spec.form + spec.form - 1 for line in range(1, spec.lines, 2)}
+        viable = m.group_size >= len(rhyme_slots) + 1
         if self.group_name is not None:
             g = load_table().find_group(self.group_name)
             j = m.group_ids.index(g.index)
-            if int(m.group_size[j]) < len(self.rhyme_slots):
+            if int(m.group_size[j]) < len(rhyme_slots):
                 raise InputError(
                     f"The model knows only {int(m.group_size[j])} characters of {g.name}; "
-                    f"a poem of {spec.lines} lines needs {len(self.rhyme_slots)}."
+                    f"a poem of {spec.lines} lines needs {len(rhyme_slots)}."
                 )
             viable = torch.zeros_like(viable)
             viable[j] = True
-        # Forced characters at rhyme positions narrow the group from the start.
+        # Forced characters at rhyme positions (a kept line, say) narrow the group from the start
+        # and are kept for their own slot, so no earlier line takes them.
+        reserved = {}
         for slot, ch in spec.forced.items():
-            i = tokenizer.index.get(ch)
-            if slot in self.rhyme_slots and i is not None and bool((viable & m.group_of[i]).any()):
-                viable = viable & m.group_of[i]
-        self.groups = viable.unsqueeze(0).repeat(batch_size, 1)
-        self.used = torch.zeros(batch_size, len(tokenizer), dtype=torch.bool)
+            i = tokenizer.index[ch]
+            if slot in rhyme_slots:
+                reserved[slot] = i
+                if bool((viable & m.group_of[i]).any()):
+                    viable = viable & m.group_of[i]
+        groups = viable.unsqueeze(0).repeat(batch_size, 1)
+        used = torch.zeros(batch_size, len(tokenizer), dtype=torch.bool)
+        return RhymeState(tokenizer, m, rhyme_slots, spec.form - 1, groups, used, reserved, Broken(spec, batch_size))
 
-    def _rhyme_mask(self) -> torch.Tensor:
-        return ((self.groups.float() @ self.masks.group) > 0) & ~self.used
-
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        if slot in self.rhyme_slots:
-            return self._rhyme_mask()
-        if slot != self.first_slot or spec.lines < 2:
+    def allowed(self, slot: int, spec: PoemSpec, state: RhymeState) -> torch.Tensor | None:
+        if slot in state.rhyme_slots:
+            return state.rhyme_mask(slot)
+        if slot != state.first_slot or spec.lines < 2:
             return None
-        state = self.tone.first_line_rhyme_state() if self.tone is not None else torch.full((len(self.used),), -1)
-        if bool((state == 0).all()):
+        first = state.first_line_rhyme()
+        if bool((first == 0).all()):
             return None
-        rhyme = self._rhyme_mask()
-        either = rhyme | self.masks.can_ze
-        return torch.where((state == 1).unsqueeze(1), rhyme, torch.where((state == 0).unsqueeze(1), True, either))
+        rhyme = state.rhyme_mask(slot)
+        either = rhyme | state.masks.can_ze
+        return torch.where((first == 1).unsqueeze(1), rhyme, torch.where((first == 0).unsqueeze(1), True, either))
 
-    def observe(self, slot: int, spec: PoemSpec, chosen: torch.Tensor) -> None:
-        if slot in self.rhyme_slots:
+    def observe(self, slot: int, spec: PoemSpec, state: RhymeState, chosen: torch.Tensor) -> None:
+        if slot in state.rhyme_slots:
             commit = torch.ones(len(chosen), dtype=torch.bool)
-        elif slot == self.first_slot:
-            state = self.tone.first_line_rhyme_state() if self.tone is not None else None
-            ping_only = self.masks.can_ping[chosen] & ~self.masks.can_ze[chosen]
-            commit = ping_only | (state == 1) if state is not None else ping_only
+            must = commit
+        elif slot == state.first_slot and spec.lines >= 2:
+            first = state.first_line_rhyme()
+            ping_only = state.masks.can_ping[chosen] & ~state.masks.can_ze[chosen]
+            commit = ping_only | (first == 1)
+            must = first == 1
         else:
             return
-        narrowed = self.groups & self.masks.group_of[chosen]
+        rows = torch.arange(len(chosen))
+        rhymes = state.rhyme_mask(slot)[rows, chosen]
+        for b in (must & ~rhymes).nonzero().flatten().tolist():
+            ch = state.tokenizer.tokens[int(chosen[b])]
+            used = bool(state.used[b, chosen[b]])
+            why = "it is already a rhyme" if used else "it does not rhyme with the other lines"
+            state.broken.add(b, slot, ch, why)
+        narrowed = state.groups & state.masks.group_of[chosen]
         keep = commit.unsqueeze(1) & narrowed.any(1, keepdim=True)
-        self.groups = torch.where(keep, narrowed, self.groups)
-        rows = torch.arange(len(chosen))[commit]
-        self.used[rows, chosen[commit]] = True
+        state.groups = torch.where(keep, narrowed, state.groups)
+        # Line 1's last character is marked used even when it is a two-reading character whose
+        # rhyme is still open: if the poem turns out to rhyme line 1, it must not come back.
+        state.used[rows, chosen] = True
+
+    def notes(self, state: RhymeState, poem: int) -> list[str]:
+        return state.broken.sentences(self.name, poem)
 
 
 class RegulatedVerse(Constraint):
-    """Rhyme and tone as one constraint, so the decoder pays one mask merge per slot, not two.
+    """Rhyme and tone as one constraint, so the decoder pays one mask merge per slot, not two,
+    and the rhyme part can see which patterns the tone part still allows.
 
     The parts are ANDed with the decoder's own back-off rule, rhyme first: where the two would
-    leave a poem no candidate, the tone mask is dropped for that poem and slot.
+    leave a poem no candidate, the tone mask is dropped for that poem and slot (and the tone
+    part notes the break).
     """
 
+    name = "regulated verse"
+
     def __init__(self, rhyme: RhymeConstraint | None, tone: ToneConstraint | None) -> None:
-        self.parts = [c for c in (rhyme, tone) if c is not None]
+        self.rhyme, self.tone = rhyme, tone
 
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> None:
-        for c in self.parts:
-            c.start(spec, tokenizer, batch_size)
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> tuple:
+        tone = self.tone.start(spec, tokenizer, batch_size) if self.tone else None
+        rhyme = self.rhyme.start(spec, tokenizer, batch_size) if self.rhyme else None
+        if rhyme is not None:
+            rhyme.tone = tone
+        return rhyme, tone
 
-    def allowed(self, slot: int, spec: PoemSpec) -> torch.Tensor | None:
-        masks = [m for m in (c.allowed(slot, spec) for c in self.parts) if m is not None]
+    def _parts(self, state: tuple) -> list[tuple[Constraint, object]]:
+        return [(c, s) for c, s in zip((self.rhyme, self.tone), state) if c is not None]
+
+    def allowed(self, slot: int, spec: PoemSpec, state: tuple) -> torch.Tensor | None:
+        masks = [m for m in (c.allowed(slot, spec, s) for c, s in self._parts(state)) if m is not None]
         if len(masks) < 2:
             return masks[0] if masks else None
         both = masks[0] & masks[1]
         return torch.where(both.any(-1, keepdim=True), both, masks[0])
 
-    def observe(self, slot: int, spec: PoemSpec, chosen: torch.Tensor) -> None:
-        for c in self.parts:
-            c.observe(slot, spec, chosen)
+    def observe(self, slot: int, spec: PoemSpec, state: tuple, chosen: torch.Tensor) -> None:
+        for c, s in self._parts(state):
+            c.observe(slot, spec, s, chosen)
+
+    def notes(self, state: tuple, poem: int) -> list[str]:
+        return [note for c, s in self._parts(state) for note in c.notes(s, poem)]
 
 
 def prosody_constraints(rhyme: object = False, tone: object = None, rhyme_group: object = None) -> list[Constraint]:
@@ -604,5 +689,5 @@ def prosody_constraints(rhyme: object = False, tone: object = None, rhyme_group:
         load_table().find_group(rhyme_group)  # type: ignore[arg-type]  # raises a clear InputError
         rhyme = True
     tone_c = ToneConstraint(tone) if tone is not None else None  # type: ignore[arg-type]
-    rhyme_c = RhymeConstraint(rhyme_group, tone_c) if rhyme else None  # type: ignore[arg-type]
+    rhyme_c = RhymeConstraint(rhyme_group) if rhyme else None  # type: ignore[arg-type]
     return [RegulatedVerse(rhyme_c, tone_c)] if rhyme_c or tone_c else []

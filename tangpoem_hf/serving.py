@@ -4,8 +4,8 @@ A batch-1 LSTM step leaves the CPU mostly idle inside small matmuls, so when sev
 at once, one step over all their poems costs little more than a step for one. :class:`PoemServer`
 runs a single worker thread that admits new requests between steps (no one waits for a batch to
 fill or to finish), steps every active poem through one forward pass, and hands each caller its
-growing poem. Each request keeps its own :class:`~tangpoem_hf.decoding.PoemWalk`, constraints and
-per-poem random generator, so a poem is the one :func:`~tangpoem_hf.decoding.stream_poem` gives
+growing poem. Each request keeps its own :class:`~tangpoem_hf.decoding.PoemWalk` (constraint states
+and per-poem random generators included), so a poem is the one :func:`~tangpoem_hf.decoding.stream_poem` gives
 for the same seed, whoever else is being served.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from .decoding import Poem, PoemWalk, poems_from, request_walk
+from .decoding import Poem, PoemRequest, PoemWalk, as_request
+from .errors import InputError
 from .modeling import TangPoemLSTM
 
 _DONE = object()
@@ -53,14 +54,17 @@ class PoemServer:
         self._worker = threading.Thread(target=self._loop, name="tangpoem-server", daemon=True)
         self._worker.start()
 
-    def stream(self, **request: Any) -> Iterator[Poem]:
-        """Like :func:`~tangpoem_hf.decoding.stream_poem`, with its keyword arguments: the poem after
-        every character.
+    def stream(self, request: PoemRequest | None = None, **kwargs: Any) -> Iterator[Poem]:
+        """Like :func:`~tangpoem_hf.decoding.stream_poem` (a request or its keyword arguments): the
+        poem after every character.
 
         Bad input raises ``InputError`` here, in the caller's thread, before anything is queued.
-        Stopping the iteration early (a client that went away) frees the poem's row at once.
+        Stopping the iteration early (a client that went away) frees the poem's rows at once.
         """
-        walk = request_walk(self.model, 1, **request)
+        req = as_request(self.model, request, kwargs)
+        if req.num != 1:
+            raise InputError(f"The server streams one poem per call, not num={req.num}.")
+        walk = PoemWalk(self.model.tokenizer, self.model.config.preprocessing, req)
         pending = _Request(walk)
         if self._closed:
             raise RuntimeError("The poem server is closed.")
@@ -70,12 +74,14 @@ class PoemServer:
         try:
             while True:
                 item = pending.out.get()
-                if item is _DONE:
+                if item is _DONE:  # the worker is done with this walk: read it whole, notes and all
+                    yield walk.poems()[0]
                     return
                 if isinstance(item, BaseException):
                     raise item
                 ids.append(item)
-                yield poems_from(walk.tok, walk.spec, [ids], walk.seeds)[0]
+                if len(ids) < walk.spec.slots:
+                    yield walk.poem(0, ids)
         finally:
             pending.cancelled = True
 
@@ -111,7 +117,7 @@ class PoemServer:
     @torch.inference_mode()
     def _admit(self) -> None:
         """Move waiting requests into the batch, feeding each one its context (prefix and <bos>)."""
-        while len(self._active) < self.max_batch:
+        while sum(r.walk.batch for r in self._active) < self.max_batch:
             try:
                 request = self._incoming.get_nowait()
             except queue.Empty:
@@ -119,7 +125,7 @@ class PoemServer:
             if request.cancelled:
                 continue
             if request.walk.context:
-                request.feed = torch.tensor([request.walk.context])
+                request.feed = torch.tensor([request.walk.context] * request.walk.batch)
                 try:
                     self._forward([request])
                 except Exception as exc:  # this request's failure is its own: the others go on
@@ -129,8 +135,8 @@ class PoemServer:
 
     @torch.inference_mode()
     def _step(self) -> None:
-        """Draw one character for every active poem, then feed them all through one forward pass
-        per input length (1, or 2 with the punctuation at a line end)."""
+        """Draw one character for every row of every active request, then feed them all through one
+        forward pass per input length (1, or 2 with the punctuation at a line end)."""
         still: list[_Request] = []
         for request in self._active:
             if request.cancelled:
@@ -138,34 +144,43 @@ class PoemServer:
             chosen = request.walk.choose(request.logits)
             request.out.put(chosen[0])
             request.feed = request.walk.advance(chosen)
-            if request.feed is None:
-                request.out.put(_DONE)
-            else:
-                still.append(request)
-        self._active = still
+            still.append(request)
         by_length: dict[int, list[_Request]] = {}
         for request in still:
             by_length.setdefault(request.feed.shape[1], []).append(request)
         for group in by_length.values():
             self._forward(group)
+        self._active = []
+        for request in still:
+            if request.walk.finished:  # its last feed only scored the poem's end
+                request.out.put(_DONE)
+            else:
+                self._active.append(request)
 
     def _state(self, request: _Request) -> tuple[torch.Tensor, torch.Tensor]:
         """The request's (h, c); the model's start state before its first feed (rows of different
         requests are stacked, so each needs its own explicit state)."""
         if request.state is None:
-            cfg = self.model.config
-            start = self.model.initial_state(1)
-            zeros = torch.zeros(cfg.num_layers, 1, cfg.hidden_size, device=self.device)
-            request.state = start if start is not None else (zeros, zeros)
+            start = self.model.initial_state(request.walk.batch)
+            if start is None:  # a model that starts from zeros
+                cfg = self.model.config
+                zeros = torch.zeros(cfg.num_layers, request.walk.batch, cfg.hidden_size, device=self.device)
+                start = (zeros, zeros)
+            request.state = start
         return request.state
 
     def _forward(self, group: list[_Request]) -> None:
+        """One forward pass over every row of ``group``'s requests (a request may hold several)."""
         ids = torch.cat([r.feed for r in group]).to(self.device)
         states = [self._state(r) for r in group]
         state = (torch.cat([h for h, _ in states], dim=1), torch.cat([c for _, c in states], dim=1))
         out = self.model(ids, state=state)
-        logits = out.logits[:, -1].float().cpu()
+        logits = out.logits[:, -2:].float().cpu()
         h, c = out.state
-        for i, request in enumerate(group):
-            request.state = (h[:, i : i + 1], c[:, i : i + 1])
-            request.logits = logits[i : i + 1]
+        start = 0
+        for request in group:
+            end = start + request.walk.batch
+            request.state = (h[:, start:end], c[:, start:end])
+            rows = logits[start:end]
+            request.logits = request.walk.fed(request.feed, rows) if request.walk.slot else rows[:, -1]
+            start = end

@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError
 
 from tangpoem_hf import CharTokenizer, InputError, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.app_support import generation_kwargs, poem_html, unknown_chars_message, validate_chars, variants
-from tangpoem_hf.decoding import Poem
+from tangpoem_hf.decoding import Poem, generate_poem
 from tangpoem_hf.text import to_traditional
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +155,52 @@ def test_out_of_range_setting_is_explained(served: tuple[ModuleType, str, Client
         call(served[2], mode="续写", characters="月", form="五言", lines=4, seed=1, top_p=1.5)
 
 
+def test_generate_needs_only_the_characters(served: tuple[ModuleType, str, Client]) -> None:
+    """Every other argument is optional over the API (the seed too): the app's defaults apply."""
+    app, _, client = served
+    html, text, seed = client.predict(characters="月", api_name="/generate")
+    assert isinstance(seed, int) and text.startswith("月") and [len(r) for r in text.split("\n")] == [16, 16]
+    model = app.get_model()
+    expected = generate_poem(
+        model, first="月", seed=seed, rhyme=True, tone="relaxed", no_repeat=True, candidates=app.DEFAULT_CANDIDATES
+    )
+    assert text == expected.text
+
+
+def test_rewrite_keeps_the_locked_lines_over_http(served: tuple[ModuleType, str, Client]) -> None:
+    _, _, client = served
+    _, text, _ = call(client, mode="续写", characters="山", form="五言", lines=4, seed=5)
+    _, new, seed = client.predict(poem=text, keep=[1, 4], api_name="/rewrite")  # characters, seed… optional
+    old_lines, new_lines = _lines(text), _lines(new)
+    assert [new_lines[0], new_lines[3]] == [old_lines[0], old_lines[3]] and isinstance(seed, int)
+    assert new_lines[1:3] != old_lines[1:3]
+    _, again, _ = client.predict(poem=text, keep=[1, 4], seed=seed, api_name="/rewrite")
+    assert again == new  # a rewrite is reproducible from its reported seed
+    with pytest.raises(AppError, match="Lines to keep are numbered from 1 to 4, not 7."):
+        client.predict(poem=text, keep=[7], api_name="/rewrite")
+    with pytest.raises(AppError, match="There is no poem to rewrite yet"):
+        client.predict(poem="", keep=[1], api_name="/rewrite")
+
+
+def test_rewrite_an_acrostic_keeps_its_heads(served: tuple[ModuleType, str, Client]) -> None:
+    _, _, client = served
+    _, text, _ = call(client, mode="藏头", characters="春江花月", form="七言", lines=4, seed=2)
+    _, new, _ = client.predict(poem=text, keep=[3], mode="藏头", api_name="/rewrite")  # heads from the poem
+    assert [line[0] for line in _lines(new)] == list("春江花月") and _lines(new)[2] == _lines(text)[2]
+
+
+def test_rewrite_one_line_keeps_all_the_others(served: tuple[ModuleType, str, Client]) -> None:
+    app, _, client = served
+    _, text, _ = call(client, mode="续写", characters="山", form="七言", lines=8, seed=4)
+    final = list(app.redo_line(text, 3))[-1]
+    old, new = _lines(text), _lines(final[1])
+    assert new[2] != old[2] and new[:2] + new[3:] == old[:2] + old[3:]
+
+
+def _lines(text: str) -> list[str]:
+    return [part for part in text.replace("。", "，").replace("\n", "").split("，") if part]
+
+
 def test_page_and_queue_configuration(served: tuple[ModuleType, str, Client]) -> None:
     app, url, _ = served
     page = httpx.get(url, timeout=30)
@@ -186,9 +232,9 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
         def __init__(self) -> None:
             self.model = real_server().model
 
-        def stream(self, **kwargs: object) -> Iterator[object]:
+        def stream(self, *args: object, **kwargs: object) -> Iterator[object]:
             gate.wait(30)
-            yield from real_server().stream(**kwargs)
+            yield from real_server().stream(*args, **kwargs)
 
     monkeypatch.setattr(app, "get_server", HeldServer)
     threading.Timer(3.0, gate.set).start()
@@ -253,3 +299,17 @@ def test_poem_html_marks_the_growing_line() -> None:
     assert partial.count('class="tp-slot"') == 3 and "tp-cursor" in partial and "tp-streaming" in partial
     done = poem_html(Poem(["明月松间照", "清泉石上流"], form=5, seed=1, total_lines=2), "traditional")
     assert "明月松間照" in done and "tp-cursor" not in done and "五言二句" in done and 'lang="zh-Hant"' in done
+    assert "tp-note" not in done
+
+
+def test_a_broken_rule_is_shown_under_the_poem(served: tuple[ModuleType, str, Client]) -> None:
+    """The app says when a rule the user asked for could not hold (明 cannot open a strict 仄起 line)."""
+    app, _, client = served
+    html, text, seed = call(client, mode="续写", characters="明月", form="五言", lines=8, seed=0, tone="strict")
+    expected = generate_poem(
+        app.get_model(), first="明月", form=5, lines=8, seed=0, rhyme=True, tone="strict", no_repeat=True,
+        candidates=app.DEFAULT_CANDIDATES,
+    )  # fmt: skip
+    assert expected.notes and text == expected.text
+    assert html.count('class="tp-note"') == len(expected.notes)
+    assert all(note.replace("<", "&lt;") in html for note in expected.notes)

@@ -56,7 +56,19 @@ def test_cli_and_app_give_the_same_poem(served, capsys):  # noqa: F811
 
     app, _, client = served
     _, text, _ = call(client, mode="续写", characters="明月", form="五言", lines=4, seed=11)
-    assert main(["generate", "--model", app.MODEL_ID, "--first", "明月", "--form", "5", "--seed", "11"]) == 0
+    # The app's defaults: rhyme and relaxed tone (also the CLI's for 4 lines), no repeats, 4 candidates.
+    args = [
+        "--first",
+        "明月",
+        "--form",
+        "5",
+        "--seed",
+        "11",
+        "--no-repeat",
+        "--candidates",
+        str(app.DEFAULT_CANDIDATES),
+    ]
+    assert main(["generate", "--model", app.MODEL_ID, *args]) == 0
     assert capsys.readouterr().out.strip() == text
 
 

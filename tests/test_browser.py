@@ -98,3 +98,44 @@ def test_page_writes_a_poem_and_screenshot(url: str, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def _poem_lines(page: sync_api.Page) -> list[str]:
+    return [t.rstrip("，。") for t in page.locator(".tp-poem .tp-line").all_inner_texts()]
+
+
+def test_lock_a_line_and_rewrite_the_others(url: str) -> None:
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            chars = page.locator("#tp-chars textarea, #tp-chars input").first
+            chars.wait_for(timeout=60_000)
+            chars.fill("月")
+            page.locator("#tp-generate").click()
+            page.locator(".tp-poem:not(.tp-streaming):not(.tp-empty) .tp-meta").wait_for(timeout=60_000)
+            before = _poem_lines(page)
+            assert len(before) == 4
+            # The lock boxes now name the poem's lines; keep the second one.
+            lock = page.locator("#tp-locks label", has_text=f"2 · {before[1]}")
+            lock.wait_for(timeout=60_000)
+            lock.click()
+            page.locator("#tp-rewrite").click()
+            page.wait_for_function(
+                """old => {
+                    const poem = document.querySelector('.tp-poem');
+                    if (!poem || poem.classList.contains('tp-streaming')) return false;
+                    const lines = [...poem.querySelectorAll('.tp-line')].map(e => e.innerText.replace(/[，。]/g, ''));
+                    return lines.length === 4 && lines.join('|') !== old.join('|');
+                }""",
+                arg=before,
+                timeout=60_000,
+            )
+            after = _poem_lines(page)
+            assert after[1] == before[1]  # the locked line, unchanged
+            assert all(after[i] != before[i] for i in (0, 2, 3)), (before, after)
+            assert page.locator("#tp-locks input:checked").count() == 1  # the lock stays for the next round
+            assert page.locator("text=Traceback").count() == 0
+        finally:
+            browser.close()

@@ -53,7 +53,8 @@ def test_same_seed_same_output_as_api(tiny_model_dir, capsys):
 
     _, out, _ = run(["generate", "--model", str(tiny_model_dir), "--first", "月", "--seed", "9"], capsys)
     model = TangPoemLSTM.from_pretrained(tiny_model_dir)
-    assert out.strip() == generate_poem(model, first="月", seed=9).text
+    # 4 lines: rhyme and relaxed tone are on unless --free.
+    assert out.strip() == generate_poem(model, first="月", seed=9, rhyme=True, tone="relaxed").text
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,46 @@ def test_report_dict_is_json_and_lines_can_be_rows():
     assert d["tone"]["pattern_lines"][0] == "仄仄平平仄"
 
 
+# Checked by hand against the 平水韵 (not derived from the table the checker and the decoder share):
+# each character's tone(s), the rhyme group, the pattern, and the one strict-only deviation.
+# ⊙ marks a character with both a 平 and a 仄 reading (更 gēng/gèng, 行 háng/xíng, 溅 jiān/jiàn,
+# 三 sān/sàn, 胜 shēng/shèng, 浑 hún/hùn, 不 as 尤 fóu and 物 bù, 深 as 侵 and 沁).
+HAND_CHECKED = [
+    (
+        DENG_GUAN_QUE_LOU, "五绝", "下平十一尤", ["流", "楼"], "仄起首句不入韵",
+        ["仄仄平平仄", "平平仄仄平", "仄平平仄仄", "⊙仄仄平平"], [(3, 1)],
+    ),
+    (
+        JUE_JU, "七绝", "下平一先", ["天", "船"], "仄起首句不入韵",
+        ["仄仄平平平仄仄", "仄⊙仄仄仄平平", "平平平仄平平仄", "平仄平平仄仄平"], [(2, 1), (3, 3), (4, 1)],
+    ),
+    (
+        CHUN_WANG, "五律", "下平十二侵", ["深", "心", "金", "簪"], "仄起首句不入韵",
+        ["仄仄平平仄", "平平仄仄⊙", "仄平平⊙仄", "仄仄仄平平", "平仄平⊙仄", "平平仄仄平", "仄平平⊙仄", "⊙仄⊙⊙平"],
+        [(3, 1), (5, 1), (7, 1)],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("poem, form, group, rhymes, pattern, tones, strict_off", HAND_CHECKED)
+def test_hand_checked_poems(poem, form, group, rhymes, pattern, tones, strict_off):
+    r = check_poem(poem)
+    assert (r.form, r.rhyme_group, r.rhyme_chars, r.pattern, r.tones) == (form, group, rhymes, pattern, tones)
+    assert r.relaxed_ok and [(m.line, m.position) for m in r.strict_mismatches] == strict_off
+
+
+@pytest.mark.parametrize("poem, tones", [(h[0], h[5]) for h in HAND_CHECKED])
+def test_decoder_masks_agree_with_the_hand_checked_tones(poem, tones):
+    """The decoder's tone masks say what the hand check says, character by character."""
+    lines = [line for line in poem.replace("。", "，").split("，") if line]
+    tok = CharTokenizer(list(SPECIALS) + ["，", "。"] + sorted(set("".join(lines))))
+    masks = masks_for(tok)
+    for line, marks in zip(lines, tones):
+        for ch, mark in zip(line, marks):
+            i = tok.index[ch]
+            assert (bool(masks.can_ping[i]), bool(masks.can_ze[i])) == (mark in "平⊙", mark in "仄⊙"), ch
+
+
 def test_unclassifiable_characters_are_listed():
     r = check_poem("白日依山尽，黄河入海𠀋。欲穷千里目，更上一层楼。")
     assert r.unknown == ["𠀋"] and not r.rhyme_ok

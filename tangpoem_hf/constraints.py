@@ -1,0 +1,189 @@
+"""The decoding constraints' interface and the request's slot layout.
+
+A :class:`Constraint` is a small rule behind one interface, like transformers' LogitsProcessors:
+it says which ids may stand in a slot and watches what was drawn. It holds only its settings. The
+per-poem state it needs (patterns still possible, rhyme characters used, …) is created by
+:meth:`Constraint.start` and kept by the decoder's walk, so one constraint object can serve any
+number of requests at once (the server decodes many requests in one loop).
+
+When the decoder has to draw a character a constraint forbids (a forced character, or the other
+rules left nothing it allows), the constraint records it in its state and :meth:`Constraint.notes`
+turns that into sentences the returned poem carries: a rule the user asked for is never broken
+silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .tokenizer import CharTokenizer
+
+
+@dataclass(frozen=True)
+class PoemSpec:
+    """The validated shape: form, line count, forced characters per slot, conditioning prefix."""
+
+    form: int
+    lines: int
+    forced: dict[int, str] = field(default_factory=dict)  # slot index → character
+    prefix: str = ""
+    kept: frozenset[int] = frozenset()  # 0-based lines kept whole from an earlier poem
+
+    @property
+    def slots(self) -> int:
+        return self.form * self.lines
+
+    def position(self, slot: int) -> tuple[int, int]:
+        """(line, column), both 0-based."""
+        return divmod(slot, self.form)
+
+    def where(self, slot: int) -> str:
+        """A slot as users count: ``line 2, character 5`` (with ``kept`` for a kept line)."""
+        line, col = self.position(slot)
+        kept = "kept " if line in self.kept else ""
+        return f"{kept}line {line + 1}, character {col + 1}"
+
+
+class Constraint:
+    """Masks what may stand in a slot; the state it needs per poem lives in the decoder's walk.
+
+    ``name`` names the rule in notes ("strict tone", "rhyme", "no repeat").
+    """
+
+    name = "constraint"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> Any:
+        """The per-poem state for one batch of ``batch_size`` poems (None when the rule needs none)."""
+        return None
+
+    def allowed(self, slot: int, spec: PoemSpec, state: Any) -> torch.Tensor | None:
+        """A (batch, vocab) or (vocab,) bool mask of allowed ids, or None for no restriction."""
+        return None
+
+    def observe(self, slot: int, spec: PoemSpec, state: Any, chosen: torch.Tensor) -> None:
+        """Update ``state`` with the (batch,) ids drawn for ``slot``; record any broken rule there."""
+
+    def notes(self, state: Any, poem: int) -> list[str]:
+        """Sentences saying where poem ``poem`` had to break this rule (empty when it never did)."""
+        return []
+
+
+class Broken:
+    """Where each poem of a batch broke a rule: per poem, (slot, character, why) in order."""
+
+    def __init__(self, spec: PoemSpec, batch_size: int) -> None:
+        self.spec = spec
+        self.events: list[list[tuple[int, str, str]]] = [[] for _ in range(batch_size)]
+
+    def add(self, poem: int, slot: int, char: str, why: str) -> None:
+        self.events[poem].append((slot, char, why))
+
+    def sentences(self, rule: str, poem: int) -> list[str]:
+        """One sentence per break: ``The strict tone rule is broken at line 1, character 1 (明): …``."""
+        out = []
+        for slot, char, why in self.events[poem]:
+            given = ", a character you gave" if slot in self.spec.forced else ""
+            out.append(f"The {rule} rule is broken at {self.spec.where(slot)} ({char}{given}): {why}.")
+        return out
+
+
+class HanOnly(Constraint):
+    """A character slot holds a Han character: never punctuation, a special token or Latin."""
+
+    name = "Han character"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> torch.Tensor:
+        mask = torch.zeros(len(tokenizer), dtype=torch.bool)
+        mask[tokenizer.han_ids()] = True
+        return mask
+
+    def allowed(self, slot: int, spec: PoemSpec, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+
+class Forced(Constraint):
+    """The user's first characters, acrostic heads or kept lines, at their slots."""
+
+    name = "forced character"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> tuple[dict[int, int], int]:
+        return {slot: tokenizer.index[ch] for slot, ch in spec.forced.items()}, len(tokenizer)
+
+    def allowed(self, slot: int, spec: PoemSpec, state: tuple[dict[int, int], int]) -> torch.Tensor | None:
+        ids, vocab = state
+        if slot not in ids:
+            return None
+        mask = torch.zeros(vocab, dtype=torch.bool)
+        mask[ids[slot]] = True
+        return mask
+
+
+@dataclass
+class RepeatState:
+    tokenizer: CharTokenizer
+    counts: torch.Tensor  # (batch, V) how often each id stands in the poem, forced slots counted from the start
+    last: torch.Tensor  # (batch,) the id drawn at the previous slot
+    broken: Broken
+
+
+class NoRepeat(Constraint):
+    """A character stands once in the poem, as 近体诗 wants, except as a reduplicated pair (叠字,
+    声声: the character right after itself, inside one line, when that is its only other use).
+
+    The characters the user forced (first characters, acrostic heads, kept lines) always stand
+    where they were put, repeated or not; a drawn character repeats none of them.
+    """
+
+    name = "no repeat"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> RepeatState:
+        counts = torch.zeros(batch_size, len(tokenizer), dtype=torch.long)
+        for ch in spec.forced.values():
+            counts[:, tokenizer.index[ch]] += 1
+        last = torch.full((batch_size,), -1, dtype=torch.long)
+        return RepeatState(tokenizer, counts, last, Broken(spec, batch_size))
+
+    def _allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
+        mask = state.counts == 0
+        if slot % spec.form:  # not a line start: the previous character may be doubled once
+            rows = torch.arange(len(mask))
+            prev = state.last
+            pair = state.counts[rows, prev] == 1
+            mask[rows[pair], prev[pair]] = True
+        return mask
+
+    def allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor | None:
+        return None if slot in spec.forced else self._allowed(slot, spec, state)
+
+    def observe(self, slot: int, spec: PoemSpec, state: RepeatState, chosen: torch.Tensor) -> None:
+        if slot not in spec.forced:
+            rows = torch.arange(len(chosen))
+            ok = self._allowed(slot, spec, state)[rows, chosen]
+            for b in (~ok).nonzero().flatten().tolist():
+                state.broken.add(b, slot, state.tokenizer.tokens[int(chosen[b])], "it already stands in the poem")
+            state.counts[rows, chosen] += 1
+        state.last = chosen.clone()
+
+    def notes(self, state: RepeatState, poem: int) -> list[str]:
+        return state.broken.sentences(self.name, poem)
+
+
+def stray_repeats(lines: Sequence[str], forced: Collection[int] = ()) -> list[str]:
+    """Characters that stand more than once with a use at a slot not in ``forced`` (slot indices),
+    other than a 叠字 pair: what :class:`NoRepeat` keeps out (for tests, scores and judging)."""
+    text = "".join(lines)
+    form = len(lines[0]) if lines else 1
+    slots: dict[str, list[int]] = {}
+    for i, ch in enumerate(text):
+        slots.setdefault(ch, []).append(i)
+    stray = []
+    for ch, where in slots.items():
+        free = [i for i in where if i not in forced]
+        pair = len(where) == 2 and where[1] == where[0] + 1 and where[1] % form
+        if len(where) > 1 and free and not pair:
+            stray.append(ch)
+    return sorted(stray)

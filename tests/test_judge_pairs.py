@@ -1,0 +1,65 @@
+"""scripts/judge_pairs.py: blind pairs of generated and real held-out poems, and scoring a judge."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+from tangpoem_hf.corpus import build_splits
+from tangpoem_hf.text import split_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("judge_pairs", ROOT / "scripts" / "judge_pairs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pairs_hold_one_real_heldout_poem_and_one_of_ours(small_corpus, tiny_model_dir, tmp_path, capsys):
+    judge = _script()
+    out = tmp_path / "judging"
+    args = ["write", "--out", str(out), "--model", str(tiny_model_dir), "--corpus", str(small_corpus)]
+    assert judge.main([*args, "--form", "五绝", "--num", "8", "--settings", "plain"]) == 0
+    pairs = json.loads((out / "pairs.json").read_text(encoding="utf-8"))["pairs"]
+    key = json.loads((out / "key.json").read_text(encoding="utf-8"))
+    assert key["settings"] == judge.PRESETS["plain"]
+    splits, _ = build_splits(str(small_corpus))
+    heldout = {
+        "".join(split_lines(t)) for s in ("validation", "test") for t, f in zip(splits[s]["text"], splits[s]["form"])
+    }
+    train = {"".join(split_lines(t)) for t in splits["train"]["text"]} - heldout
+    five = [t for s in ("validation", "test") for t, f in zip(splits[s]["text"], splits[s]["form"]) if f == "五绝"]
+    assert len(pairs) == len(key["key"]) == min(8, len(five)) >= 2
+    for pair, row in zip(pairs, key["key"]):
+        ours = pair[row["generated"]]
+        real = pair["B" if row["generated"] == "A" else "A"]
+        flat = [p.replace("，", "").replace("。", "").replace("\n", "") for p in (ours, real)]
+        assert flat[1] in heldout and flat[1] not in train  # a real poem the model never trained on
+        assert flat[0][0] == flat[1][0] and len(flat[0]) == len(flat[1]) == 20  # same first character and form
+    markdown = (out / "pairs.md").read_text(encoding="utf-8")
+    assert f"## Pair {len(pairs)}" in markdown and "generated" not in markdown and "seed" not in markdown
+
+
+def test_the_order_is_random_per_pair(tiny_model):
+    judge = _script()
+    texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 6
+    pairs, key = judge.make_pairs(tiny_model, texts, "五绝", 12, {}, seed=0)
+    assert len(pairs) == 12 and {row["generated"] for row in key} == {"A", "B"}
+    for pair, row in zip(pairs, key):
+        assert pair["B" if row["generated"] == "A" else "A"].replace("\n", "") in texts
+
+
+def test_score_answers_against_the_key():
+    judge = _script()
+    key = [{"pair": 1, "generated": "A"}, {"pair": 2, "generated": "B"}, {"pair": 3, "generated": "B"}]
+    answers = {"1": {"better": "A", "reason": "a clear last line"}, "2": "A", "3": {"better": "B"}}
+    result = judge.score_answers(answers, key)
+    assert (result["pairs"], result["generated_wins"]) == (3, 2) and abs(result["win_rate"] - 2 / 3) < 1e-12
+    assert result["reasons"] == [{"pair": 1, "generated_won": True, "reason": "a clear last line"}]
+    assert judge.score_answers({"1": "A"}, key)["unanswered"] == [2, 3]
