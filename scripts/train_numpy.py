@@ -36,23 +36,18 @@ faster) steps: each time step's small matmul otherwise waits for a descheduled s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import shutil
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import safetensors.numpy
 from tqdm.auto import tqdm
 
 from tangpoem_hf.batching import encode_poems, make_batches, prepare_text
+from tangpoem_hf.checkpointing import RunLog, has_checkpoint, load_latest, save_checkpoint, stop_requests
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import TangPoemError
@@ -60,7 +55,7 @@ from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.modeling import TangPoemConfig
 from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
 from tangpoem_hf.tokenizer import CharTokenizer
-from tangpoem_hf.training import DEFAULT_LR, LATEST, write_atomic
+from tangpoem_hf.training import DEFAULT_LR
 
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
 # what fixes the vocabulary, the parameter shapes, the optimiser state and the batches: a resume keeps them
@@ -102,57 +97,6 @@ def parse_args(argv: list[str] | None, defaults: dict | None = None) -> argparse
     return p.parse_args(argv)
 
 
-# --- checkpoints: safetensors for the arrays, JSON for the rest; never pickle ------------------------------
-
-
-def save_checkpoint(ckpt_dir: Path, step: int, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write ``step-N/`` under a temporary name and rename it; only then move ``latest.json`` and prune.
-
-    So ``latest.json`` always names a complete checkpoint, and the previous one stays until the new
-    one is in place. Kept: this one and the one before; dropped too: leftovers of a killed run.
-    """
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step}"
-    tmp = ckpt_dir / f".{name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    safetensors.numpy.save_file(arrays, str(tmp / "state.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    for f in tmp.iterdir():  # the contents reach the disk before the rename makes them visible
-        with f.open("rb") as fh:
-            os.fsync(fh.fileno())
-    shutil.rmtree(ckpt_dir / name, ignore_errors=True)
-    os.replace(tmp, ckpt_dir / name)
-    write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": name}))
-    older = sorted(int(d.name[5:]) for d in ckpt_dir.glob("step-*") if d.is_dir() and d.name != name)
-    stale = [ckpt_dir / f"step-{n}" for n in older if n < step][:-1] + list(ckpt_dir.glob(".step-*.tmp*"))
-    stale += [ckpt_dir / f"step-{n}" for n in older if n > step]  # written after the checkpoint we resumed from
-    for d in stale:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def load_checkpoint(ckpt_dir: Path) -> tuple[dict[str, np.ndarray], dict] | None:
-    """The arrays and metadata that ``latest.json`` names, or None when there is no checkpoint."""
-    pointer = ckpt_dir / LATEST
-    if not pointer.exists():
-        return None
-    folder = ckpt_dir / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    return safetensors.numpy.load_file(str(folder / "state.safetensors")), meta
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[list[int]]:
-    """While open, SIGINT and SIGTERM only note themselves in the list: the loop stops between steps."""
-    stop: list[int] = []
-    old = {s: signal.signal(s, lambda signum, _frame: stop.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -162,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out_dir)
     ckpt_dir = out / "checkpoints"
-    found = load_checkpoint(ckpt_dir) if args.resume else None
-    if not args.resume and (ckpt_dir / LATEST).exists():
+    found = load_latest(ckpt_dir, numpy=True) if args.resume else None
+    if not args.resume and has_checkpoint(ckpt_dir):
         return fail(f"{out} already holds a checkpoint: pass --resume to continue it or pick a new --out-dir.")
     if found is not None:
         saved = found[1]["args"]
@@ -210,15 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             return base_lr * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
         return base_lr
 
-    def write_log(record: dict) -> None:
-        nonlocal log_lines
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        log_lines += 1
-
     def validate(step: int, epoch: int) -> None:
         val = perplexity(model.to_torch(), val_texts)
-        write_log({"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(elapsed, 2)})
+        log.write({"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(elapsed, 2)})
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
 
     def checkpoint() -> None:
@@ -228,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         if carried is not None and batches.carry_state:
             arrays["carry.h"], arrays["carry.c"] = carried
         rng = model.rng.bit_generator.state
-        meta = {"step": step, "elapsed_s": elapsed, "log_lines": log_lines, "rng": rng, "args": vars(args)}
-        save_checkpoint(ckpt_dir, step, arrays, meta)
+        meta = {"step": step, "elapsed_s": elapsed, "log_lines": log.lines, "rng": rng, "args": vars(args)}
+        save_checkpoint(ckpt_dir, step, arrays, meta, keep=2)
         saved_at = step
 
-    elapsed, carried, step, log_lines = 0.0, None, 0, 0
-    log_path = out / "train_log.jsonl"
+    elapsed, carried, step = 0.0, None, 0
+    log = RunLog(out / "train_log.jsonl")
     if found is None:
-        log_path.write_text("", encoding="utf-8")
+        log.start()
     else:  # everything as it was at the checkpoint; later log records are redone
         arrays, meta = found
         for name, p in model.params.items():
@@ -243,14 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict({key[4:]: a for key, a in arrays.items() if key.startswith("opt.")})
         carried = (arrays["carry.h"], arrays["carry.c"]) if "carry.h" in arrays else None
         model.rng.bit_generator.state = meta["rng"]
-        step, elapsed, log_lines = meta["step"], meta["elapsed_s"], meta["log_lines"]
-        old = log_path.read_text(encoding="utf-8").splitlines(keepends=True) if log_path.exists() else []
-        write_atomic(log_path, "".join(old[:log_lines]))
+        step, elapsed = meta["step"], meta["elapsed_s"]
+        log.start(resume_lines=meta["log_lines"])
         print(f"Resumed from step {step}.")
     saved_at = step
     tokens_window, time_window = 0, time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="train (numpy)", disable=args.no_progress)
-    with log_path.open("a", encoding="utf-8") as log, stop_requests() as stop:
+    with stop_requests() as stop:
         while step < total and (args.time_budget is None or elapsed < args.time_budget) and not stop:
             epoch, in_epoch = divmod(step, spe)
             if in_epoch == 0:
@@ -276,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lr": opt.lr,
                 "elapsed_s": round(elapsed, 2),
             }
-            write_log(record)
+            log.write(record)
             bar.update(1)
             if step % 10 == 0 or step == total:
                 now = time.perf_counter()
@@ -309,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         print(poem.text)
     except TangPoemError as exc:  # e.g. the first character is not in a small run's vocabulary
         print(f"(no sample poem: {exc})")
+    if args.time_budget is not None and elapsed >= args.time_budget:
+        print(f"Stopped at step {step}: the time budget of {args.time_budget:g} s of training is spent.")
+    elif args.max_steps is not None and step >= args.max_steps:
+        print(f"Stopped at step {step}: --max-steps {args.max_steps}.")
+    else:
+        print(f"Stopped at step {step}: the end of epoch {args.epochs} (--epochs {args.epochs}).")
     return 0
 
 

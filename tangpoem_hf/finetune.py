@@ -32,7 +32,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,14 @@ import torch
 from datasets import Dataset, DatasetDict, Features, List, Value
 
 from .batching import encode_poems, prepare_text
+from .checkpointing import has_checkpoint
 from .corpus import FILE_GLOB, FORMS, build_splits, classify_form, clean_and_split, corpus_location
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
-from .training import DEFAULT_LR, TrainConfig, Trainer
+from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config
 
 BUNDLED = "bundled"
 NEW_CHAR_POLICIES = ("grow", "unk")
@@ -445,8 +446,10 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     if opts.new_chars not in NEW_CHAR_POLICIES:
         raise InputError(f"--new-chars must be grow or unk, not {opts.new_chars!r}.")
     out = Path(cfg.out_dir)
-    if not resume and (out / "checkpoints" / "latest.json").exists():  # fail before the slow part
+    if not resume and has_checkpoint(out / "checkpoints"):  # fail before the slow part
         raise InputError(f"{out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
+    if resume:
+        saved_train_config(out)  # one sentence when there is nothing to resume, before the slow part
     base = load_base(opts.init_from)
     tok = base.tokenizer
     assert tok is not None
@@ -496,18 +499,12 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     }
     if partial_freeze:
         info["frozen_embedding_rows"] = len(tok)
-    cfg = replace(
-        cfg,
+    cfg = cfg.with_model(
+        base_cfg,
         lr=cfg.lr if cfg.lr is not None else FINETUNE_LR[cfg.optimizer],
-        mode=base_cfg.preprocessing,
         simplified=tok.simplified,
-        embedding_dim=base_cfg.embedding_dim,
-        hidden_size=base_cfg.hidden_size,
-        num_layers=base_cfg.num_layers,
-        dropout=base_cfg.dropout,
-        tie_weights=base_cfg.tie_weights,
         freeze_embedding=cfg.freeze_embedding and not partial_freeze,
-        extra={**cfg.extra, "finetune": info},
+        extra={**cfg.extra, "finetune": info, "finetune_options": asdict(opts)},
     )
     poems = encode_poems(train_texts, model.tokenizer, base_cfg.preprocessing)
     cfg, note = fit_batches(cfg, poems, int(os.environ.get("WORLD_SIZE", "1")))

@@ -48,7 +48,6 @@ LICENSE = "mit"
 MODEL_TAGS = ["poetry", "tang-poetry", "chinese", "lstm", "char-level", "pytorch"]
 DEFAULT_DATASET_NAME = "tang-poems"  # what scripts/push_dataset.py publishes, under the user's namespace
 CORPUS_URL = "https://github.com/chinese-poetry/chinese-poetry"
-REPO_URL = "https://github.com/tangpoem/tangpoem"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 
@@ -122,7 +121,7 @@ def _body(
     comparison: Mapping[str, Any] | None = None,
 ) -> str:
     parts = [
-        f"The `tangpoem_hf` package is not on PyPI: `pip install git+{REPO_URL}` first.",
+        "The `tangpoem_hf` package is not on PyPI: install it from its source tree (`pip install .`) first.",
         "",
         "## Sample poems",
         "",
@@ -345,6 +344,46 @@ def push_model_folder(
         future: Future = api.run_as_future(_stage_and_push, *args)
         return future
     return _stage_and_push(*args)
+
+
+class PushToHubCallback:
+    """The trainer's Hub pushes: ``best/`` with its card at the end, and optionally each epoch.
+
+    Epoch pushes run in the background (the folder is snapshotted first) and finish before the
+    final push, so the repo's history stays in order.
+    """
+
+    def __init__(self, repo_id: str, api: HfApi | None = None, private: bool = False, every_epoch: bool = False):
+        self.repo_id, self.api, self.private, self.every_epoch = repo_id, api, private, every_epoch
+        self._pushes: list[Future] = []
+
+    def on_epoch_end(self, trainer: Any, epoch: int) -> None:
+        if not self.every_epoch:
+            return
+        folder = trainer.out / "last-epoch"
+        trainer.save_model(folder, extra={"epoch": epoch})
+        self._pushes.append(
+            push_model_folder(
+                folder,
+                self.repo_id,
+                api=self.api,
+                private=self.private,
+                run_as_future=True,
+                commit_message=f"Epoch {epoch}",
+            )
+        )
+
+    def on_train_end(self, trainer: Any, summary: dict[str, Any]) -> None:
+        for future in self._pushes:
+            future.result()
+        push_model_folder(
+            trainer.out / "best",
+            self.repo_id,
+            api=self.api,
+            private=self.private,
+            commit_message=f"Best model (validation perplexity {trainer.best_val:.2f})",
+        )
+        summary["pushed_to"] = self.repo_id
 
 
 def push_model(

@@ -15,16 +15,16 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import safetensors.torch
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .batching import Mode, encode_poems, make_batches, prepare_text
+from .checkpointing import LATEST, META_NAME, RunLog, has_checkpoint, load_latest, save_checkpoint, stop_requests
 from .corpus import SPLIT_VERSION, build_splits
 from .errors import InputError
 from .evaluation import token_losses
@@ -46,8 +46,27 @@ def default_lr(optimizer: str, global_batch: int) -> float:
     return DEFAULT_LR[optimizer] * (ratio if optimizer == "sgd" else math.sqrt(ratio))
 
 
-LATEST = "latest.json"
 START_SAMPLE = 1024  # training poems whose mean state at <bos> becomes a packed model's start state
+# The choice-like fields and what each accepts: checked once, when a TrainConfig is made.
+CHOICES = {
+    "mode": ("ours", "report"),
+    "softmax": ("full", "adaptive"),
+    "optimizer": tuple(DEFAULT_LR),
+    "lr_schedule": ("constant", "cosine"),
+    "start_state": ("stored", "learned"),
+}
+AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
+                "checkpoint_every", "keep_checkpoints")  # fmt: skip
+NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads")
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a TrainConfig field."""
+    return "--" + name.replace("_", "-")
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return ", ".join(values[:-1]) + " or " + values[-1]
 
 
 @dataclass
@@ -95,9 +114,76 @@ class TrainConfig:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse a typo at once, instead of training with a silently different setting."""
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{flag(name)} must be {_one_of(allowed)}, not {getattr(self, name)!r}.")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}.")
+        for name in AT_LEAST_ONE:
+            if getattr(self, name) < 1:
+                raise InputError(f"{flag(name)} must be at least 1, not {getattr(self, name)}.")
+        for name in NOT_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise InputError(f"{flag(name)} must not be negative, not {getattr(self, name)}.")
+        for name in ("lr", "max_steps", "time_budget"):
+            value = getattr(self, name)
+            if value is not None and (value <= 0 if name != "lr" else value < 0):
+                raise InputError(f"{flag(name)} must be positive, not {value}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"--dropout must lie in [0, 1), not {self.dropout}.")
+
+    def model_config(self, vocab_size: int, pad_token_id: int) -> TangPoemConfig:
+        """The model this run trains: the architecture fields come from here, in one place."""
+        arch = {name: getattr(self, name) for name in ARCHITECTURE}
+        if self.mode == "report":  # the report's recipe always starts from zeros
+            arch["start_state"] = "zeros"
+        return TangPoemConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, preprocessing=self.mode, **arch)
+
+    def with_model(self, config: TangPoemConfig, **changes: Any) -> TrainConfig:
+        """This run's settings with a trained model's architecture (fine-tuning continues a model)."""
+        arch = {name: getattr(config, name) for name in ARCHITECTURE}
+        if arch.get("start_state") == "zeros":  # an older or report-mode base: training stores one
+            arch["start_state"] = "stored"
+        return replace(self, mode=config.preprocessing, **arch, **changes)
+
     def resolved_lr(self, world: int = 1) -> float:
         """``--lr`` as given, or the default for this run's global batch."""
         return self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size * world)
+
+
+# The fields a model's config and a run's config share (embedding_dim, hidden_size, num_layers,
+# dropout, tie_weights, softmax, ...): derived, so a new architecture field needs no copying.
+ARCHITECTURE = tuple(f.name for f in fields(TangPoemConfig) if f.name in {g.name for g in fields(TrainConfig)})
+# What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
+FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed")
+
+
+def saved_train_config(out_dir: str | Path) -> dict[str, Any]:
+    """The configuration stored with a run's latest checkpoint; one sentence when there is none."""
+    ckpt_dir = Path(out_dir) / "checkpoints"
+    if not has_checkpoint(ckpt_dir):
+        raise InputError(f"{out_dir} holds no checkpoint to resume: start the run without --resume.")
+    name = json.loads((ckpt_dir / LATEST).read_text(encoding="utf-8"))["checkpoint"]
+    saved = json.loads((ckpt_dir / name / META_NAME).read_text(encoding="utf-8"))["config"]
+    known = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in saved.items() if k in known}
+
+
+def check_same_run(saved: dict[str, Any], cfg: TrainConfig, out_dir: str | Path) -> None:
+    """Refuse to resume a run with another architecture or other data, which could not continue it."""
+    changed = [flag(name) for name in FIXED_FOR_RESUME if name in saved and saved[name] != getattr(cfg, name)]
+    if changed:
+        raise InputError(f"{out_dir} was trained with other {', '.join(changed)}: keep them or pick a new --out-dir.")
+
+
+class TrainerCallback(Protocol):
+    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`)."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,66 +234,25 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _drop_records_after(log: Path, step: int) -> None:
-    """Forget the log records of the steps a resume will redo, so each step is logged once."""
-    if not log.exists():
-        return
-    kept = []
-    for line in log.read_text(encoding="utf-8").splitlines(keepends=True):
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except ValueError:  # a line cut short by the kill
-            continue
-    write_atomic(log, "".join(kept))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def save_checkpoint(ckpt_dir: Path, step_name: str, tensors: dict[str, torch.Tensor], meta: dict, keep: int) -> Path:
-    """Write into a temporary folder, rename it, then point ``latest.json`` at it."""
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    final = ckpt_dir / step_name
-    tmp = ckpt_dir / f".{step_name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    safetensors.torch.save_file(tensors, str(tmp / "state.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    for f in tmp.iterdir():  # flush file contents before the rename makes them visible
-        with f.open("rb") as fh:
-            os.fsync(fh.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": step_name}))
-    old = sorted((p for p in ckpt_dir.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
-    for p in old[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
-    return final
-
-
-def load_latest(ckpt_dir: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
-    pointer = ckpt_dir / LATEST
-    if not pointer.exists():
-        return None
-    folder = ckpt_dir / json.loads(pointer.read_text())["checkpoint"]
-    tensors = safetensors.torch.load_file(str(folder / "state.safetensors"))
-    return tensors, json.loads((folder / "meta.json").read_text())
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 
 class Trainer:
     """One training run; construct, then :meth:`run`."""
 
-    def __init__(self, cfg: TrainConfig, base_model: TangPoemLSTM | None = None, hub_api: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        base_model: TangPoemLSTM | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+    ) -> None:
+        """``callbacks`` default to a Hub push when ``cfg.push_to_hub`` names a repo."""
         self.cfg = cfg
-        self.hub_api = hub_api  # an HfApi (or a test double) for --push-to-hub
-        self._pushes: list[Any] = []
+        if callbacks is None and cfg.push_to_hub:
+            from .hub import PushToHubCallback
+
+            callbacks = [PushToHubCallback(cfg.push_to_hub, private=cfg.private, every_epoch=cfg.push_every_epoch)]
+        self.callbacks = list(callbacks or [])
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -222,7 +267,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.base_model = base_model
-        self._stop_signal: int | None = None
+        self.log = RunLog(self.out / "train_log.jsonl", enabled=self.main)
+        self._stop: list[int] = []  # signals received; filled while run() is in progress
 
     # data and model ---------------------------------------------------------------------------
 
@@ -255,18 +301,7 @@ class Trainer:
         if self.base_model is not None:
             self.model = self.base_model
         else:
-            config = TangPoemConfig(
-                vocab_size=len(self.tokenizer),
-                embedding_dim=cfg.embedding_dim,
-                hidden_size=cfg.hidden_size,
-                num_layers=cfg.num_layers,
-                dropout=cfg.dropout,
-                tie_weights=cfg.tie_weights,
-                softmax=cfg.softmax,
-                preprocessing=cfg.mode,
-                start_state="zeros" if cfg.mode == "report" else cfg.start_state,
-            )
-            self.model = TangPoemLSTM(config)
+            self.model = TangPoemLSTM(cfg.model_config(len(self.tokenizer), self.tokenizer.pad_id))
         self.model.tokenizer = self.tokenizer
         learned = self.model.config.start_state == "learned"
         self.batches = make_batches(
@@ -348,13 +383,14 @@ class Trainer:
         tensors = self._state_tensors(carried)
         meta = {
             "step": step,
+            "log_lines": self.log.lines,
             "optimizer": self._opt_meta,
             "history": self.history,
             "best_val": self.best_val,
             "elapsed": self.elapsed,
             "config": asdict(self.cfg),
         }
-        save_checkpoint(self.ckpt_dir, f"step-{step}", tensors, meta, self.cfg.keep_checkpoints)
+        save_checkpoint(self.ckpt_dir, step, tensors, meta, self.cfg.keep_checkpoints)
 
     # loop -------------------------------------------------------------------------------------
 
@@ -372,11 +408,6 @@ class Trainer:
             self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         total, count = token_losses(self.model, self.val_texts)
         return math.exp(total / max(count, 1))
-
-    def _log(self, record: dict) -> None:
-        if self.main:
-            with (self.out / "train_log.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
 
     def _evals_since_best(self) -> int:
         """Validations since the best one; rebuilt from the history, so it survives --resume."""
@@ -398,123 +429,138 @@ class Trainer:
             dist.broadcast(flag, 0)
         return bool(flag.item())
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self._stop_signal = signum
+    def _resume(self) -> tuple[int, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Restore the latest checkpoint of this run folder: the step and the carried LSTM state."""
+        found = load_latest(self.ckpt_dir)
+        if found is None:
+            raise InputError(f"{self.out} holds no checkpoint to resume: start the run without --resume.")
+        check_same_run(found[1].get("config", {}), self.cfg, self.out)
+        carried = self._restore(*found)
+        step = found[1]["step"]
+        self.log.start(resume_lines=found[1].get("log_lines", 0))
+        if self.main:
+            print(f"Resumed from step {step}.")
+        return step, carried
+
+    def _stop_reason(self, step: int, stopped_early: bool) -> str:
+        """One sentence on why the run ended where it did, for the last line of its output."""
+        cfg = self.cfg
+        if stopped_early:
+            return (
+                f"Stopped early at step {step}: no better validation perplexity in {cfg.patience} "
+                f"evaluations (--patience {cfg.patience})."
+            )
+        if cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
+            return f"Stopped at step {step}: the time budget of {cfg.time_budget:g} s of training is spent."
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            return f"Stopped at step {step}: --max-steps {cfg.max_steps}."
+        return f"Stopped at step {step}: the end of epoch {cfg.epochs} (--epochs {cfg.epochs})."
 
     def run(self, resume: bool = False) -> dict:
-        """Train to the end (or budget), save ``best/`` and ``curves.png``; return a summary."""
+        """Train to the end (or budget), save ``best/`` and ``curves.png``; return a summary.
+
+        The summary's ``stopped_by`` says in one sentence what ended the run.
+        """
         cfg = self.cfg
+        if not resume and self.main and has_checkpoint(self.ckpt_dir):  # before the slow preparation
+            raise InputError(f"{self.out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
         if not hasattr(self, "model"):
             self.prepare()
         self.history: list[dict] = []
         self.best_val = math.inf
         self.elapsed = 0.0
-        step = 0
-        carried = None
-        if resume:
-            found = load_latest(self.ckpt_dir)
-            if found is not None:
-                carried = self._restore(*found)
-                step = found[1]["step"]
-                if self.main:
-                    _drop_records_after(self.out / "train_log.jsonl", step)
-                    print(f"Resumed from step {step}.")
-        elif self.main and (self.ckpt_dir / LATEST).exists():
-            raise InputError(f"{self.out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
+        step, carried = self._resume() if resume else (0, None)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False))
-            if step == 0:
-                (self.out / "train_log.jsonl").unlink(missing_ok=True)
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            if not resume:
+                self.log.start()
         bar = tqdm(total=self.total_steps, initial=step, disable=not (cfg.progress and self.main), desc="train")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         spe = self.batches.steps_per_epoch
         tokens_window, time_window = 0, time.perf_counter()
         stopped_early = self._should_stop_early()
-        try:
-            while step < self.total_steps and not stopped_early:
-                if cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
-                    break
-                epoch, in_epoch = divmod(step, spe)
-                if in_epoch == 0:
-                    carried = None
-                t0 = time.perf_counter()
-                x, y = self.batches.get(epoch, in_epoch)
-                if self.device.type == "cuda":  # page-locked, so the copy overlaps the last step's kernels
-                    x, y = x.pin_memory(), y.pin_memory()
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr_at(step)
-                with autocast:
-                    out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
-                loss = out.loss
-                if cfg.mode == "report":  # the report's loss counts the padding too
-                    loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip:
-                    torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
-                self.optimizer.step()
-                if self.batches.carry_state:
-                    carried = tuple(s.detach() for s in out.state)
-                step += 1
-                dt = time.perf_counter() - t0
-                self.elapsed += dt
-                real = int((y != self.tokenizer.pad_id).sum()) * self.world
-                tokens_window += real
-                loss_value = float(loss.detach())
-                if self.world > 1:  # log the global mean, and stop on every rank if any rank must
-                    flags = torch.tensor([loss_value, float(self._stop_signal is not None)], device=self.device)
-                    dist.all_reduce(flags)
-                    loss_value = float(flags[0]) / self.world
-                    if flags[1] > 0 and self._stop_signal is None:
-                        self._stop_signal = signal.SIGTERM
-                    if cfg.time_budget is not None:  # one clock for all ranks, so they stop together
-                        clock = torch.tensor([self.elapsed], device=self.device)
-                        dist.all_reduce(clock, op=dist.ReduceOp.MAX)
-                        self.elapsed = float(clock)
-                record = {
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "loss": round(loss_value, 5),
-                    "perplexity": round(math.exp(min(loss_value, 50)), 3),
-                    "tokens_per_s": round(real / dt, 1),
-                    "lr": self._lr_at(step - 1),
-                    "elapsed_s": round(self.elapsed, 2),
-                }
-                self._log(record)
-                bar.update(1)
-                if step % 10 == 0:
-                    now = time.perf_counter()
-                    bar.set_postfix(
-                        loss=f"{loss_value:.3f}",
-                        ppl=f"{record['perplexity']:.1f}",
-                        tok_s=f"{tokens_window / (now - time_window):.0f}",
-                    )
-                    tokens_window, time_window = 0, now
-                end_of_epoch = step % spe == 0
-                if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
-                    self._validate(step, epoch + 1)
-                    stopped_early = self._should_stop_early()
-                    if end_of_epoch:
-                        self._push_epoch(epoch + 1)
-                if step % cfg.checkpoint_every == 0 or step == self.total_steps:
+        with stop_requests() as self._stop:
+            try:
+                while step < self.total_steps and not stopped_early:
+                    if cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
+                        break
+                    epoch, in_epoch = divmod(step, spe)
+                    if in_epoch == 0:
+                        carried = None
+                    t0 = time.perf_counter()
+                    x, y = self.batches.get(epoch, in_epoch)
+                    if self.device.type == "cuda":  # page-locked, so the copy overlaps the last step's kernels
+                        x, y = x.pin_memory(), y.pin_memory()
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self._lr_at(step)
+                    with autocast:
+                        out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
+                    loss = out.loss
+                    if cfg.mode == "report":  # the report's loss counts the padding too
+                        loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip:
+                        torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+                    self.optimizer.step()
+                    if self.batches.carry_state:
+                        carried = tuple(s.detach() for s in out.state)
+                    step += 1
+                    dt = time.perf_counter() - t0
+                    self.elapsed += dt
+                    real = int((y != self.tokenizer.pad_id).sum()) * self.world
+                    tokens_window += real
+                    loss_value = float(loss.detach())
+                    if self.world > 1:  # log the global mean, and stop on every rank if any rank must
+                        flags = torch.tensor([loss_value, float(bool(self._stop))], device=self.device)
+                        dist.all_reduce(flags)
+                        loss_value = float(flags[0]) / self.world
+                        if flags[1] > 0 and not self._stop:
+                            self._stop.append(signal.SIGTERM)
+                        if cfg.time_budget is not None:  # one clock for all ranks, so they stop together
+                            clock = torch.tensor([self.elapsed], device=self.device)
+                            dist.all_reduce(clock, op=dist.ReduceOp.MAX)
+                            self.elapsed = float(clock)
+                    record = {
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "loss": round(loss_value, 5),
+                        "perplexity": round(math.exp(min(loss_value, 50)), 3),
+                        "tokens_per_s": round(real / dt, 1),
+                        "lr": self._lr_at(step - 1),
+                        "elapsed_s": round(self.elapsed, 2),
+                    }
+                    self.log.write(record)
+                    bar.update(1)
+                    if step % 10 == 0:
+                        now = time.perf_counter()
+                        bar.set_postfix(
+                            loss=f"{loss_value:.3f}",
+                            ppl=f"{record['perplexity']:.1f}",
+                            tok_s=f"{tokens_window / (now - time_window):.0f}",
+                        )
+                        tokens_window, time_window = 0, now
+                    end_of_epoch = step % spe == 0
+                    if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
+                        self._validate(step, epoch + 1)
+                        stopped_early = self._should_stop_early()
+                        if end_of_epoch and self.main:
+                            for callback in self.callbacks:
+                                callback.on_epoch_end(self, epoch + 1)
+                    if step % cfg.checkpoint_every == 0 or step == self.total_steps:
+                        self._checkpoint(step, carried)
+                    if self._stop:
+                        break
+                out_of_time = cfg.time_budget is not None and self.elapsed >= cfg.time_budget
+                if self._stop or out_of_time or stopped_early:
+                    if not self.history or self.history[-1]["step"] != step:
+                        self._validate(step, step // spe + 1)
                     self._checkpoint(step, carried)
-                if self._stop_signal is not None:
-                    break
-            if stopped_early and self.main:
-                tqdm.write(f"Early stop at step {step}: no better validation perplexity in {cfg.patience} evaluations.")
-            out_of_time = cfg.time_budget is not None and self.elapsed >= cfg.time_budget
-            if self._stop_signal is not None or out_of_time or stopped_early:
-                if not self.history or self.history[-1]["step"] != step:
-                    self._validate(step, step // spe + 1)
-                self._checkpoint(step, carried)
-        finally:
-            bar.close()
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-        if self._stop_signal is not None:
+            finally:
+                bar.close()
+        if self._stop:
             if self.main:
                 print(f"Interrupted: checkpoint saved at step {step}; continue with --resume.")
             raise KeyboardInterrupt
@@ -523,45 +569,16 @@ class Trainer:
             "best_val_perplexity": self.best_val,
             "train_seconds": round(self.elapsed, 1),
             "stopped_early": stopped_early,
+            "stopped_by": self._stop_reason(step, stopped_early),
         }
         if self.main:
             from .plotting import plot_curves
 
             plot_curves(self.out / "train_log.jsonl", self.history, self.out / "curves.png")
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-            if cfg.push_to_hub:
-                from .hub import push_model_folder
-
-                for future in self._pushes:  # epoch pushes finish first, so the Hub history stays in order
-                    future.result()
-                push_model_folder(
-                    self.out / "best",
-                    cfg.push_to_hub,
-                    api=self.hub_api,
-                    private=cfg.private,
-                    commit_message=f"Best model (validation perplexity {self.best_val:.2f})",
-                )
-                summary["pushed_to"] = cfg.push_to_hub
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+            for callback in self.callbacks:
+                callback.on_train_end(self, summary)
         return summary
-
-    def _push_epoch(self, epoch: int) -> None:
-        """Push this epoch's weights without blocking training (the push snapshots the folder first)."""
-        if not (self.main and self.cfg.push_to_hub and self.cfg.push_every_epoch):
-            return
-        from .hub import push_model_folder
-
-        folder = self.out / "last-epoch"
-        self.save_model(folder, extra={"epoch": epoch})
-        self._pushes.append(
-            push_model_folder(
-                folder,
-                self.cfg.push_to_hub,
-                api=self.hub_api,
-                private=self.cfg.private,
-                run_as_future=True,
-                commit_message=f"Epoch {epoch}",
-            )
-        )
 
     def _validate(self, step: int, epoch: int) -> None:
         if self.world > 1:
@@ -571,7 +588,7 @@ class Trainer:
         self.history.append(entry)
         if not self.main:
             return
-        self._log(entry)
+        self.log.write(entry)
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
         if val < self.best_val:
             self.best_val = val

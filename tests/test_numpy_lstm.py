@@ -407,7 +407,9 @@ def test_train_numpy_script_end_to_end(small_corpus: Path, tmp_path: Path, capsy
     loaded = TangPoemLSTM.from_pretrained(out / "model")
     assert loaded.config.preprocessing == "ours" and loaded.tokenizer is not None
     printed = capsys.readouterr().out
-    assert "saved" in printed and printed.rstrip().endswith("。"), printed
+    *_, sample, last = printed.rstrip().splitlines()
+    assert "saved" in printed and sample.endswith("。"), printed
+    assert last == "Stopped at step 105: the end of epoch 3 (--epochs 3).", printed  # says why it stopped
 
 
 def _tiny_numpy_args(corpus: Path, out: Path, *extra: str) -> list[str]:

@@ -171,7 +171,9 @@ def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float 
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    tensors, meta = __import__("tangpoem_hf.training", fromlist=["load_latest"]).load_latest(folder / "checkpoints")
+    tensors, meta = __import__("tangpoem_hf.checkpointing", fromlist=["load_latest"]).load_latest(
+        folder / "checkpoints"
+    )
     return {k: v for k, v in tensors.items() if k.startswith("model.")}, meta
 
 

@@ -9,7 +9,8 @@ from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.plotting import read_log
-from tangpoem_hf.training import TrainConfig, Trainer, default_lr, load_latest, save_checkpoint
+from tangpoem_hf.checkpointing import load_latest, save_checkpoint
+from tangpoem_hf.training import TrainConfig, Trainer, default_lr
 
 
 def tiny_config(corpus, out, **kw) -> TrainConfig:
@@ -108,7 +109,7 @@ def test_existing_run_needs_resume(small_corpus, tmp_path):
 def test_checkpoints_are_atomic_and_pruned(tmp_path):
     ckpt = tmp_path / "ck"
     for step in (1, 2, 3):
-        save_checkpoint(ckpt, f"step-{step}", {"w": torch.full((2,), float(step))}, {"step": step}, keep=2)
+        save_checkpoint(ckpt, step, {"w": torch.full((2,), float(step))}, {"step": step}, keep=2)
     assert sorted(p.name for p in ckpt.iterdir()) == ["latest.json", "step-2", "step-3"]
     tensors, meta = load_latest(ckpt)
     assert meta["step"] == 3 and tensors["w"][0] == 3
@@ -121,9 +122,11 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
 def test_push_to_hub_every_epoch_and_at_the_end(small_corpus, tmp_path):
     from test_hub import RecordingHfApi
 
+    from tangpoem_hf.hub import PushToHubCallback
+
     api = RecordingHfApi(tmp_path / "hub")
-    cfg = tiny_config(small_corpus, tmp_path / "p", epochs=2, push_to_hub="alice/tang", push_every_epoch=True)
-    trainer = Trainer(cfg, hub_api=api)
+    cfg = tiny_config(small_corpus, tmp_path / "p", epochs=2)
+    trainer = Trainer(cfg, callbacks=[PushToHubCallback("alice/tang", api=api, every_epoch=True)])
     summary = trainer.run()
     assert summary["pushed_to"] == "alice/tang"
     messages = [u["commit_message"] for u in api.uploads]
@@ -137,7 +140,7 @@ def test_push_to_hub_every_epoch_and_at_the_end(small_corpus, tmp_path):
 
 def test_a_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     ckpt = tmp_path / "ck"
-    save_checkpoint(ckpt, "step-1", {"w": torch.ones(2)}, {"step": 1}, keep=2)
+    save_checkpoint(ckpt, 1, {"w": torch.ones(2)}, {"step": 1}, keep=2)
 
     def dying_save(tensors, path, *args, **kwargs):
         with open(path, "wb") as f:
@@ -146,7 +149,7 @@ def test_a_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
     with pytest.raises(OSError):
-        save_checkpoint(ckpt, "step-2", {"w": torch.zeros(2)}, {"step": 2}, keep=2)
+        save_checkpoint(ckpt, 2, {"w": torch.zeros(2)}, {"step": 2}, keep=2)
     tensors, meta = load_latest(ckpt)
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(2))
     assert not (ckpt / "step-2").exists()

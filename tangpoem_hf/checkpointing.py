@@ -1,0 +1,123 @@
+"""What makes a run resumable, shared by the torch trainer and ``scripts/train_numpy.py``.
+
+Checkpoints are safetensors (tensors or NumPy arrays) + JSON, never pickles, written into a hidden
+temporary folder and renamed, and only then named by ``latest.json``, so a kill at any moment
+leaves the previous checkpoint usable. The JSON Lines log is cut back to what it held at the
+checkpoint on resume, so each step is logged once. SIGINT and SIGTERM only ask the loop to stop
+between two steps, so the last step is always in the checkpoint written on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.numpy
+import safetensors.torch
+
+LATEST = "latest.json"
+STATE_NAME = "state.safetensors"
+META_NAME = "meta.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: a reader sees the old or the new file, never half."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def has_checkpoint(ckpt_dir: Path) -> bool:
+    return (Path(ckpt_dir) / LATEST).exists()
+
+
+def save_checkpoint(ckpt_dir: Path, step: int, tensors: Mapping[str, Any], meta: dict, keep: int = 2) -> Path:
+    """Write ``step-N/`` (torch tensors or NumPy arrays, not mixed) and point ``latest.json`` at it.
+
+    Kept: the ``keep`` newest checkpoints up to this step. Dropped: older ones, leftovers of a killed
+    save, and checkpoints after this step (written by a run this one resumed before they were made).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step}"
+    tmp = ckpt_dir / f".{name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    if tensors and all(isinstance(v, np.ndarray) for v in tensors.values()):
+        safetensors.numpy.save_file(dict(tensors), str(tmp / STATE_NAME))
+    else:
+        safetensors.torch.save_file(dict(tensors), str(tmp / STATE_NAME))
+    (tmp / META_NAME).write_text(json.dumps(meta), encoding="utf-8")
+    for f in tmp.iterdir():  # the contents reach the disk before the rename makes them visible
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+    shutil.rmtree(ckpt_dir / name, ignore_errors=True)
+    os.replace(tmp, ckpt_dir / name)
+    write_atomic(ckpt_dir / LATEST, json.dumps({"checkpoint": name}))
+    steps = sorted(int(d.name[5:]) for d in ckpt_dir.glob("step-*") if d.is_dir())
+    older = [n for n in steps if n < step]
+    stale = older[: max(len(older) - (keep - 1), 0)] + [n for n in steps if n > step]
+    for d in [ckpt_dir / f"step-{n}" for n in stale] + list(ckpt_dir.glob(".step-*.tmp*")):
+        shutil.rmtree(d, ignore_errors=True)
+    return ckpt_dir / name
+
+
+def load_latest(ckpt_dir: Path, numpy: bool = False) -> tuple[dict[str, Any], dict] | None:
+    """The tensors (or arrays) and metadata that ``latest.json`` names, or None without a checkpoint."""
+    pointer = Path(ckpt_dir) / LATEST
+    if not pointer.exists():
+        return None
+    folder = Path(ckpt_dir) / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+    loader = safetensors.numpy.load_file if numpy else safetensors.torch.load_file
+    return loader(str(folder / STATE_NAME)), json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+
+
+class RunLog:
+    """``train_log.jsonl``: one JSON record per line, appended as the run goes.
+
+    ``lines`` is stored in each checkpoint; a resume cuts the file back to it, so records of the
+    steps it redoes (and a line cut short by a kill) are forgotten.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self.lines = 0
+
+    def start(self, resume_lines: int | None = None) -> None:
+        """A fresh log, or (resuming) the first ``resume_lines`` lines of the old one."""
+        if not self.enabled:
+            return
+        if resume_lines is None:
+            self.path.write_text("", encoding="utf-8")
+            self.lines = 0
+            return
+        old = self.path.read_text(encoding="utf-8").splitlines(keepends=True) if self.path.exists() else []
+        write_atomic(self.path, "".join(old[:resume_lines]))
+        self.lines = min(resume_lines, len(old))
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.lines += 1
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While open, SIGINT and SIGTERM only note themselves in the list: the loop stops between steps."""
+    stop: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: stop.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
