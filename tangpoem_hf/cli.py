@@ -35,8 +35,8 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "weight_decay": "weight decay",
     "batch_size": "sequences per batch (per process)",
     "seq_len": "tokens per chunk in packed mode (the report mode always uses 100)",
-    "epochs": "epochs",
-    "max_steps": "stop after this many steps",
+    "epochs": "epochs (when only --max-steps is given: as many as its steps need)",
+    "max_steps": "train this many steps (with --epochs too: stop at whichever comes first)",
     "time_budget": "stop after this many seconds of training",
     "clip": "gradient-norm clipping (0 disables)",
     "seed": "random seed",
@@ -59,8 +59,24 @@ FINETUNE_DEFAULTS = {
 }
 
 
+# Flags that only change how a run reports or uses the machine: a resume may change them.
+RESUME_MAY_CHANGE = ("out_dir", "progress", "threads")
+BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag is given, help)
+    "traditional": ("simplified", False, "keep the corpus in traditional script"),
+    "tie_weights": ("tie_weights", True, "share the embedding and output weights"),
+    "bf16": ("bf16", True, "bf16 autocast (the output layer on CPU; everything on CUDA)"),
+    "compile": ("compile", True, "torch.compile the model"),
+    "no_progress": ("progress", False, "no progress bar"),
+    "freeze_embedding": ("freeze_embedding", True, "keep the input embedding fixed"),
+}
+
+
 def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -> None:
-    """The TrainConfig flags; ``overrides`` changes defaults (fine-tuning's are not training's)."""
+    """The TrainConfig flags; ``overrides`` changes defaults (fine-tuning's are not training's).
+
+    Every flag defaults to None (the TrainConfig default is filled in later), so that a resume can
+    tell the flags a user gave from the ones left out.
+    """
     from .training import TrainConfig
 
     types = {f.name: f for f in fields(TrainConfig)}
@@ -72,14 +88,15 @@ def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -
             kind = float
         elif name == "max_steps":
             kind = int
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=f"{help_text} [{default}]")
-    p.add_argument("--traditional", action="store_true", help="keep the corpus in traditional script")
-    p.add_argument("--tie-weights", action="store_true", help="share the embedding and output weights")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (the output layer on CPU; everything on CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out-dir")
-    p.add_argument("--freeze-embedding", action="store_true", help="keep the input embedding fixed")
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"{help_text} [{default}]")
+    for name, (_, _, help_text) in BOOL_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out-dir with its saved configuration (only --no-progress and --threads may change)",
+    )
+    p.set_defaults(train_defaults=overrides or {})
 
 
 def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
@@ -91,87 +108,131 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
     p.add_argument(
         "--new-chars",
         choices=("grow", "unk"),
-        default="grow",
         help="characters the base lacks: new ids (grow) or <unk> [grow]",
     )
-    p.add_argument(
-        "--val-percent", type=int, default=10, help="validation share for text files and corpora without one [10]"
-    )
+    p.add_argument("--val-percent", type=int, help="validation share for text files and corpora without one [10]")
     p.add_argument(
         "--replay",
         type=float,
-        default=0.0,
         help="with a filter: mix in this many other corpus poems per selected one, against forgetting [0]",
     )
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="at the end, push best/ with its model card to this repo")
-    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument("--private", action="store_true", default=None, help="create the Hub repo as private")
     p.add_argument(
         "--push-every-epoch", action="store_true", help="with --push-to-hub: also push each epoch, in the background"
     )
 
 
-def _train_config(args: argparse.Namespace):
-    from .training import TrainConfig
+def _given_train_values(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields set by the flags the user actually gave."""
+    values = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    for name, (target, value, _) in BOOL_FLAGS.items():
+        if getattr(args, name):
+            values[target] = value
+    if args.max_steps is not None and args.epochs is None:  # --max-steps alone means that many steps
+        values["epochs"] = args.max_steps
+    return values
 
-    values = {name: getattr(args, name) for name in TRAIN_FLAGS}
-    return TrainConfig(
-        **values,
-        simplified=not args.traditional,
-        tie_weights=args.tie_weights,
-        bf16=args.bf16,
-        compile=args.compile,
-        progress=not args.no_progress,
-        freeze_embedding=args.freeze_embedding,
-    )
+
+def _train_config(args: argparse.Namespace, extra: dict | None = None):
+    """The run's TrainConfig: flags over defaults, or (with --resume) the saved one.
+
+    A resume continues the run exactly as it was configured: a flag that differs from the saved
+    configuration (other than --out-dir, --no-progress and --threads) is refused, not applied.
+    """
+    from .training import TrainConfig, flag, saved_train_config
+
+    given = {**_given_train_values(args), **(extra or {})}
+    if not args.resume:
+        return TrainConfig(**{**args.train_defaults, **given})
+    out_dir = given.get("out_dir") or TrainConfig(**args.train_defaults).out_dir
+    saved = saved_train_config(out_dir)
+    changed = [
+        flag(name) if name != "simplified" else "--traditional"
+        for name, value in given.items()
+        if name not in RESUME_MAY_CHANGE and name in saved and value != saved[name]
+        and not (name == "epochs" and args.epochs is None)
+    ]  # fmt: skip
+    if changed:
+        raise InputError(
+            f"--resume continues {out_dir} with its saved configuration, and {', '.join(changed)} differ from it: "
+            "drop them, or pick a new --out-dir for a new run."
+        )
+    keep = {name: given[name] for name in RESUME_MAY_CHANGE if name in given}
+    return TrainConfig(**{**saved, **keep, "out_dir": out_dir})
+
+
+def _finish(summary: dict, out_dir: str) -> None:
+    """Print the summary; the last line says why the run stopped."""
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    print(f"Best model: {Path(out_dir) / 'best'}")
+    print(summary["stopped_by"])
+
+
+def _finetune_options(args: argparse.Namespace, saved: dict | None):
+    """The fine-tuning options from the flags, or (resuming) the saved ones, which flags may not change."""
+    from .finetune import FinetuneOptions
+
+    given = {
+        "init_from": args.init_from,
+        "base_model_id": args.base_model_id,
+        "authors": args.author or None,
+        "forms": args.form or None,
+        "tags": args.tag or None,
+        "new_chars": args.new_chars,
+        "val_percent": args.val_percent,
+        "replay": args.replay,
+        "push_to_hub": args.push_to_hub,
+        "private": args.private,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if saved is None:
+        return FinetuneOptions(**given)
+    options = saved.get("extra", {}).get("finetune_options")
+    if options is None:
+        raise InputError(
+            f"{saved['out_dir']} holds a training run, not a fine-tuning one: resume it with tangpoem train."
+        )
+    spelled = {"authors": "--author", "forms": "--form", "tags": "--tag"}
+    changed = [spelled.get(k, "--" + k.replace("_", "-")) for k, v in given.items() if v != options.get(k)]
+    if changed:
+        raise InputError(
+            f"--resume continues {saved['out_dir']} with its saved options, and {', '.join(changed)} differ from them: "
+            "drop them, or pick a new --out-dir for a new run."
+        )
+    return FinetuneOptions(**options)
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from .finetune import FinetuneOptions, finetune
+    from .finetune import finetune
+    from .training import saved_train_config
 
     if args.push_every_epoch:  # the trainer's epoch pushes would carry a card without base_model
         raise InputError("--push-every-epoch is not available for fine-tuning; --push-to-hub pushes best/ at the end.")
     cfg = _train_config(args)
-    if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
-        raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
-    opts = FinetuneOptions(
-        init_from=args.init_from,
-        base_model_id=args.base_model_id,
-        authors=args.author,
-        forms=args.form,
-        tags=args.tag,
-        new_chars=args.new_chars,
-        val_percent=args.val_percent,
-        replay=args.replay,
-        push_to_hub=args.push_to_hub,
-        private=args.private,
-    )
+    opts = _finetune_options(args, saved_train_config(cfg.out_dir) if args.resume else None)
     summary = finetune(cfg, opts, resume=args.resume)
-    print(json.dumps(summary, indent=2))
-    print(f"Best model: {Path(cfg.out_dir) / 'best'}")
+    _finish(summary, cfg.out_dir)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import Trainer
+    from .training import TrainConfig, Trainer, saved_train_config
 
-    if args.init_from is not None:
+    resuming_finetune = args.resume and "finetune_options" in saved_train_config(
+        args.out_dir or TrainConfig().out_dir
+    ).get("extra", {})
+    if args.init_from is not None or resuming_finetune:
         return _finetune(args)
     if args.author or args.form or args.tag:
         raise InputError("--author, --form and --tag need --init-from (or use tangpoem finetune).")
     if args.push_every_epoch and not args.push_to_hub:
         raise InputError("--push-every-epoch needs --push-to-hub REPO_ID.")
-    cfg = _train_config(args)
-    cfg.push_to_hub, cfg.push_every_epoch, cfg.private = args.push_to_hub, args.push_every_epoch, args.private
-    if cfg.optimizer not in ("adam", "adamw", "adagrad", "sgd"):
-        raise InputError(f"--optimizer must be adam, adamw, adagrad or sgd, not {cfg.optimizer!r}.")
-    if cfg.mode not in ("ours", "report"):
-        raise InputError(f"--mode must be ours or report, not {cfg.mode!r}.")
-    if cfg.start_state not in ("stored", "learned"):
-        raise InputError(f"--start-state must be stored or learned, not {cfg.start_state!r}.")
+    hub = {"push_to_hub": args.push_to_hub, "push_every_epoch": args.push_every_epoch, "private": args.private}
+    cfg = _train_config(args, {k: v for k, v in hub.items() if v})
     summary = Trainer(cfg).run(resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-        print(json.dumps(summary, indent=2))
-        print(f"Best model: {Path(cfg.out_dir) / 'best'}")
+        _finish(summary, cfg.out_dir)
     return 0
 
 
@@ -267,9 +328,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .corpus import CORPUS_ENV
+    from .errors import CorpusError
     from .evaluation import FORM_SHAPES, build_reference, evaluate_model, render_markdown
     from .modeling import load_model
 
+    if not (args.corpus or os.environ.get(CORPUS_ENV)):
+        raise CorpusError(
+            "tangpoem evaluate needs the corpus (its first characters start the poems, novelty is measured "
+            f"against its training poems and perplexity on its held-out ones): pass --corpus DIR or set {CORPUS_ENV}."
+        )
     forms = args.form or list(FORM_SHAPES)
     bad = [f for f in forms if f not in FORM_SHAPES]
     if bad:
@@ -437,9 +505,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_check)
 
-    e = sub.add_parser("evaluate", help="metric suite: rhyme, tone, diversity and novelty of generated poems")
+    e = sub.add_parser(
+        "evaluate",
+        help="metric suite: rhyme, tone, diversity and novelty of generated poems (needs the corpus)",
+        description="Needs the corpus (--corpus or $TANGPOEM_CORPUS): its first characters start the poems, "
+        "novelty is measured against its training poems and perplexity on its held-out ones.",
+    )
     e.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
-    e.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    e.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id, required (default: $TANGPOEM_CORPUS)")
     e.add_argument("--num", type=int, default=500, help="poems per form and setting [500]")
     e.add_argument("--form", action="append", help="五绝, 七绝, 五律 or 七律; repeat for several [all four]")
     e.add_argument("--seed", type=int, default=0, help="random seed [0]")

@@ -109,3 +109,77 @@ def test_console_script_subprocess_has_no_traceback(tiny_model_dir):
 def test_train_command_runs(small_corpus, tmp_path, capsys):
     code, out, _ = run(tiny_train_args(small_corpus, tmp_path / "r"), capsys)
     assert code == 0 and "Best model" in out
+
+
+def test_train_resume_takes_the_saved_configuration(small_corpus, tmp_path, capsys):
+    """`--out-dir X --resume` alone continues the run as configured (the README's command)."""
+    out = tmp_path / "r"
+    args = [*tiny_train_args(small_corpus, out), "--lr-schedule", "cosine", "--checkpoint-every", "3"]
+    args[args.index("--max-steps") + 1] = "6"
+    assert run(args, capsys)[0] == 0
+    uninterrupted = (out / "train_log.jsonl").read_text(encoding="utf-8")
+    # as after a kill between steps 3 and 6: the latest checkpoint is step 3's
+    (out / "checkpoints" / "latest.json").write_text(json.dumps({"checkpoint": "step-3"}), encoding="utf-8")
+    code, printed, err = run(["train", "--out-dir", str(out), "--resume", "--no-progress"], capsys)
+    assert code == 0, err
+    assert (
+        "Resumed from step 3." in printed and printed.rstrip().splitlines()[-1] == "Stopped at step 6: --max-steps 6."
+    )
+
+    # the same steps, losses and cosine learning rates as the run that was never stopped
+    def steps(text: str) -> list[tuple]:
+        return [(r["step"], r["loss"], r["lr"]) for r in map(json.loads, text.splitlines()) if "loss" in r]
+
+    assert steps((out / "train_log.jsonl").read_text(encoding="utf-8")) == steps(uninterrupted)
+    assert len(steps(uninterrupted)) == 6 and len({lr for _, _, lr in steps(uninterrupted)}) == 6  # cosine
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--hidden-size", "16"], "--hidden-size"),  # another architecture: the weights could not load
+        (["--epochs", "9", "--bf16"], "--epochs, --bf16"),  # silently different training before
+        (["--corpus", "elsewhere"], "--corpus"),  # other data
+    ],
+)
+def test_train_resume_refuses_changed_flags(small_corpus, tmp_path, capsys, flags, named):
+    out = tmp_path / "r"
+    assert run(tiny_train_args(small_corpus, out), capsys)[0] == 0
+    code, _, err = run(["train", "--out-dir", str(out), "--resume", *flags], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert named in err and "--out-dir" in err
+
+
+def test_train_resume_without_a_checkpoint_says_so(tmp_path, capsys):
+    code, _, err = run(["train", "--out-dir", str(tmp_path / "none"), "--resume"], capsys)
+    assert code == 2 and "holds no checkpoint" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fragment"),
+    [
+        ("--lr-schedule", "cosin", "--lr-schedule must be constant or cosine, not 'cosin'"),
+        ("--optimizer", "adamm", "--optimizer must be adam, adamw, adagrad or sgd"),
+        ("--mode", "ourz", "--mode must be ours or report"),
+        ("--softmax", "fast", "--softmax must be full or adaptive"),
+        ("--device", "gpu", "--device must be auto"),
+        ("--batch-size", "0", "--batch-size must be at least 1"),
+        ("--dropout", "1", "--dropout must lie in [0, 1)"),
+    ],
+)
+def test_train_refuses_a_bad_choice_at_once(tmp_path, capsys, flag, value, fragment):
+    """A typo in a choice used to train at a constant rate (or another default) without a word."""
+    code, _, err = run(["train", "--out-dir", str(tmp_path / "r"), flag, value], capsys)
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_max_steps_alone_trains_that_many_steps_and_says_why_it_stopped(small_corpus, tmp_path, capsys):
+    """--max-steps without --epochs is not cut short by the default epochs; the last line says why it stopped."""
+    args = [a for a in tiny_train_args(small_corpus, tmp_path / "r") if a != "3"]
+    args[args.index("--max-steps") + 1 : args.index("--max-steps") + 1] = ["40"]  # 8 steps an epoch here
+    code, out, _ = run(args, capsys)
+    assert code == 0 and out.rstrip().splitlines()[-1] == "Stopped at step 40: --max-steps 40."
+    code, out, _ = run([*tiny_train_args(small_corpus, tmp_path / "e"), "--max-steps", "40", "--epochs", "1"], capsys)
+    last = out.rstrip().splitlines()[-1]
+    assert code == 0 and last.startswith("Stopped at step ") and last.endswith("the end of epoch 1 (--epochs 1).")

@@ -384,3 +384,31 @@ def test_a_tiny_collection_still_trains(base_dir: Path, tmp_path: Path, capsys) 
     code = main(["finetune", *args, "--no-progress"])
     assert code == 0 and "batches shrink from 32 × 64" in capsys.readouterr().out
     assert len(generate_poem(TangPoemLSTM.from_pretrained(out / "best"), form=5, seed=0).lines) == 4
+
+
+def test_cli_finetune_resume_uses_the_saved_run(base_dir: Path, poems_file: Path, tmp_path: Path, capsys) -> None:
+    """`finetune --out-dir X --resume` continues with the saved base, data and settings; changes are refused."""
+    out = tmp_path / "ft"
+    common = ["--corpus", str(poems_file), "--batch-size", "2", "--seq-len", "16", "--no-progress"]
+    first = ["finetune", "--init-from", str(base_dir), "--out-dir", str(out), *common, "--max-steps", "30"]
+    assert main([*first, "--epochs", "1", "--lr-schedule", "cosine"]) == 0
+    stopped = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert stopped.endswith("the end of epoch 1 (--epochs 1).")  # not a silent stop short of 30 steps
+    assert main(["finetune", "--out-dir", str(out), "--resume", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "Resumed from step" in printed and printed.rstrip().splitlines()[-1].endswith("(--epochs 1).")
+    assert json.loads((out / "train_config.json").read_text())["lr_schedule"] == "cosine"
+    assert main(["finetune", "--out-dir", str(out), "--resume", "--init-from", "bundled"]) == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "--out-dir" in err and err.count("\n") == 1
+    assert main(["finetune", "--out-dir", str(out), "--resume", "--hidden-size", "64"]) == 2
+    assert "--hidden-size" in capsys.readouterr().err
+    assert main(["train", "--out-dir", str(out), "--resume"]) == 0  # the same run, whichever command resumes it
+
+
+def test_finetune_max_steps_alone_is_not_cut_by_the_default_epochs(
+    base_dir: Path, poems_file: Path, tmp_path: Path, capsys
+) -> None:
+    args = ["--init-from", str(base_dir), "--corpus", str(poems_file), "--out-dir", str(tmp_path / "m")]
+    assert main(["finetune", *args, "--max-steps", "30", "--batch-size", "2", "--seq-len", "16", "--no-progress"]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == "Stopped at step 30: --max-steps 30."
