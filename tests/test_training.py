@@ -6,10 +6,10 @@ import safetensors.torch
 import torch
 
 from tangpoem_hf import TangPoemLSTM
+from tangpoem_hf.checkpointing import load_latest, save_checkpoint
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.plotting import read_log
-from tangpoem_hf.checkpointing import load_latest, save_checkpoint
 from tangpoem_hf.training import TrainConfig, Trainer, default_lr
 
 
