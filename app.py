@@ -95,7 +95,28 @@ def _stream(request: PoemRequest, script: object) -> Iterator[tuple[Any, ...]]:
 
 def _as_gr_error(exc: TangPoemError) -> gr.Error:
     title = "输入有误 · Input error" if isinstance(exc, InputError) else "模型有误 · Model error"
+    log_refusal(str(exc))
     return gr.Error(str(exc), title=title, print_exception=False)
+
+
+def log_refusal(message: str) -> None:
+    """One line in the server log for a refused request: the sentence the user saw, no traceback."""
+    print(f"tangpoem app: refused a request: {message}", file=sys.stderr, flush=True)
+
+
+def quiet_checks(component: gr.components.Component) -> None:
+    """Gradio's own range checks (a slider's bounds, a radio's choices) raise a gr.Error that prints
+    a traceback in the server log; make them refuse with one line there too, like the package's errors."""
+    check = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return check(payload)
+        except gr.Error as exc:
+            log_refusal(exc.message)
+            raise gr.Error(exc.message, title="输入有误 · Input error", print_exception=False) from None
+
+    component.preprocess = preprocess
 
 
 def generate(
@@ -157,6 +178,7 @@ def redo_line(poem: str, line: int | None, *settings: Any) -> Iterator[tuple[Any
     """Rewrite only line ``line`` (from 1): every other line is kept."""
     count = len(poem_text_lines(poem))
     if line is None:
+        log_refusal("Choose the line to rewrite.")
         raise gr.Error("Choose the line to rewrite.", title="输入有误 · Input error", print_exception=False)
     yield from rewrite(poem, [n for n in range(1, count + 1) if n != line], *settings)
 
@@ -278,7 +300,7 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                     value=4,
                     step=1,
                     label="句数 · Lines",
-                    info="藏头时随首字数 · Acrostic: one line per head",
+                    info="藏头时等于首字数 · Acrostic: one line per head",
                 )
             style = gr.Textbox(
                 "",
@@ -354,6 +376,8 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
     settings = [mode, characters, form, temperature, top_k, top_p, style, script, rhyme, tone, no_repeat, candidates]
     shown = [poem, text, seed_used, current]
     controls = [locks, one_line, picker]
+    for component in [*settings, lines, seed, locks, one_line, rewrite_seed]:
+        quiet_checks(component)
     gr.on(
         [button.click, characters.submit],
         generate,

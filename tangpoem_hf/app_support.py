@@ -141,7 +141,7 @@ def generation_kwargs(
         "prefix": validate_chars(tokenizer, style, STYLE_NAME, allow_punct=True) if str(style or "").strip() else None,
     }
     if kind == "acrostic":
-        # One line per head: the line count follows the heads, so the slider is not consulted.
+        # One line per head; a line count that differs is refused by the decoder, as in the CLI.
         if not MIN_LINES <= len(chars) <= MAX_LINES:
             raise InputError(
                 f"An acrostic (藏头) has one head per line, so give {MIN_LINES} to {MAX_LINES} characters, "
@@ -150,7 +150,7 @@ def generation_kwargs(
         kwargs["acrostic"] = chars
     else:
         kwargs["first"] = chars
-        kwargs["lines"] = _whole(lines, "lines")
+    kwargs["lines"] = _whole(lines, "lines")
     kwargs.update(extra)
     if kwargs.get("tone") == "":  # the radio's "free" choice
         kwargs["tone"] = None

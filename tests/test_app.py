@@ -273,7 +273,7 @@ def test_generation_kwargs_maps_ui_values() -> None:
         "prefix": None,
     }
     acrostic = generation_kwargs(tok, "acrostic", "春江花月", "五言", 4, 1.0, 40.0, 1.0, None, "明月，", rhyme=True)
-    assert acrostic["acrostic"] == "春江花月" and "lines" not in acrostic and "first" not in acrostic
+    assert acrostic["acrostic"] == "春江花月" and acrostic["lines"] == 4 and "first" not in acrostic
     assert acrostic["top_k"] == 40 and acrostic["seed"] is None and acrostic["prefix"] == "明月，"
     assert acrostic["rhyme"] is True  # extra controls pass straight through
     with pytest.raises(InputError, match="mode"):

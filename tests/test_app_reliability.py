@@ -29,9 +29,7 @@ def app_arguments(kwargs: dict) -> dict:
 
 # JSON cannot carry NaN/inf or lone surrogates, and the app's top-k 0 means "no limit" (the slider's
 # documented off position), so those rows are checked through the API and CLI tables instead.
-# In 藏头 mode the line count follows the heads (the slider is not consulted), so "acrostic-vs-lines"
-# is a valid request in the app.
-SKIP = {"surrogate", "temperature-nan", "temperature-inf", "top-k-0", "acrostic-vs-lines"}
+SKIP = {"surrogate", "temperature-nan", "temperature-inf", "top-k-0"}
 APP_CASES = [c for c in BAD_INPUTS if c[0] not in SKIP]
 
 
@@ -92,3 +90,30 @@ def test_app_controls_give_regulated_verse_with_the_bundled_model():
         report = check_poem(generate_poem(model, **kwargs).text)
         assert report.format_ok and report.rhyme_ok and report.relaxed_ok, report
     assert generation_kwargs(model.tokenizer, "续写", "山", "七言", 4, 0.8, 0, 0.9, 1, "", tone="")["tone"] is None
+
+
+def test_acrostic_heads_and_line_count_follow_the_cli_rule(served, capsys):  # noqa: F811
+    """8 heads with 4 lines: refused by the app as by the CLI (it used to make 8 lines in the app)."""
+    from tangpoem_hf.cli import main
+
+    app, _, client = served
+    with pytest.raises(AppError, match="8 heads makes 8 lines, not 4"):
+        call(client, mode="藏头", characters="春夜山月明白日云", form="五言", lines=4, seed=1)
+    assert main(["generate", "--model", app.MODEL_ID, "--acrostic", "春夜山月明白日云", "--lines", "4"]) == 2
+    assert "8 heads makes 8 lines, not 4" in capsys.readouterr().err
+    _, text, _ = call(client, mode="藏头", characters="春夜山月明白日云", form="五言", lines=8, seed=1)
+    assert [row[0] for row in text.replace("\n", "").replace("。", "，").split("，") if row] == list("春夜山月明白日云")
+
+
+def test_a_refused_request_leaves_one_line_in_the_server_log(served, capfd):  # noqa: F811
+    """Out-of-range values over the API (Gradio's own checks, and the package's) log one line, no traceback."""
+    _, _, client = served
+    capfd.readouterr()
+    bad = [{"lines": 20}, {"temperature": 0}, {"characters": "moon"}, {"form": "六言"}]
+    for args in bad:
+        with pytest.raises(AppError):
+            call(client, **{"mode": "续写", "characters": "山", "form": "七言", "lines": 4, "seed": 1, **args})
+    err = capfd.readouterr().err
+    refusals = [line for line in err.splitlines() if "refused a request" in line]
+    assert "Traceback" not in err and len(refusals) == len(bad), err
+    assert "Value 20 is greater than maximum value 16." in refusals[0]
