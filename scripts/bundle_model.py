@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         (Path(tmp) / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
         out = Path(args.out)
         shutil.rmtree(out, ignore_errors=True)
-        stage_model_folder(tmp, out, perplexity=ppl_stored, perplexity_split="test")
+        stage_model_folder(tmp, out, perplexity=ppl_stored, perplexity_split="test", bundled=True)
     for f in out.iterdir():
         f.chmod(0o644)  # temporary files are private; a packaged model must be readable by every user
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20

@@ -199,6 +199,7 @@ def build_model_card(
     sample_seed: int = 0,
     notes: str | None = None,
     comparison: Mapping[str, Any] | None = None,
+    bundled: bool = False,
 ) -> ModelCard:
     """The card: YAML metadata the Hub indexes, then usage, samples, training config, perplexity."""
     datasets = list(datasets) if datasets is not None else default_dataset(repo_id)
@@ -229,7 +230,9 @@ def build_model_card(
         samples = sample_poems(model, seed=sample_seed)
     body = _body(samples, training_config, perplexity, perplexity_split, model, notes, comparison)
     title = repo_id.split("/")[-1] if repo_id else "tangpoem LSTM"
-    return ModelCard.from_template(data, template_str=MODEL_CARD_TEMPLATE, repo_id=repo_id, title=title, body=body)
+    return ModelCard.from_template(
+        data, template_str=MODEL_CARD_TEMPLATE, repo_id=repo_id, title=title, body=body, bundled=bundled
+    )
 
 
 # --- model folders -----------------------------------------------------------------------------

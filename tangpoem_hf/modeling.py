@@ -2,6 +2,18 @@
 
 ``config.json`` + ``model.safetensors`` + ``vocab.json`` make a model folder. Loading is strict and
 never unpickles: a folder that only has ``pytorch_model.bin`` is refused.
+
+What the Hub mixin does and what stays here, one reason each:
+
+* ``config.json`` is written by the mixin from the config dataclass it captured at ``__init__``.
+* The model card is the mixin's, from ``MODEL_CARD_TEMPLATE`` (``hub.py`` fills the same template
+  with samples and metrics for pushes).
+* ``vocab.json`` is saved and loaded here: the mixin knows nothing of tokenizers.
+* The config is read here before the mixin sees it: a broken file gets one sentence, and fields
+  this version does not know are ignored instead of failing ``__init__``.
+* Weights are loaded here: the mixin's loader falls back to ``pytorch_model.bin`` through
+  ``torch.load`` (a pickle), and names a shape mismatch in a traceback, not a sentence.
+* Files are fetched here: ``hf_hub_download``'s exceptions become one :class:`ModelFileError` sentence.
 """
 
 from __future__ import annotations
@@ -9,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +55,16 @@ MODEL_CARD_TEMPLATE = """---
 
 # {{ title | default("tangpoem LSTM", true) }}
 
-A character-level LSTM that writes Tang poems (唐诗), from the
-[tangpoem](https://github.com/tangpoem/tangpoem) package.
+A character-level LSTM that writes Tang poems (唐诗), from the tangpoem package (`tangpoem_hf`).
 
 ## Usage
 
 ```python
 from tangpoem_hf import TangPoemLSTM, generate_poem
 
-model = TangPoemLSTM.from_pretrained("{{ repo_id | default("path/to/model", true) }}")
-print(generate_poem(model, first="山", form=7, lines=4, seed=0).text)
+{% if bundled %}model = TangPoemLSTM.from_pretrained()  # the model bundled with tangpoem_hf
+{% else %}model = TangPoemLSTM.from_pretrained("{{ repo_id | default("path/to/model", true) }}")
+{% endif %}print(generate_poem(model, first="山", form=7, lines=4, seed=0).text)
 ```
 
 {{ body | default("", true) }}
@@ -130,7 +142,6 @@ class TangPoemLSTM(
     language=["zh"],
     pipeline_tag="text-generation",
     tags=["poetry", "tang-poetry", "lstm", "chinese"],
-    repo_url="https://github.com/tangpoem/tangpoem",
     model_card_template=MODEL_CARD_TEMPLATE,
 ):
     """Embedding → LSTM → Linear, as in the report, with optional weight tying."""
@@ -268,7 +279,6 @@ class TangPoemLSTM(
             raise ModelFileError("The model has no tokenizer attached, so its vocab.json cannot be saved.")
         (Path(save_directory) / "README.md").unlink(missing_ok=True)  # the mixin never overwrites a card
         super()._save_pretrained(save_directory)
-        (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2), encoding="utf-8")
         self.tokenizer.save(save_directory)
 
     @classmethod

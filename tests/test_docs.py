@@ -1,0 +1,63 @@
+"""The documentation runs as written: every Python block of the README and the bundled model card,
+and every ``$ tangpoem ...`` sample of the README against the output it shows."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tangpoem_hf.cli import main
+from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", BUNDLED_MODEL_DIR / "README.md"]
+
+
+def blocks(path: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+
+
+def documented_values(code: str) -> list[str]:
+    """Quoted strings in ``print(...)  # ['...', ...]`` comments: what the block says it prints."""
+    values = []
+    for line in code.splitlines():
+        if line.startswith("print(") and "  # [" in line:
+            values += ast.literal_eval(line.split("  # ", 1)[1])
+    return values
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_blocks_run_as_written(path: Path) -> None:
+    code_blocks = blocks(path, "python")
+    assert code_blocks, f"{path} has no python block"
+    namespace: dict = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for code in code_blocks:  # one namespace: later blocks use the model of earlier ones
+            exec(compile(code, str(path), "exec"), namespace)
+    printed = out.getvalue()
+    for value in (v for code in code_blocks for v in documented_values(code)):
+        assert value in printed, f"{path} says {value!r} is printed, but the code printed:\n{printed}"
+
+
+def readme_samples() -> list[tuple[str, str]]:
+    """(command, shown output) for each ``$ tangpoem ...`` line of the README's text blocks."""
+    samples = []
+    for block in blocks(ROOT / "README.md", "text"):
+        for part in re.split(r"\n(?=\$ )", block.strip()):
+            command, _, output = part.partition("\n")
+            if command.startswith("$ tangpoem "):
+                samples.append((command[2:], output.strip()))
+    return samples
+
+
+@pytest.mark.parametrize(("command", "shown"), readme_samples(), ids=[c for c, _ in readme_samples()])
+def test_readme_samples_match_the_bundled_model(command: str, shown: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(shlex.split(command)[1:]) == 0
+    assert capsys.readouterr().out.strip() == shown
