@@ -34,12 +34,16 @@ _PUNCT_MAP = str.maketrans(
         "…": PERIOD,
     }
 )
-# Editorial markup in chinese-poetry: {X/Y} builds an unencoded character, □ ○ ● mark lost ones.
-_PLACEHOLDER = re.compile(r"\{[^{}]*\}|[□○●]")
-# （…）, (…), 〔…〕 and 〖…〗 hold variant readings and notes, never the poem itself.
+# Characters no text can carry: {X/Y} builds an unencoded character, □ ○ ● mark lost ones,
+# ⿰⿱… (ideographic description) spell one out, and a private-use code point is a font's own glyph.
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}|[□○●\u2ff0-\u2fff\ue000-\uf8ff\U000f0000-\U0010ffff]")
+# （…）, (…), 〔…〕 and 〖…〗 hold variant readings and notes, never the poem itself; notes nest.
 _NOTE = re.compile(r"（[^（）]*）|\([^()]*\)|〔[^〔〕]*〕|〖[^〖〗]*〗")
-# [X] marks an editor's correction: the bracketed text is the reading to keep.
-_CORRECTION = re.compile(r"\[([^\[\]]*)\]")
+# A note the source never closes runs to the end of the poem.
+_OPEN_NOTE = re.compile(r"[（(].*$")
+# [X] and ［X］ mark an editor's correction: the bracketed text is the reading to keep.
+_CORRECTION = re.compile(r"\[([^\[\]]*)\]|［([^［］]*)］")
+_STRAY_BRACKETS = re.compile(r"[（）()［］\[\]〔〕〖〗]")
 _QUOTES = re.compile(r"[「」『』《》〈〉“”‘’\"'·/|=\-\s]")
 _LATIN_DIGITS = re.compile(r"[A-Za-z0-9０-９Ａ-Ｚａ-ｚ]")
 
@@ -80,8 +84,11 @@ def clean_poem_text(text: str, simplified: bool = True) -> str:
     Placeholders are left to the caller (see :func:`has_placeholder`): a poem with a lost
     character cannot be repaired, so the corpus drops it rather than silently shortening a line.
     """
-    text = _NOTE.sub("", text)
-    text = _CORRECTION.sub(r"\1", text)
+    while (shorter := _NOTE.sub("", text)) != text:
+        text = shorter
+    text = _OPEN_NOTE.sub("", text)
+    text = _CORRECTION.sub(r"\1\2", text)
+    text = _STRAY_BRACKETS.sub("", text)
     text = _QUOTES.sub("", text)
     text = _LATIN_DIGITS.sub("", text)
     text = normalize_punctuation(text)

@@ -57,3 +57,36 @@ def test_is_han_covers_extension_planes_and_rejects_the_rest():
 def test_strip_and_split():
     assert strip_punctuation("白日依山尽，黄河入海流。") == "白日依山尽黄河入海流"
     assert split_lines("白日依山尽，黄河入海流。") == ["白日依山尽", "黄河入海流"]
+
+
+def test_nested_and_unclosed_notes_and_stray_brackets_are_removed():
+    """Shapes from the real corpus that used to leave （ ） ［ ］ in the training text."""
+    assert (
+        clean_poem_text("滿廊僧不厭，一片俗嫌多。（《詩話》三八（此詩出《苕溪》卷五五。）")
+        == "满廊僧不厌，一片俗嫌多。"
+    )
+    assert clean_poem_text("會有寒鵶夜夜啼。（〖1〗以上十三首詩從伯二五五五殘卷中錄出") == "会有寒鵶夜夜啼。"
+    assert clean_poem_text("整［襟］坐，春風。") == "整襟坐，春风。"
+    assert clean_poem_text("春風）起，明月］來。") == "春风起，明月来。"
+
+
+def test_spelled_out_and_private_use_characters_are_lost_characters():
+    """⿰木養 spells out an unencoded character and U+E829 is a font's own glyph: the poem is dropped."""
+    assert has_placeholder("遊人得得過。⿰木養深黃狖小")
+    assert has_placeholder("分明\ue829\ue829羽林槍。")
+    assert not has_placeholder("床前明月光，疑是地上霜。")
+
+
+def test_the_cleaned_corpus_holds_only_han_and_line_marks(small_corpus):
+    from conftest import POEMS, poem_records, write_corpus
+
+    from tangpoem_hf.corpus import build_splits
+
+    records = poem_records(1)
+    records[0]["paragraphs"] = ["白日依山盡（一作（別本）曰），黃河入海流。", "欲窮千里目，更上一層樓。（見《全唐詩》"]
+    records[1]["paragraphs"] = ["春眠不覺曉，\ue829處聞啼鳥。", "夜來風雨聲，花落知多少。"]
+    splits, _ = build_splits(write_corpus(small_corpus.parent / "odd", records))
+    texts = [t for name in splits for t in splits[name]["text"]]
+    assert len(texts) == len(POEMS) - 1  # the private-use poem is dropped
+    assert "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。" in texts
+    assert all(is_han(ch) or ch in "，。" for t in texts for ch in t)
