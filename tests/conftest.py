@@ -123,11 +123,12 @@ def small_corpus(tmp_path) -> Path:
     return write_corpus(tmp_path / "corpus", poem_records())
 
 
-def make_tiny_model(texts: list[str] | None = None, seed: int = 0, **config) -> TangPoemLSTM:
+def make_tiny_model(texts: list[str] | None = None, seed: int = 0, simplified: bool = True, **config) -> TangPoemLSTM:
+    """The one tiny random model of the tests: a vocabulary from ``texts`` (default: the poems above)."""
     from tangpoem_hf.text import clean_poem_text
 
     texts = texts or [clean_poem_text("".join(p)) for _, _, p in POEMS]
-    tok = CharTokenizer.build(texts)
+    tok = CharTokenizer.build(texts, simplified=simplified)
     torch.manual_seed(seed)
     params = {"embedding_dim": 16, "hidden_size": 24, **config}
     model = TangPoemLSTM(TangPoemConfig(vocab_size=len(tok), **params))

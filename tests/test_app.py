@@ -13,11 +13,11 @@ from types import ModuleType
 
 import httpx
 import pytest
-import torch
+from conftest import make_tiny_model
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tangpoem_hf import CharTokenizer, InputError, TangPoemConfig, TangPoemLSTM
+from tangpoem_hf import InputError, TangPoemLSTM
 from tangpoem_hf.app_support import generation_kwargs, poem_html, unknown_chars_message, validate_chars, variants
 from tangpoem_hf.decoding import Poem, generate_poem
 from tangpoem_hf.text import to_traditional
@@ -35,11 +35,7 @@ DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "style": "", "script":
 
 
 def tiny_model(texts: list[str] = POEMS, simplified: bool = True) -> TangPoemLSTM:
-    torch.manual_seed(0)
-    tokenizer = CharTokenizer.build(texts, simplified=simplified)
-    model = TangPoemLSTM(TangPoemConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=16))
-    model.tokenizer = tokenizer
-    return model.eval()
+    return make_tiny_model(texts, simplified=simplified, hidden_size=16)
 
 
 def import_app(name: str) -> ModuleType:

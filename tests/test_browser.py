@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import make_tiny_model
 from test_app import free_port, import_app
 
-from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,11 +48,7 @@ def _model_folder(tmp: Path) -> Path:
     """The bundled model when it has been trained (a nicer screenshot), else a tiny random one."""
     if (BUNDLED_MODEL_DIR / "config.json").is_file():
         return BUNDLED_MODEL_DIR
-    torch.manual_seed(0)
-    tokenizer = CharTokenizer.build(POEMS)
-    model = TangPoemLSTM(TangPoemConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=16))
-    model.tokenizer = tokenizer
-    model.save_pretrained(tmp / "tiny")
+    make_tiny_model(POEMS, hidden_size=16).save_pretrained(tmp / "tiny")
     return tmp / "tiny"
 
 

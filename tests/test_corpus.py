@@ -56,8 +56,9 @@ def test_split_is_deterministic_and_roughly_96_2_2():
 
 def test_split_values_are_stable_across_machines():
     # sha256 based: these fixed answers must never change, or a test poem would leak into training.
-    assert [split_of(f"poem-{k}") for k in range(8)] == [split_of(f"poem-{k}") for k in range(8)]
-    assert split_of("fa374b2b-c196-4") in ("train", "validation", "test")
+    # Recorded once: ids 63, 107, 251 and 261 go to test, 128 and 147 to validation, the rest below 262 to train.
+    held_out = {63: "test", 107: "test", 128: "validation", 147: "validation", 251: "test", 261: "test"}
+    assert {k: split_of(f"poem-{k}") for k in range(262)} == {k: held_out.get(k, "train") for k in range(262)}
 
 
 @pytest.mark.parametrize(

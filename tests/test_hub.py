@@ -20,11 +20,11 @@ from typing import Any
 import gradio
 import pandas as pd
 import pytest
-import torch
 from conftest import POEMS as CORPUS_POEMS
+from conftest import make_tiny_model
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard, constants
 
-from tangpoem_hf import CharTokenizer, ModelFileError, TangPoemConfig, TangPoemLSTM, hub
+from tangpoem_hf import ModelFileError, TangPoemLSTM, hub
 from tangpoem_hf.decoding import generate_poem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +51,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def tiny_model(seed: int = 0) -> TangPoemLSTM:
-    torch.manual_seed(seed)
-    tokenizer = CharTokenizer.build(POEMS)
-    model = TangPoemLSTM(TangPoemConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=16))
-    model.tokenizer = tokenizer
-    return model.eval()
+    return make_tiny_model(POEMS, seed=seed, hidden_size=16)
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
+from conftest import write_corpus
 
 from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.checkpointing import load_latest, save_checkpoint
@@ -46,11 +49,16 @@ def test_end_to_end_train_save_load_generate(small_corpus, tmp_path):
 
 
 def test_vocabulary_is_reused_not_rebuilt(small_corpus, tmp_path):
+    """A resume keeps the run's vocab.json even when the corpus has grown new characters since."""
     out = tmp_path / "run"
     Trainer(tiny_config(small_corpus, out, max_steps=2)).run()
     first = (out / "vocab.json").read_text()
-    Trainer(tiny_config(small_corpus, out, max_steps=4)).run(resume=True)
+    extra = [{"id": "new-1", "author": "某", "title": "新", "paragraphs": ["龜蛇鶴鹿麟，鳳凰鸞鵲鷗。"] * 4}]
+    write_corpus(small_corpus / "more", extra * 3)
+    resumed = Trainer(tiny_config(small_corpus, out, max_steps=4))
+    resumed.run(resume=True)
     assert (out / "vocab.json").read_text() == first
+    assert "龟" not in resumed.tokenizer and len(resumed.tokenizer) == resumed.model.config.vocab_size
 
 
 def test_resume_is_bit_exact(small_corpus, tmp_path):
@@ -95,9 +103,13 @@ def test_trainer_uses_the_scaled_rate_and_warms_up(small_corpus, tmp_path):
 
 
 def test_adagrad_and_cosine(small_corpus, tmp_path):
-    trainer = Trainer(tiny_config(small_corpus, tmp_path / "a", optimizer="adagrad", lr_schedule="cosine", max_steps=4))
+    out = tmp_path / "a"
+    trainer = Trainer(tiny_config(small_corpus, out, optimizer="adagrad", lr_schedule="cosine", max_steps=4))
     trainer.run()
     assert isinstance(trainer.optimizer, torch.optim.Adagrad)
+    # lr_t = lr · (1 + cos(π t / T)) / 2 over the run's T = 4 steps
+    lrs = [r["lr"] for r in read_log(out / "train_log.jsonl")[0]]
+    assert lrs == pytest.approx([0.01 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)])
 
 
 def test_existing_run_needs_resume(small_corpus, tmp_path):
@@ -113,10 +125,28 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     assert sorted(p.name for p in ckpt.iterdir()) == ["latest.json", "step-2", "step-3"]
     tensors, meta = load_latest(ckpt)
     assert meta["step"] == 3 and tensors["w"][0] == 3
-    # A save that dies half-way leaves only a hidden temporary folder; latest still points to step-3.
-    (ckpt / ".step-4.tmp123").mkdir()
-    safetensors.torch.save_file({"w": torch.zeros(1)}, str(ckpt / ".step-4.tmp123" / "state.safetensors"))
-    assert load_latest(ckpt)[1]["step"] == 3
+
+
+def test_a_save_killed_before_its_rename_leaves_the_last_checkpoint_in_use(tmp_path, monkeypatch):
+    """The new checkpoint becomes visible (folder, then latest.json) only once it is complete."""
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, 3, {"w": torch.full((2,), 3.0)}, {"step": 3}, keep=2)
+    real_replace = os.replace
+
+    def killed_at_the_rename(src, dst):
+        if Path(src).name.startswith(".step-4"):
+            raise KeyboardInterrupt  # the process dies between writing step 4 and renaming it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ckpt, 4, {"w": torch.full((2,), 4.0)}, {"step": 4}, keep=2)
+    monkeypatch.setattr(os, "replace", real_replace)
+    tensors, meta = load_latest(ckpt)
+    assert meta["step"] == 3 and torch.equal(tensors["w"], torch.full((2,), 3.0))
+    assert sorted(p.name for p in ckpt.iterdir() if not p.name.startswith(".")) == ["latest.json", "step-3"]
+    save_checkpoint(ckpt, 5, {"w": torch.full((2,), 5.0)}, {"step": 5}, keep=2)  # the next save tidies up
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest.json", "step-3", "step-5"]
 
 
 def test_push_to_hub_every_epoch_and_at_the_end(small_corpus, tmp_path):
