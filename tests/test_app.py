@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from types import ModuleType
 
@@ -219,8 +220,8 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
     }.items():
         monkeypatch.setenv(key, value)
     app = import_app("tangpoem_app_small_queue")
-    # The first job holds the only worker for 3 s, so the burst meets a busy server however fast
-    # generation is (without this the test depends on the machine's speed).
+    # The first job holds the only worker until a later job has been turned away, so the burst meets
+    # a busy server however fast generation is, and nothing waits on a clock.
     gate = threading.Event()
     real_server = app.get_server
 
@@ -233,13 +234,16 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
             yield from real_server().stream(*args, **kwargs)
 
     monkeypatch.setattr(app, "get_server", HeldServer)
-    threading.Timer(3.0, gate.set).start()
     port = free_port()
     app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         request = {**DEFAULTS, "mode": "续写", "characters": "山", "form": "七言", "lines": 16, "seed": 1}
         jobs = [client.submit(**request, api_name="/generate") for _ in range(6)]
+        # Held and queued jobs cannot finish before the gate opens: the first to finish was turned away.
+        done, _ = wait([job.future for job in jobs], timeout=120, return_when=FIRST_COMPLETED)
+        gate.set()
+        assert done, "no job was turned away while the worker was busy"
         outcomes = []
         for job in jobs:
             try:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -159,15 +158,16 @@ def _logged_losses(out: Path) -> list[float]:
     return [rec["loss"] for rec in read_log(out / "train_log.jsonl")[0]]
 
 
-def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (_logged_steps(out) or [0])[-1] >= step:
+def _wait_for_step(proc: subprocess.Popen, step: int) -> None:
+    """Block on the child's own report (its ``[val] ... step N`` line at each epoch's end) of step >= ``step``.
+
+    No polling and no sleep: the event is a line on the pipe (the child runs unbuffered).
+    """
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[val]") and int(line.split(" step ")[1].split(":")[0]) >= step:
             return
-        if proc.poll() is not None:
-            pytest.fail(f"training ended early: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.02)
-    pytest.fail("training never reached the step")
+    pytest.fail(f"training ended before step {step}: {proc.stderr.read() if proc.stderr else ''}")
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -179,13 +179,15 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(small_corpus, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     total = 120
     subprocess.run(_train_cmd(small_corpus, tmp_path / "full", total), check=True, env=env, capture_output=True)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(small_corpus, out, total), env=env, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(proc, out, 37)
+    proc = subprocess.Popen(
+        _train_cmd(small_corpus, out, total), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_step(proc, 37)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = _logged_steps(out)[-1]
@@ -212,11 +214,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(small_corpus, tmp_path):
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_before_exiting(small_corpus, tmp_path):
     out = tmp_path / "interrupted"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         _train_cmd(small_corpus, out, 100_000), env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    _wait_for_step(proc, out, 12)
+    _wait_for_step(proc, 12)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -161,17 +162,24 @@ def test_a_model_without_start_markers(tiny_model):
 def test_closing_answers_every_waiting_caller(tiny_model):
     log = ForwardLog(tiny_model, hold_first=True)
     server = PoemServer(tiny_model)
+    queued = threading.Semaphore(0)  # released once per request handed to the server
+
+    class CountingQueue(queue.SimpleQueue):
+        def put(self, item, *args, **kwargs):
+            super().put(item, *args, **kwargs)
+            queued.release()
+
+    server._incoming, join = CountingQueue(), server._worker.join
+    # close() marks the server closed, then joins the worker: only then is the held step let go,
+    # so the worker finds the server closed with two callers still waiting (no sleep decides it).
+    server._worker.join = lambda timeout=None: (log.release.set(), join(timeout))[1]
     try:
         results = run_in_background(server, REQUESTS[:3])
         assert log.entered.wait(30)
-        while server._incoming.qsize() < 2:
-            time.sleep(0.01)
-        closer = threading.Thread(target=server.close)
-        closer.start()
-        time.sleep(0.1)
-        log.release.set()
-        closer.join(30)
+        assert all(queued.acquire(timeout=30) for _ in range(3))
+        server.close()
     finally:
+        log.release.set()
         log.handle.remove()
     for result in results:
         assert result.done.wait(30)  # every caller gets an answer, none hangs
