@@ -71,9 +71,19 @@ def test_cli_and_app_give_the_same_poem(served, capsys):  # noqa: F811
 
 
 def test_rhyme_and_tone_controls_over_http(served):  # noqa: F811
-    _, _, client = served
-    _, text, _ = call(client, mode="续写", characters="明月", form="五言", lines=4, seed=3, rhyme=True, tone="relaxed")
-    assert [len(row) for row in text.split("\n")] == [12, 12]
+    """The controls reach the decoder: the poem is the package's rhymed, toned one and passes the checker."""
+    from tangpoem_hf.decoding import generate_poem
+    from tangpoem_hf.prosody import check_poem
+
+    app, _, client = served
+    for seed in (3, 4):
+        _, text, _ = call(
+            client, mode="续写", characters="明月", form="五言", lines=4, seed=seed, rhyme=True, tone="relaxed"
+        )
+        expected = generate_poem(app.get_model(), first="明月", form=5, lines=4, seed=seed, rhyme=True, tone="relaxed")
+        assert text == expected.text
+        report = check_poem(text)
+        assert report.format_ok and report.rhyme_ok and report.relaxed_ok, report
 
 
 def test_app_controls_give_regulated_verse_with_the_bundled_model():

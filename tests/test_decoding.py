@@ -68,13 +68,20 @@ def test_streaming_yields_growing_prefixes(tiny_model):
     assert steps[-1].text == generate_poem(tiny_model, first="山", form=5, lines=4, seed=1).text
 
 
-def test_never_loops_even_if_the_model_wants_to_stop(tiny_model):
-    """A model that only ever predicts <eos> still yields a full poem: the loop is bounded."""
+def wants_to_stop(model):
+    """The model puts all its probability on <eos>, then on the other specials, after every input."""
+    tok = model.tokenizer
     with torch.no_grad():
-        tiny_model.head.bias.fill_(-1e4)
-        tiny_model.head.bias[tiny_model.tokenizer.eos_id] = 1e4
-    poem = generate_poem(tiny_model, first="山", form=7, lines=8, seed=0)
-    assert len(poem.lines) == 8
+        model.head.bias.fill_(-1e4)
+        model.head.bias[[tok.pad_id, tok.bos_id, tok.unk_id]] = 1e3
+        model.head.bias[tok.eos_id] = 1e4
+    return model
+
+
+def test_never_loops_or_stops_even_if_the_model_wants_to_stop(tiny_model):
+    """A model that only ever predicts <eos> still yields a full poem of Han characters."""
+    poem = generate_poem(wants_to_stop(tiny_model), first="山", form=7, lines=8, seed=0)
+    well_formed(poem, 7, 8)
 
 
 def test_top_k_one_is_greedy(tiny_model):

@@ -141,8 +141,19 @@ def test_model_card_metadata_and_body(model_dir: Path) -> None:
     assert data["model-index"][0]["results"][0]["metrics"][0] == {"type": "perplexity", "value": 87.5}
     text = card.text
     assert 'TangPoemLSTM.from_pretrained("alice/tangpoem")' in text
-    assert "## Sample poems" in text and "> 明" not in text  # samples start with the requested characters
-    assert "> 月" in text  # 「月」 is in the vocabulary, so its sample is there
+    # Each request the vocabulary can serve has its sample, which starts with the requested characters.
+    served = [
+        (d, k)
+        for d, k in hub.SAMPLE_REQUESTS
+        if all(ch in model.tokenizer for ch in k.get("first", "") + k.get("acrostic", ""))
+    ]
+    assert "## Sample poems" in text and served
+    for description, kwargs in served:
+        rows = text.split(f"**{description} (seed 0)**\n\n")[1].split("\n\n")[0].splitlines()
+        lines = [line for row in rows for line in row.removeprefix("> ").rstrip().rstrip("。").split("，")]
+        heads = kwargs.get("acrostic") or kwargs["first"]
+        assert "".join(line[0] for line in lines).startswith(heads) if "acrostic" in kwargs else lines[0][0] == heads
+        assert len(lines) == len(kwargs.get("acrostic", "")) or len(lines) == kwargs["lines"]
     assert '"epochs": 3' in text
     assert (
         "Held-out perplexity (validation split, per real token: characters, ，/。 and the end marker; no padding): "

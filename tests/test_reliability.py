@@ -90,8 +90,12 @@ def test_tokenizer_round_trips_in_vocabulary_text(text):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(form=st.sampled_from([5, 7]), lines=st.integers(2, 16), seed=st.integers(0, 2**31))
 def test_generation_stops_within_its_bound(tiny_model, form, lines, seed):
-    steps = sum(1 for _ in stream_poem(tiny_model, first="山", form=form, lines=lines, seed=seed))
-    assert steps == form * lines
+    """One step per character, and a full poem, even from a model that only wants to stop."""
+    from test_decoding import wants_to_stop, well_formed
+
+    steps = list(stream_poem(wants_to_stop(tiny_model), first="山", form=form, lines=lines, seed=seed))
+    assert len(steps) == form * lines
+    well_formed(steps[-1], form, lines)
 
 
 def test_determinism_across_batch_sizes(tiny_model):
