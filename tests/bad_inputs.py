@@ -1,4 +1,4 @@
-"""The one table of bad user input, run against the Python API, the CLI and the app.
+"""The one table of bad user input, run against the Python API (test_reliability), the CLI and the app.
 
 Each row: an id, the generate() keyword arguments, and a fragment of the one-sentence error.
 """
@@ -33,6 +33,7 @@ BAD_INPUTS = [
     ("seed-float", {"seed": 1.5}, "seed"),
     ("seed-text", {"seed": "abc"}, "seed"),
     ("prefix-latin", {"first": "山", "prefix": "hello"}, "only Chinese"),
+    ("first-and-acrostic", {"first": "山", "acrostic": "春夜"}, "either"),
 ]
 
 CLI_FLAGS = {

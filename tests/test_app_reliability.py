@@ -28,8 +28,9 @@ def app_arguments(kwargs: dict) -> dict:
 
 
 # JSON cannot carry NaN/inf or lone surrogates, and the app's top-k 0 means "no limit" (the slider's
-# documented off position), so those rows are checked through the API and CLI tables instead.
-SKIP = {"surrogate", "temperature-nan", "temperature-inf", "top-k-0"}
+# documented off position), so those rows are checked through the API and CLI tables instead. The app
+# has one characters box, so it cannot send first characters and acrostic heads at once.
+SKIP = {"surrogate", "temperature-nan", "temperature-inf", "top-k-0", "first-and-acrostic"}
 APP_CASES = [c for c in BAD_INPUTS if c[0] not in SKIP]
 
 
