@@ -51,30 +51,19 @@ class Pipeline:
     losses: list[float] = field(default_factory=list)
 
     def step(self) -> None:
-        """One optimiser step, exactly as Trainer.run takes it (minus logging), timed."""
-        tr, cfg = self.trainer, self.trainer.cfg
+        """One optimiser step, the one Trainer.run takes (minus logging), timed."""
+        tr = self.trainer
         spe = tr.batches.steps_per_epoch
         epoch, in_epoch = divmod(self.steps, spe)
         if in_epoch == 0:
             self.carried = None
         t0 = time.perf_counter()
         x, y = tr.batches.get(epoch, in_epoch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = tr.forward(x, labels=y, state=self.carried if tr.batches.carry_state else None)
-        loss = out.loss
-        if cfg.mode == "report":  # the report's loss counts the padding too
-            loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
-        tr.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(tr.params, cfg.clip)
-        tr.optimizer.step()
-        if tr.batches.carry_state:
-            self.carried = tuple(s.detach() for s in out.state)
+        loss, self.carried = tr.train_step(x, y, self.carried)
         self.seconds += time.perf_counter() - t0
         self.steps += 1
         self.real_tokens += int((y != tr.tokenizer.pad_id).sum())
-        self.losses.append(float(loss.detach()))
+        self.losses.append(float(loss))
 
     def train_for(self, seconds: float, until: float) -> None:
         """Step for about ``seconds`` more, never past ``until`` seconds in all."""

@@ -33,6 +33,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.corpus import build_splits  # noqa: E402
 from tangpoem_hf.evaluation import perplexity  # noqa: E402
 from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
@@ -64,7 +65,9 @@ def train_peers(runs: Path, budget: float, threads: int, corpus: str | None, ext
     for name, peer in PEERS.items():
         out = runs / f"peer-{name}"
         cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--out-dir", str(out), *COMMON, *peer["args"]]
-        cmd += ["--time-budget", str(budget), "--threads", str(threads), "--resume", *extra]
+        cmd += ["--time-budget", str(budget), "--threads", str(threads), *extra]
+        if has_checkpoint(out / "checkpoints"):  # the same flags: --resume refuses any that changed
+            cmd.append("--resume")
         if corpus:
             cmd += ["--corpus", corpus]
         print("$", shlex.join(cmd), flush=True)

@@ -47,7 +47,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tangpoem_hf.batching import encode_poems, make_batches, prepare_text
-from tangpoem_hf.checkpointing import RunLog, has_checkpoint, load_latest, save_checkpoint, stop_requests
+from tangpoem_hf.checkpointing import (
+    Progress,
+    RunLog,
+    has_checkpoint,
+    load_latest,
+    save_checkpoint,
+    step_record,
+    stop_requests,
+)
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import TangPoemError
@@ -185,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         log.start(resume_lines=meta["log_lines"])
         print(f"Resumed from step {step}.")
     saved_at = step
-    tokens_window, time_window = 0, time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="train (numpy)", disable=args.no_progress)
+    bar = Progress(total, step, "train (numpy)", not args.no_progress)
     with stop_requests() as stop:
         while step < total and (args.time_budget is None or elapsed < args.time_budget) and not stop:
             epoch, in_epoch = divmod(step, spe)
@@ -203,26 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             step += 1
             dt = time.perf_counter() - t0
             elapsed += dt
-            tokens_window += res.tokens
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "loss": round(res.loss, 5),
-                "perplexity": round(math.exp(min(res.loss, 50)), 3),
-                "tokens_per_s": round(res.tokens / dt, 1),
-                "lr": opt.lr,
-                "elapsed_s": round(elapsed, 2),
-            }
+            record = step_record(epoch + 1, step, res.loss, res.tokens, dt, opt.lr, elapsed)
             log.write(record)
-            bar.update(1)
-            if step % 10 == 0 or step == total:
-                now = time.perf_counter()
-                bar.set_postfix(
-                    loss=f"{res.loss:.3f}",
-                    ppl=f"{record['perplexity']:.1f}",
-                    tok_s=f"{tokens_window / (now - time_window):.0f}",
-                )
-                tokens_window, time_window = 0, now
+            bar.update(record, res.tokens, last=step == total)
             if (args.eval_every and step % args.eval_every == 0) or step % spe == 0:
                 validate(step, epoch + 1)
             if args.checkpoint_every and step % args.checkpoint_every == 0:

@@ -1,19 +1,22 @@
-"""What makes a run resumable, shared by the torch trainer and ``scripts/train_numpy.py``.
+"""What makes a run resumable and visible, shared by the torch trainer and ``scripts/train_numpy.py``.
 
 Checkpoints are safetensors (tensors or NumPy arrays) + JSON, never pickles, written into a hidden
 temporary folder and renamed, and only then named by ``latest.json``, so a kill at any moment
 leaves the previous checkpoint usable. The JSON Lines log is cut back to what it held at the
 checkpoint on resume, so each step is logged once. SIGINT and SIGTERM only ask the loop to stop
-between two steps, so the last step is always in the checkpoint written on the way out.
+between two steps, so the last step is always in the checkpoint written on the way out. Both
+trainers log the same step record and show the same progress bar.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 import safetensors.torch
+from tqdm.auto import tqdm
 
 LATEST = "latest.json"
 STATE_NAME = "state.safetensors"
@@ -109,6 +113,39 @@ class RunLog:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         self.lines += 1
+
+
+def step_record(epoch: int, step: int, loss: float, tokens: int, seconds: float, lr: float, elapsed: float) -> dict:
+    """One training step as the log stores it (``tokens``: real tokens, no padding)."""
+    return {
+        "epoch": epoch,
+        "step": step,
+        "loss": round(loss, 5),
+        "perplexity": round(math.exp(min(loss, 50)), 3),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "lr": lr,
+        "elapsed_s": round(elapsed, 2),
+    }
+
+
+class Progress:
+    """The progress bar: loss and perplexity of the last step, tokens/s over the last ten."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, initial=initial, disable=not enabled, desc=desc)
+        self.tokens, self.since = 0, time.perf_counter()
+
+    def update(self, record: dict, tokens: int, last: bool = False) -> None:
+        self.bar.update(1)
+        self.tokens += tokens
+        if record["step"] % 10 == 0 or last:
+            now = time.perf_counter()
+            rate = self.tokens / max(now - self.since, 1e-9)
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}", ppl=f"{record['perplexity']:.1f}", tok_s=f"{rate:.0f}")
+            self.tokens, self.since = 0, now
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @contextlib.contextmanager

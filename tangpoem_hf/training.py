@@ -24,7 +24,17 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .batching import Mode, encode_poems, make_batches, prepare_text
-from .checkpointing import LATEST, META_NAME, RunLog, has_checkpoint, load_latest, save_checkpoint, stop_requests
+from .checkpointing import (
+    LATEST,
+    META_NAME,
+    Progress,
+    RunLog,
+    has_checkpoint,
+    load_latest,
+    save_checkpoint,
+    step_record,
+    stop_requests,
+)
 from .corpus import SPLIT_VERSION, build_splits
 from .errors import InputError
 from .evaluation import token_losses
@@ -394,6 +404,24 @@ class Trainer:
 
     # loop -------------------------------------------------------------------------------------
 
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, carried: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """One optimiser step on a batch: the (detached) loss and the LSTM state to carry into the next."""
+        cfg = self.cfg
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
+        loss = out.loss
+        if cfg.mode == "report":  # the report's loss counts the padding too
+            loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+        self.optimizer.step()
+        carried = tuple(s.detach() for s in out.state) if self.batches.carry_state else None
+        return loss.detach(), carried
+
     def _lr_at(self, step: int) -> float:
         lr = self.base_lr
         if self.cfg.warmup_steps:
@@ -475,10 +503,8 @@ class Trainer:
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False))
             if not resume:
                 self.log.start()
-        bar = tqdm(total=self.total_steps, initial=step, disable=not (cfg.progress and self.main), desc="train")
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        bar = Progress(self.total_steps, step, "train", cfg.progress and self.main)
         spe = self.batches.steps_per_epoch
-        tokens_window, time_window = 0, time.perf_counter()
         stopped_early = self._should_stop_early()
         with stop_requests() as self._stop:
             try:
@@ -495,24 +521,12 @@ class Trainer:
                     x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                     for group in self.optimizer.param_groups:
                         group["lr"] = self._lr_at(step)
-                    with autocast:
-                        out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
-                    loss = out.loss
-                    if cfg.mode == "report":  # the report's loss counts the padding too
-                        loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip:
-                        torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
-                    self.optimizer.step()
-                    if self.batches.carry_state:
-                        carried = tuple(s.detach() for s in out.state)
+                    loss, carried = self.train_step(x, y, carried)
                     step += 1
                     dt = time.perf_counter() - t0
                     self.elapsed += dt
                     real = int((y != self.tokenizer.pad_id).sum()) * self.world
-                    tokens_window += real
-                    loss_value = float(loss.detach())
+                    loss_value = float(loss)
                     if self.world > 1:  # log the global mean, and stop on every rank if any rank must
                         flags = torch.tensor([loss_value, float(bool(self._stop))], device=self.device)
                         dist.all_reduce(flags)
@@ -523,25 +537,9 @@ class Trainer:
                             clock = torch.tensor([self.elapsed], device=self.device)
                             dist.all_reduce(clock, op=dist.ReduceOp.MAX)
                             self.elapsed = float(clock)
-                    record = {
-                        "epoch": epoch + 1,
-                        "step": step,
-                        "loss": round(loss_value, 5),
-                        "perplexity": round(math.exp(min(loss_value, 50)), 3),
-                        "tokens_per_s": round(real / dt, 1),
-                        "lr": self._lr_at(step - 1),
-                        "elapsed_s": round(self.elapsed, 2),
-                    }
+                    record = step_record(epoch + 1, step, loss_value, real, dt, self._lr_at(step - 1), self.elapsed)
                     self.log.write(record)
-                    bar.update(1)
-                    if step % 10 == 0:
-                        now = time.perf_counter()
-                        bar.set_postfix(
-                            loss=f"{loss_value:.3f}",
-                            ppl=f"{record['perplexity']:.1f}",
-                            tok_s=f"{tokens_window / (now - time_window):.0f}",
-                        )
-                        tokens_window, time_window = 0, now
+                    bar.update(record, real)
                     end_of_epoch = step % spe == 0
                     if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
                         self._validate(step, epoch + 1)
