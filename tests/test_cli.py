@@ -162,3 +162,12 @@ def test_max_steps_alone_trains_that_many_steps_and_says_why_it_stopped(small_co
     code, out, _ = run([*tiny_train_args(small_corpus, tmp_path / "e"), "--max-steps", "40", "--epochs", "1"], capsys)
     last = out.rstrip().splitlines()[-1]
     assert code == 0 and last.startswith("Stopped at step ") and last.endswith("the end of epoch 1 (--epochs 1).")
+
+
+def test_evaluate_says_it_needs_the_corpus(monkeypatch, capsys):
+    monkeypatch.delenv("TANGPOEM_CORPUS", raising=False)
+    code, _, err = run(["evaluate", "--num", "2"], capsys)
+    assert code == 2 and "tangpoem evaluate needs the corpus" in err and "--corpus" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "Needs the corpus (--corpus or $TANGPOEM_CORPUS)" in " ".join(capsys.readouterr().out.split())
