@@ -531,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "--corpus may also be a text file with one poem per line (either script, punctuation optional). "
             "The architecture and script (--mode, --embedding-dim, --hidden-size, --num-layers, --dropout, "
-            "--tie-weights, --traditional) come from the base model; --lr defaults to a quarter of training's "
-            "(adam 5e-4)."
+            "--tie-weights, --softmax, --start-state, --traditional) come from the base model; --lr defaults to a "
+            "quarter of training's (adam 5e-4). --resume continues the run in --out-dir with its saved base, data "
+            "and settings."
         ),
     )
     _add_train_args(f, FINETUNE_DEFAULTS)
