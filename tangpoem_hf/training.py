@@ -137,10 +137,11 @@ class TrainConfig:
         for name in NOT_NEGATIVE:
             if getattr(self, name) < 0:
                 raise InputError(f"{flag(name)} must not be negative, not {getattr(self, name)}.")
-        for name in ("lr", "max_steps", "time_budget"):
-            value = getattr(self, name)
-            if value is not None and (value <= 0 if name != "lr" else value < 0):
-                raise InputError(f"{flag(name)} must be positive, not {value}.")
+        if self.lr is not None and self.lr < 0:
+            raise InputError(f"--lr must not be negative, not {self.lr}.")
+        for name in ("max_steps", "time_budget"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise InputError(f"{flag(name)} must be positive, not {getattr(self, name)}.")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"--dropout must lie in [0, 1), not {self.dropout}.")
 
