@@ -183,3 +183,32 @@ def test_a_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypat
     tensors, meta = load_latest(ckpt)
     assert meta["step"] == 1 and torch.equal(tensors["w"], torch.ones(2))
     assert not (ckpt / "step-2").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("lr_schedule", "cosin", "--lr-schedule must be constant or cosine"),
+        ("start_state", "zero", "--start-state must be stored or learned"),
+        ("lr", -1e-3, "--lr must not be negative"),
+        ("max_steps", 0, "--max-steps must be positive"),
+        ("seq_len", 0, "--seq-len must be at least 1"),
+    ],
+)
+def test_train_config_refuses_a_bad_value_in_one_sentence(field, value, fragment):
+    """Validated once, where a TrainConfig is made: the API, the CLI and a resumed config alike."""
+    with pytest.raises(InputError, match=fragment) as info:
+        TrainConfig(**{field: value})
+    assert str(info.value).endswith(".") and "\n" not in str(info.value)
+
+
+def test_the_model_config_comes_from_the_run_config_in_one_place():
+    from tangpoem_hf.modeling import TangPoemConfig
+    from tangpoem_hf.training import ARCHITECTURE
+
+    assert {"embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "softmax"} <= set(ARCHITECTURE)
+    cfg = TrainConfig(embedding_dim=24, hidden_size=24, num_layers=2, dropout=0.1, tie_weights=True)
+    model = cfg.model_config(vocab_size=50, pad_token_id=0)
+    assert all(getattr(model, name) == getattr(cfg, name) for name in ARCHITECTURE)
+    back = TrainConfig().with_model(TangPoemConfig(vocab_size=50, embedding_dim=8, hidden_size=8, num_layers=3))
+    assert (back.embedding_dim, back.hidden_size, back.num_layers) == (8, 8, 3)
