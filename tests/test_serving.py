@@ -73,17 +73,31 @@ def test_concurrent_poems_equal_the_single_poem_api(server, tiny_model):
     assert run_together(server, REQUESTS) == expected
 
 
+def count_requests(server: PoemServer) -> threading.Semaphore:
+    """A semaphore released once per request handed to ``server``: wait on it, not on a clock."""
+    queued = threading.Semaphore(0)
+
+    class CountingQueue(queue.SimpleQueue):
+        def put(self, item, *args, **kwargs):
+            super().put(item, *args, **kwargs)
+            queued.release()
+
+    server._incoming = CountingQueue()
+    return queued
+
+
 def test_concurrent_requests_share_each_step(tiny_model):
     log = ForwardLog(tiny_model, hold_first=True)
     server = PoemServer(tiny_model)
+    queued = count_requests(server)
     try:
         first = server.stream(first="山", form=5, lines=4, seed=0)
         started = threading.Thread(target=lambda: next(first))
         started.start()
         assert log.entered.wait(30)  # the worker took this one and is held in its first forward pass
         others = run_in_background(server, REQUESTS[:4])
-        while server._incoming.qsize() < 4:  # all four wait while the worker is held
-            time.sleep(0.01)
+        # the first request, then all four others, wait while the worker is held
+        assert all(queued.acquire(timeout=30) for _ in range(5))
         log.release.set()
         started.join(30)
         rest = list(first)
@@ -162,14 +176,7 @@ def test_a_model_without_start_markers(tiny_model):
 def test_closing_answers_every_waiting_caller(tiny_model):
     log = ForwardLog(tiny_model, hold_first=True)
     server = PoemServer(tiny_model)
-    queued = threading.Semaphore(0)  # released once per request handed to the server
-
-    class CountingQueue(queue.SimpleQueue):
-        def put(self, item, *args, **kwargs):
-            super().put(item, *args, **kwargs)
-            queued.release()
-
-    server._incoming, join = CountingQueue(), server._worker.join
+    queued, join = count_requests(server), server._worker.join
     # close() marks the server closed, then joins the worker: only then is the held step let go,
     # so the worker finds the server closed with two callers still waiting (no sleep decides it).
     server._worker.join = lambda timeout=None: (log.release.set(), join(timeout))[1]
