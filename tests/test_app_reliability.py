@@ -81,7 +81,8 @@ def test_rhyme_and_tone_controls_over_http(served):  # noqa: F811
         _, text, _ = call(
             client, mode="续写", characters="明月", form="五言", lines=4, seed=seed, rhyme=True, tone="relaxed"
         )
-        expected = generate_poem(app.get_model(), first="明月", form=5, lines=4, seed=seed, rhyme=True, tone="relaxed")
+        settings = {"rhyme": True, "tone": "relaxed", "no_repeat": True, "candidates": app.DEFAULT_CANDIDATES}
+        expected = generate_poem(app.get_model(), first="明月", form=5, lines=4, seed=seed, **settings)
         assert text == expected.text
         report = check_poem(text)
         assert report.format_ok and report.rhyme_ok and report.relaxed_ok, report

@@ -8,6 +8,8 @@ import contextlib
 import io
 import re
 import shlex
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +34,37 @@ def documented_values(code: str) -> list[str]:
     return values
 
 
+APP_URL = "http://127.0.0.1:7860/"
+
+
+@contextlib.contextmanager
+def serving_the_app() -> Iterator[str]:
+    """``python app.py`` with the bundled model, on a free port (7860 may be taken on a shared machine)."""
+    from test_app import free_port, import_app
+
+    app = import_app("tangpoem_app_for_docs")
+    port = free_port()
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.demo.close()
+        sys.modules.pop("tangpoem_app_for_docs", None)
+
+
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_blocks_run_as_written(path: Path) -> None:
+def test_python_blocks_run_as_written(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As written, except that a block that talks to the app reaches it on the port the test serves it on."""
     code_blocks = blocks(path, "python")
     assert code_blocks, f"{path} has no python block"
+    monkeypatch.delenv("MODEL_ID", raising=False)
     namespace: dict = {}
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(serving_the_app()) if any(APP_URL in c for c in code_blocks) else APP_URL
+        stack.enter_context(contextlib.redirect_stdout(out))
         for code in code_blocks:  # one namespace: later blocks use the model of earlier ones
-            exec(compile(code, str(path), "exec"), namespace)
+            exec(compile(code.replace(APP_URL, url), str(path), "exec"), namespace)
     printed = out.getvalue()
     for value in (v for code in code_blocks for v in documented_values(code)):
         assert value in printed, f"{path} says {value!r} is printed, but the code printed:\n{printed}"
