@@ -68,3 +68,32 @@ def test_evaluate_a_model_without_start_markers(reference):
     result = evaluate_model(model, num=6, forms=["七绝"], seed=1, reference=reference)
     ruled = result["forms"]["七绝"]["rhyme + relaxed tone"]
     assert ruled["poems"] == 6 and ruled["format"] == ruled["rhyme"] == ruled["relaxed_tone"] == 1.0
+
+
+# The headline figure, pinned: four poems (one traditional and bare, cut into lines by its length) scored
+# by the bundled model through `tangpoem perplexity`. 132 real targets: 128 characters and marks, 4 ends.
+HEADLINE_POEMS = [
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "白日依山盡黃河入海流欲窮千里目更上一層樓",
+    "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。",
+    "空山新雨后，天气晚来秋。明月松间照，清泉石上流。竹喧归浣女，莲动下渔舟。随意春芳歇，王孙自可留。",
+]
+HEADLINE_PERPLEXITY = 47.63161505514731  # recorded from the code at main 3d82864 (start states, length cuts)
+
+
+def test_headline_perplexity_of_the_bundled_model_is_the_recorded_value(tmp_path, capsys):
+    from pathlib import Path
+
+    from tangpoem_hf import load_model
+    from tangpoem_hf.cli import main, read_scoring_file
+    from tangpoem_hf.evaluation import perplexity, token_losses
+
+    poems = tmp_path / "poems.txt"
+    poems.write_text("\n".join(HEADLINE_POEMS) + "\n", encoding="utf-8")
+    model = load_model()
+    texts = [row["text"] for row in read_scoring_file(Path(poems), simplified=True)]
+    assert token_losses(model, texts)[1] == 132
+    assert perplexity(model, texts) == pytest.approx(HEADLINE_PERPLEXITY, rel=1e-4)
+    assert main(["perplexity", str(poems)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == ["poems: 4", f"perplexity: {HEADLINE_PERPLEXITY:.3f}"]
