@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import socket
 import sys
@@ -49,6 +50,18 @@ def import_app(name: str) -> ModuleType:
     return module
 
 
+@contextlib.contextmanager
+def serve(app: ModuleType) -> Iterator[str]:
+    """Launch an imported app.py on a free localhost port; close it and forget the module afterwards."""
+    port = free_port()
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.demo.close()
+        sys.modules.pop(app.__name__, None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,14 +78,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleTyp
         mp.setenv("MODEL_ID", str(folder))
         app = import_app("tangpoem_app_under_test")
         assert app._model is None  # importing neither loads the model nor launches
-        port = free_port()
-        app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
-        url = f"http://127.0.0.1:{port}/"
-        try:
+        with serve(app) as url:
             yield app, url, Client(url, verbose=False)
-        finally:
-            app.demo.close()
-            sys.modules.pop("tangpoem_app_under_test", None)
 
 
 def call(client: Client, **kwargs: object) -> tuple[str, str, int]:
@@ -234,10 +241,8 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
             yield from real_server().stream(*args, **kwargs)
 
     monkeypatch.setattr(app, "get_server", HeldServer)
-    port = free_port()
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serve(app) as url:
+        client = Client(url, verbose=False)
         request = {**DEFAULTS, "mode": "续写", "characters": "山", "form": "七言", "lines": 16, "seed": 1}
         jobs = [client.submit(**request, api_name="/generate") for _ in range(6)]
         # Held and queued jobs cannot finish before the gate opens: the first to finish was turned away.
@@ -252,9 +257,6 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
                 outcomes.append(str(exc))
         assert "山" in outcomes  # the first job is served
         assert any("Queue is full" in o for o in outcomes), outcomes  # later ones are told, at once
-    finally:
-        app.demo.close()
-        sys.modules.pop("tangpoem_app_small_queue", None)
 
 
 # --- the glue, without a server -------------------------------------------------------------

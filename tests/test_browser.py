@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_tiny_model
-from test_app import free_port, import_app
+from test_app import import_app, serve
 
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 
@@ -58,13 +58,8 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("MODEL_ID", str(_model_folder(tmp_path)))
     monkeypatch.delitem(sys.modules, "tangpoem_app_browser", raising=False)
-    app = import_app("tangpoem_app_browser")
-    port = free_port()
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.demo.close()
+    with serve(import_app("tangpoem_app_browser")) as address:
+        yield address
 
 
 def test_page_writes_a_poem_and_screenshot(url: str, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import contextlib
 import io
 import re
 import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,16 +39,10 @@ APP_URL = "http://127.0.0.1:7860/"
 @contextlib.contextmanager
 def serving_the_app() -> Iterator[str]:
     """``python app.py`` with the bundled model, on a free port (7860 may be taken on a shared machine)."""
-    from test_app import free_port, import_app
+    from test_app import import_app, serve
 
-    app = import_app("tangpoem_app_for_docs")
-    port = free_port()
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.STYLE)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.demo.close()
-        sys.modules.pop("tangpoem_app_for_docs", None)
+    with serve(import_app("tangpoem_app_for_docs")) as url:
+        yield url
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
