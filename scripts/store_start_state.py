@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     model.set_start_state(*mean_start_state(model, sample[:: max(1, len(sample) // START_SAMPLE)][:START_SAMPLE]))
     after = perplexity(model, test)
     model.save_pretrained(args.out)
-    info.update(split=version, start_state_poems=START_SAMPLE)
+    for stale in ("val_perplexity", "test_perplexity", "test_perplexity_fp32", "test_poems"):
+        info.pop(stale, None)  # measured from zeros, perhaps on another split: bundle_model.py measures anew
+    info.update(
+        split=version, start_state_poems=START_SAMPLE, test_perplexity_zeros=round(before, 3) if before else None
+    )
     (Path(args.out) / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
     start = f"from zeros {before:.2f}, " if before is not None else ""
     print(f"test perplexity on {len(test)} poems it never trained on: {start}from the stored state {after:.2f}")

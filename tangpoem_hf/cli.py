@@ -344,8 +344,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--form must be one of {', '.join(FORM_SHAPES)}, not {bad[0]!r}.")
     if not 1 <= args.num <= 5000:
         raise InputError(f"--num must be between 1 and 5000, not {args.num}.")
+    from .corpus import LEGACY_SPLIT, SPLIT_VERSION
+    from .modeling import BUNDLED_MODEL_DIR
+
     model = load_model(args.model)
-    reference = build_reference(args.corpus, simplified=model.tokenizer.simplified)
+    info = Path(args.model or BUNDLED_MODEL_DIR) / "training.json"
+    meta = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+    split_version = meta.get("split", LEGACY_SPLIT) if meta else SPLIT_VERSION
+    reference = build_reference(args.corpus, simplified=model.tokenizer.simplified, split_version=split_version)
     result = evaluate_model(model, num=args.num, forms=forms, seed=args.seed, reference=reference)
     if args.write_docs:
         command = (
@@ -359,13 +365,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         out = Path(args.write_docs)
         out.parent.mkdir(parents=True, exist_ok=True)
-        from .modeling import BUNDLED_MODEL_DIR
-
-        label = args.model or "the bundled model"
-        info = Path(args.model or BUNDLED_MODEL_DIR) / "training.json"
-        if info.is_file():  # say which training run it is
-            meta = json.loads(info.read_text(encoding="utf-8"))
-            label += f" (validation perplexity {meta.get('val_perplexity')} after {meta.get('step')} steps)"
+        label = (args.model or "the bundled model") + f", every poem from its `{model.config.start_state}` start state"
+        if meta:  # say which training run it is
+            figure = f"test perplexity {meta['test_perplexity']}" if "test_perplexity" in meta else "trained"
+            label += f" ({figure}, step {meta.get('step')}; trained on the `{split_version}` split)"
         out.write_text(render_markdown(result, command, label), encoding="utf-8")
         print(f"wrote {out}")
     if args.json:

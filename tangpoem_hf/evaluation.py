@@ -168,9 +168,13 @@ def _ngrams(line: str, n: int) -> list[str]:
     return [line[i : i + n] for i in range(len(line) - n + 1)]
 
 
-def build_reference(source: str | None = None, simplified: bool = True) -> Reference:
-    """Index the corpus once: training lines and 4-grams, first characters, held-out poems."""
-    from .corpus import build_splits
+def build_reference(source: str | None = None, simplified: bool = True, split_version: str | None = None) -> Reference:
+    """Index the corpus once: training lines and 4-grams, first characters, held-out poems.
+
+    The held-out poems are those a model trained under ``split_version`` (default: today's) never
+    read (see :func:`~tangpoem_hf.corpus.never_trained_on`), so its held-out perplexity stays honest.
+    """
+    from .corpus import SPLIT_VERSION, build_splits, never_trained_on
     from .text import split_lines
 
     splits, _ = build_splits(source, simplified=simplified)
@@ -185,8 +189,9 @@ def build_reference(source: str | None = None, simplified: bool = True) -> Refer
             firsts[form].append(text[0])
     heldout: dict[str, list[str]] = {f: [] for f in FORM_SHAPES}
     for split in ("validation", "test"):
+        unseen = set(never_trained_on(splits, split, split_version or SPLIT_VERSION))
         for text, form in zip(splits[split]["text"], splits[split]["form"]):
-            if form in heldout:
+            if form in heldout and text in unseen:
                 heldout[form].append(text)
     return Reference(lines, ngrams, firsts, heldout)
 

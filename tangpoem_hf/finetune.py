@@ -278,7 +278,7 @@ def dataset_splits(location: str, simplified: bool = True) -> DatasetDict:
 
     Cleaned ``text`` (as ``scripts/push_dataset.py`` publishes the corpus) is re-cleaned into the
     model's script and keeps the dataset's splits; raw ``id`` + ``paragraphs`` records are cleaned
-    and split by poem id like a chinese-poetry folder.
+    and split like a chinese-poetry folder (copies kept together).
     """
     try:
         loaded = datasets.load_dataset(location)

@@ -152,8 +152,8 @@ def _body(
     if perplexity is not None and math.isfinite(perplexity):
         tokens = "characters, ，/。 and the end marker" if cfg.preprocessing == "ours" else "characters"
         parts += [
-            f"Held-out perplexity ({perplexity_split} split, per real token: {tokens}; no padding): "
-            f"**{perplexity:.2f}**",
+            f"Held-out perplexity ({perplexity_split} split, per real token: {tokens}; no padding; every poem "
+            f"from the model's start state, `{cfg.start_state}`): **{perplexity:.2f}**",
             "",
         ]
     else:
@@ -163,8 +163,10 @@ def _body(
     parts += [
         "## Data and limitations",
         "",
-        f"Trained on the Tang poems of [chinese-poetry]({CORPUS_URL}), cleaned and split 96/2/2 by poem id. "
-        "The model imitates form (line length, ，/。) but not tonal patterns or rhyme unless constrained.",
+        f"Trained on the Tang poems of [chinese-poetry]({CORPUS_URL}), cleaned and split 96/2/2 so that copies "
+        "stay together (poems sharing a line take the split of their group's smallest id; no held-out poem "
+        "shares a line with a training poem). The model imitates form (line length, ，/。) and learns rhyme and "
+        "tonal patterns only in part: ask for them (`rhyme`, `tone`) to have them guaranteed.",
     ]
     return "\n".join(parts)
 
@@ -549,7 +551,8 @@ def build_dataset_card(counts: Mapping[str, int], forms: Mapping[str, int], repo
         f"---\n{data.to_yaml()}\n---\n\n# Tang poems (唐诗), cleaned for language modelling\n\n"
         f"The Tang poems of [chinese-poetry]({CORPUS_URL}) as the tangpoem package prepares them: editorial "
         "notes and variant readings removed, punctuation mapped onto ，/。, converted to simplified script with "
-        "OpenCC, poems with lost characters dropped, and split 96/2/2 by a hash of the poem id.\n\n"
+        "OpenCC, poems with lost characters dropped, and split 96/2/2 so that copies stay together: poems "
+        "that share a line form a group, and the group takes the split of a hash of its smallest poem id.\n\n"
         f'```python\nfrom datasets import load_dataset\n\nds = load_dataset("{name}")\n```\n\n'
         "Columns: `id`, `author`, `title`, `tags`, `text` (the cleaned poem), `form` (五绝/七绝/五律/七律/other).\n\n"
         f"| split | poems |\n| --- | --- |\n{rows}\n\n| form | poems |\n| --- | --- |\n{form_rows}\n"
