@@ -1,13 +1,20 @@
-"""The report's experiment, reproduced: its configuration trained with Adam and with Adagrad.
+"""The report's experiment at full length (issue 17): Adam against Adagrad, 20 epochs each.
 
-Report configuration: punctuation stripped, poems cut and padded to 100, embedding 512 → LSTM 512
-→ Linear (full softmax), batch 64, fp32, the training loss counting the padding. Each optimiser
-gets the same budget (``--seconds`` of training each, or ``--epochs``) from the same seed, through
-the project's Trainer. Writes ``docs/optimizers.md`` (both kinds of perplexity: the report's, with
-the padding counted, and the honest held-out test perplexity over real tokens only) and
-``docs/optimizers.png`` (loss and perplexity against steps for both).
+One command, rerun after a kill to continue (every run lives in its own folder under ``--out-dir``
+and resumes from its last atomic checkpoint; finished runs are not redone):
 
-    TANGPOEM_CORPUS=DIR nice -n 5 python scripts/compare_optimizers.py --seconds 300
+1. Rate check: each optimiser at each rate of ``--lrs-adam`` / ``--lrs-adagrad`` for
+   ``--check-epochs``; the rate with the lowest validation perplexity is chosen (the report gives none).
+   The chosen run is the first epoch of its long run (same seed, same batches), so it is continued.
+2. Main: both optimisers, the report's model (embedding 512 → LSTM 512 → Linear, batch 64) on our
+   packed pipeline from the model's start state, ``--epochs`` epochs, validation and test after each.
+3. Report: the report's own preprocessing (stripped, cut and padded to 100) for the training seconds
+   the main run of the same optimiser took.
+
+Step sizes are logged every ``--stats-every`` steps by a trainer callback (``on_log``). Writes
+``docs/optimizers.md`` and ``docs/optimizers.png`` from the run folders' logs.
+
+    TANGPOEM_CORPUS=DIR nice -n 15 python scripts/compare_optimizers.py --jobs 2
 """
 
 from __future__ import annotations
@@ -15,94 +22,252 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import shlex
 import shutil
+import signal
+import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from tangpoem_hf.evaluation import perplexity
-from tangpoem_hf.training import DEFAULT_LR, TrainConfig, Trainer
+from tangpoem_hf.checkpointing import has_checkpoint
+from tangpoem_hf.errors import InputError
+from tangpoem_hf.evaluation import char_perplexity, padded_perplexity, perplexity
+from tangpoem_hf.training import TrainConfig, Trainer
 
 OPTIMIZERS = ("adam", "adagrad")
 REPORT = {"adam": 58.0, "adagrad": 43.0}  # the report's training perplexities, padding counted, 20 epochs
+RATES = {"adam": (1e-3, 2e-3, 4e-3), "adagrad": (0.025, 0.05, 0.1)}  # the project's defaults ×½, ×1, ×2
+MILESTONES = (1, 5, 10, 20)
+QUANTILE_SAMPLE = 1 << 20  # parameters the rate percentiles are read from (a fixed stride through all)
+# Settings that never make a finished run stale, and those a rerun may also extend (the run continues).
+COSMETIC = {"out_dir", "progress", "threads"}
+EXTENSIBLE = COSMETIC | {"epochs", "time_budget"}
+
+# --- what each step and validation adds to the log ----------------------------------------------
 
 
-def limit(ds: Any, n: int | None) -> Any:
-    """The first ``n`` poems of a split (hash-ordered, so an unbiased sample), or all of them."""
-    return ds.select(range(min(n, len(ds)))) if n else ds
+@torch.no_grad()
+def step_sizes(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The step just taken: its RMS over all parameters, and percentiles of the rate per unit gradient.
+
+    Adagrad's rate is lr / (√Σg² + ε), which can only shrink; Adam's is lr / (√v̂ + ε), applied to
+    the momentum m̂, which follows the recent gradient scale. That difference is the usual reason for
+    the two to trade places over a long run, so it is measured rather than assumed. Parameters that
+    have never had a gradient (embedding rows of characters not yet seen) are left out of the rates.
+    """
+    rates, updates = [], []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state:
+                continue
+            step = float(state["step"])
+            if "sum" in state:  # adagrad
+                lr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+                second, first = state["sum"], p.grad
+            else:  # adam / adamw
+                lr = group["lr"]
+                beta1, beta2 = group["betas"]
+                second = state["exp_avg_sq"] / (1 - beta2**step)
+                first = state["exp_avg"] / (1 - beta1**step)
+            rate = lr / (second.sqrt() + group["eps"])
+            rates.append(rate[second > 0].flatten())
+            if first is not None:
+                updates.append((rate * first).flatten())
+    if not rates:
+        return {}
+    rate = torch.cat(rates)
+    rate = rate[:: max(1, rate.numel() // QUANTILE_SAMPLE)]
+    p10, p50, p90 = torch.quantile(rate.double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
+    update = torch.cat(updates)
+    rms = float(update.double().square().mean().sqrt())
+    return {"update_rms": _sig(rms), "rate_p10": _sig(p10), "rate_p50": _sig(p50), "rate_p90": _sig(p90)}
 
 
-def train_one(name: str, args: argparse.Namespace, splits: Any) -> dict[str, Any]:
-    """Train the report's configuration with optimiser ``name``; figures for the table."""
-    lr = getattr(args, f"lr_{name}") or DEFAULT_LR[name]
-    cfg = TrainConfig(
-        out_dir=str(args.out_dir / name),
-        mode="report",
-        embedding_dim=args.embedding_dim,
-        hidden_size=args.hidden_size,
-        optimizer=name,
-        lr=lr,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        time_budget=args.seconds,
-        max_steps=args.max_steps,
-        eval_every=args.eval_every,
-        checkpoint_every=10**9,  # the budget's end writes the one checkpoint
-        seed=args.seed,
-        threads=args.threads,
-        progress=not args.no_progress,
-        device="cpu",
-    )
-    shutil.rmtree(cfg.out_dir, ignore_errors=True)  # this script's own run folder: a rerun starts afresh
-    trainer = Trainer(cfg)
-    trainer.prepare(splits)
-    summary = trainer.run()
-    log = [json.loads(line) for line in (Path(cfg.out_dir) / "train_log.jsonl").read_text().splitlines()]
-    steps = [r for r in log if "loss" in r]
-    tail = steps[-max(1, min(args.tail, len(steps))) :]
-    padded_loss = sum(r["loss"] for r in tail) / len(tail)
-    matrix = trainer.batches.matrix[:, 1:]
+def _sig(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
+@dataclass
+class RunHook:
+    """A trainer callback that adds to the log: step sizes every ``every`` steps, held-out figures at
+    each validation."""
+
+    name: str
+    test_texts: list[str]
+    train_sample: list[str]
+    every: int
+    chatty: bool  # no progress bar: print a line every few hundred steps instead
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """Nothing: each validation's figures are added by :meth:`on_log`."""
+
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        """Nothing: the document is written once every run has finished."""
+
+    def on_log(self, trainer: Trainer, record: dict) -> None:
+        if "val_perplexity" in record:
+            model = trainer.model  # the trainer has just refreshed its start state for validation
+            record["steps_per_epoch"] = trainer.batches.steps_per_epoch
+            record["test_perplexity"] = round(perplexity(model, self.test_texts), 3)
+            record["test_char_perplexity"] = round(char_perplexity(model, self.test_texts), 3)
+            if model.config.preprocessing == "report":
+                record["padded_train_perplexity"] = round(padded_perplexity(model, self.train_sample), 3)
+            tqdm.write(
+                f"{self.name}: step {record['step']} (epoch {record['step'] / record['steps_per_epoch']:.2f}): "
+                f"validation {record['val_perplexity']:.2f}, test {record['test_perplexity']:.2f}"
+            )
+        elif record["step"] % self.every == 0 or record["step"] == 1:
+            record.update(step_sizes(trainer.optimizer))
+            if self.chatty and record["step"] % (5 * self.every) == 0:
+                epoch = record["step"] / trainer.batches.steps_per_epoch
+                print(
+                    f"{self.name}: step {record['step']} (epoch {epoch:.2f}), loss {record['loss']:.3f}, "
+                    f"{record['elapsed_s']:.0f} s of training",
+                    flush=True,
+                )
+
+
+# --- one run, resumable -------------------------------------------------------------------------
+
+
+@dataclass
+class RunSpec:
+    """Everything a worker process needs to train one run (picklable: plain texts, no datasets)."""
+
+    name: str
+    cfg: TrainConfig
+    texts: dict[str, list[str]]
+    train_sample: list[str]
+    stats_every: int
+    continue_from: str | None = None  # a finished shorter run of the same configuration to extend
+    chatty: bool = False
+
+
+def _without(cfg: dict, keys: set[str]) -> dict:
+    return {k: v for k, v in cfg.items() if k not in keys}
+
+
+def train_run(spec: RunSpec) -> dict[str, Any]:
+    """Train one run to its end, continuing its last checkpoint; a finished run is only read back."""
+    cfg, out = spec.cfg, Path(spec.cfg.out_dir)
+    wanted = json.loads(json.dumps(asdict(cfg)))
+    path, summary_path = out / "train_config.json", out / "summary.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if saved is not None and summary_path.exists() and _without(saved, COSMETIC) == _without(wanted, COSMETIC):
+        print(f"{spec.name}: finished earlier, read from {out}", flush=True)
+        return json.loads(summary_path.read_text())
+    if saved is not None and _without(saved, EXTENSIBLE) != _without(wanted, EXTENSIBLE):
+        changed = sorted(k for k in _without(wanted, EXTENSIBLE) if saved.get(k) != wanted[k])
+        raise InputError(f"{out} holds a run with other settings ({', '.join(changed)}): pick another --out-dir.")
+    if spec.continue_from and not has_checkpoint(out / "checkpoints"):
+        shutil.rmtree(out, ignore_errors=True)  # no checkpoint: nothing here worth keeping
+        shutil.copytree(spec.continue_from, out)
+        (out / "summary.json").unlink(missing_ok=True)
+        print(f"{spec.name}: continues {spec.continue_from}, its first epoch", flush=True)
+    summary_path.unlink(missing_ok=True)
+    hook = RunHook(spec.name, spec.texts["test"], spec.train_sample, spec.stats_every, spec.chatty)
+    trainer = Trainer(cfg, callbacks=[hook])
+    trainer.prepare({name: {"text": texts} for name, texts in spec.texts.items()})
+    return trainer.run(resume=has_checkpoint(out / "checkpoints"))
+
+
+def run_all(specs: list[RunSpec], jobs: int) -> list[dict[str, Any]]:
+    """The runs one after the other, or ``jobs`` at a time in worker processes."""
+    if jobs <= 1 or len(specs) <= 1:
+        return [train_run(s) for s in specs]
+    with ProcessPoolExecutor(min(jobs, len(specs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return list(pool.map(train_run, specs))
+        except BaseException:
+            for child in multiprocessing.active_children():  # our own workers: each checkpoints and stops
+                child.terminate()
+            raise
+
+
+# --- reading the runs back ----------------------------------------------------------------------
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """A run's validations (with test figures), step-size records, summary and configuration."""
+    steps, vals = [], []
+    for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        (vals if "val_perplexity" in rec else steps).append(rec)
     return {
-        "optimizer": name,
-        "lr": lr,
-        "steps": summary["steps"],
-        "epochs": summary["steps"] / trainer.batches.steps_per_epoch,
-        "train_seconds": summary["train_seconds"],
-        "report_train_perplexity": math.exp(padded_loss),
-        "tail_steps": len(tail),
-        "val_perplexity": summary["best_val_perplexity"],
-        "test_perplexity": perplexity(trainer.model, list(splits["test"]["text"])),
-        "pad_share": float((matrix == trainer.tokenizer.pad_id).mean()),
-        "log": str(Path(cfg.out_dir) / "train_log.jsonl"),
-        "history": trainer.history,
+        "vals": vals,
+        "steps": steps,
+        "sizes": [r for r in steps if "update_rms" in r],
+        "summary": json.loads((folder / "summary.json").read_text()),
+        "config": json.loads((folder / "train_config.json").read_text()),
     }
 
 
-def plot(rows: list[dict[str, Any]], out_png: Path) -> Path:
-    """Both optimisers' curves: training (smoothed, padding counted) and validation (real tokens)."""
-    from tangpoem_hf.plotting import plt, read_log, smooth
+def per_epoch(run: dict[str, Any]) -> dict[int, dict]:
+    """Validation records at the end of each whole epoch, by epoch."""
+    return {v["step"] // v["steps_per_epoch"]: v for v in run["vals"] if v["step"] % v["steps_per_epoch"] == 0}
 
-    fig, (ax_loss, ax_ppl) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for row, colour in zip(rows, ("tab:blue", "tab:orange")):
-        steps, _ = read_log(Path(row["log"]))
-        xs = [r["step"] for r in steps]
-        loss = smooth([r["loss"] for r in steps], max(1, len(xs) // 40))
-        label = f"{row['optimizer']} (lr {row['lr']:g})"
-        ax_loss.plot(xs, loss, color=colour, label=f"{label}: train, padding counted")
-        ax_ppl.plot(xs, [math.exp(v) for v in loss], color=colour, label=f"{label}: train, padding counted")
-        vx = [h["step"] for h in row["history"]]
-        vp = [h["val_perplexity"] for h in row["history"]]
-        ax_loss.plot(vx, [math.log(v) for v in vp], "o--", color=colour, label=f"{label}: validation, real tokens")
-        ax_ppl.plot(vx, vp, "o--", color=colour, label=f"{label}: validation, real tokens")
-    ax_loss.set(xlabel="step", ylabel="cross-entropy (nats)", title="loss")
-    ax_ppl.set(xlabel="step", ylabel="perplexity", title="perplexity", yscale="log")
-    for ax in (ax_loss, ax_ppl):
+
+def sizes_in_epoch(run: dict[str, Any], epoch: int) -> dict[str, float] | None:
+    """Median step-size figures over an epoch's records."""
+    rows = [r for r in run["sizes"] if r["epoch"] == epoch]
+    if not rows:
+        return None
+    return {k: statistics.median(r[k] for r in rows) for k in ("update_rms", "rate_p10", "rate_p50", "rate_p90")}
+
+
+def last_epoch_loss(run: dict[str, Any]) -> float:
+    """exp of the mean logged training loss over the last whole epoch: what a trainer prints per epoch."""
+    spe = run["vals"][-1]["steps_per_epoch"]
+    whole = len(run["steps"]) // spe
+    rows = run["steps"][(whole - 1) * spe : whole * spe] if whole else run["steps"]
+    return math.exp(sum(r["loss"] for r in rows) / len(rows))
+
+
+# --- the document -------------------------------------------------------------------------------
+
+
+def plot(main: dict[str, dict], report: dict[str, dict], out_png: Path) -> Path:
+    """Perplexity per epoch, step sizes over training, and our pipeline against the report's."""
+    from tangpoem_hf.plotting import plt
+
+    colours = {"adam": "tab:blue", "adagrad": "tab:orange"}
+    fig, (ax_ppl, ax_size, ax_pipe) = plt.subplots(1, 3, figsize=(16, 4.6))
+    for opt, run in main.items():
+        epochs = per_epoch(run)
+        xs = sorted(epochs)
+        c = colours[opt]
+        ax_ppl.plot(xs, [epochs[e]["val_perplexity"] for e in xs], "o-", color=c, label=f"{opt}: validation")
+        ax_ppl.plot(xs, [epochs[e]["test_perplexity"] for e in xs], "s--", color=c, label=f"{opt}: test")
+        spe = run["vals"][-1]["steps_per_epoch"]
+        sx = [r["step"] / spe for r in run["sizes"]]
+        ax_size.plot(
+            sx, [r["rate_p50"] for r in run["sizes"]], color=c, label=f"{opt}: rate per unit gradient (median)"
+        )
+        ax_size.fill_between(
+            sx, [r["rate_p10"] for r in run["sizes"]], [r["rate_p90"] for r in run["sizes"]], color=c, alpha=0.15
+        )
+        ax_size.plot(sx, [r["update_rms"] for r in run["sizes"]], ":", color=c, label=f"{opt}: update RMS")
+        hours = [v["elapsed_s"] / 3600 for v in run["vals"]]
+        ax_pipe.plot(hours, [v["test_char_perplexity"] for v in run["vals"]], "o-", color=c, label=f"{opt}: ours")
+    for opt, run in report.items():
+        hours = [v["elapsed_s"] / 3600 for v in run["vals"]]
+        c = colours[opt]
+        ax_pipe.plot(hours, [v["test_char_perplexity"] for v in run["vals"]], "^:", color=c, label=f"{opt}: report's")
+    ax_ppl.set(xlabel="epoch", ylabel="perplexity (real tokens)", title="held-out perplexity per epoch", yscale="log")
+    ax_size.set(xlabel="epoch", ylabel="size", title="step sizes (band: 10th–90th percentile)", yscale="log")
+    ax_pipe.set(xlabel="training hours", ylabel="test perplexity (characters)", title="pipelines", yscale="log")
+    for ax in (ax_ppl, ax_size, ax_pipe):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("The report's configuration: Adam against Adagrad")
+    fig.suptitle("The report's model: Adam against Adagrad")
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
@@ -110,157 +275,308 @@ def plot(rows: list[dict[str, Any]], out_png: Path) -> Path:
     return out_png
 
 
-def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    """docs/optimizers.md: the table, the winner, and why the result may differ from the report's."""
-    by_test = sorted(rows, key=lambda r: r["test_perplexity"])
-    win, lose = by_test[0], by_test[-1]
-    gain = 100 * (1 - win["test_perplexity"] / lose["test_perplexity"])
-    by_report = sorted(rows, key=lambda r: r["report_train_perplexity"])
-    pad = np.mean([r["pad_share"] for r in rows])
-    budget = f"{args.seconds:g} s of training each" if args.seconds else f"{args.epochs} epochs each"
-    budget += f" (at most {args.max_steps} steps)" if args.max_steps else ""
-    lines = [
-        "# Adam against Adagrad, the report's configuration",
+def _winner(a: float, b: float, names: tuple[str, str] = OPTIMIZERS) -> str:
+    if abs(a - b) < 0.01 * min(a, b):
+        return "tie (< 1%)"
+    return f"**{names[0] if a < b else names[1]}**"
+
+
+def render(
+    check: dict[str, dict[float, dict]],
+    chosen: dict[str, float],
+    main: dict[str, dict],
+    report: dict[str, dict],
+    args: argparse.Namespace,
+    command: str,
+) -> str:
+    """docs/optimizers.md from the runs' logs."""
+    a, g = main["adam"], main["adagrad"]
+    ea, eg = per_epoch(a), per_epoch(g)
+    last = min(max(ea), max(eg))
+    marks = sorted({m for m in MILESTONES if m <= last} | {last})
+    out = [
+        "# Adam against Adagrad: the report's experiment at full length",
         "",
-        f"Regenerate with `{command}`.",
+        f"Regenerate with `{command}` (rerun it after a kill: every run continues from its last checkpoint).",
         "",
-        f"Configuration: punctuation stripped, each poem cut and padded to 100, embedding {args.embedding_dim} "
-        f"→ LSTM {args.hidden_size} → Linear (full softmax), batch {args.batch_size}, fp32, seed {args.seed}, "
-        f"gradient clipping 1.0; {budget} on this project's shared 2-core CPU"
-        + (f", the first {args.max_train_poems} training poems" if args.max_train_poems else "")
-        + ". The report trained 20 epochs, about 3,900 s each on a GPU.",
+        f"The report's model: embedding {args.embedding_dim} → LSTM {args.hidden_size} → Linear (full softmax), "
+        f"batch {args.batch_size}, fp32{' (bf16 autocast)' if args.bf16 else ''}, seed {args.seed}, gradient "
+        f"clipping 1.0, constant rate. Our pipeline: poems with their punctuation packed into {args.batch_size} "
+        f"streams of {args.seq_len} tokens, each poem from the model's start state (the mean state at <bos>), "
+        "the de-duplicated split (copies of a poem stay in one split). Perplexities are per real token "
+        "(characters, ，/。, the end marker; no padding) unless said otherwise."
+        + (f" Only the first {args.max_train_poems} training poems." if args.max_train_poems else ""),
         "",
-        "| optimiser | lr | steps | epochs | train s | report's perplexity (train, padding counted) "
-        "| validation perplexity (real tokens) | test perplexity (real tokens) | report's figure |",
+        "## Learning rates",
+        "",
+        "The report does not give its rates, so each optimiser first trained "
+        f"{args.check_epochs} epoch(s) at each of these rates; the lowest validation perplexity chose.",
+        "",
+        "| optimiser | lr | validation perplexity | chosen |",
+        "|---|---:|---:|---|",
+    ]
+    for opt in OPTIMIZERS:
+        if not check.get(opt):
+            out.append(f"| {opt} | {chosen[opt]:g} | — | given (--lr-{opt}) |")
+            continue
+        for lr, run in sorted(check[opt].items()):
+            out.append(
+                f"| {opt} | {lr:g} | {run['vals'][-1]['val_perplexity']:.2f} | {'✓' if lr == chosen[opt] else ''} |"
+            )
+    edges = [opt for opt in OPTIMIZERS if check.get(opt) and chosen[opt] in (min(check[opt]), max(check[opt]))]
+    out += [""]
+    if edges:
+        out += [
+            f"The chosen rate of {' and '.join(edges)} lies at the edge of its grid: a rate beyond it might do "
+            "better still.",
+            "",
+        ]
+    out += [
+        f"A {args.check_epochs}-epoch check favours rates that make fast early progress; over "
+        f"{args.epochs} epochs a smaller rate may end lower. The chosen run is also the first epoch of "
+        "the long run (same seed and batches), which continues it.",
+        "",
+        "## Perplexity per epoch",
+        "",
+        "| epoch | adam validation | adam test | adagrad validation | adagrad test | lower test |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for e in sorted(set(ea) & set(eg)):
+        va, vg = ea[e], eg[e]
+        out.append(
+            f"| {e} | {va['val_perplexity']:.2f} | {va['test_perplexity']:.2f} | {vg['val_perplexity']:.2f} "
+            f"| {vg['test_perplexity']:.2f} | {_winner(va['test_perplexity'], vg['test_perplexity'])} |"
+        )
+    out += [
+        "",
+        "Test perplexity is taken with each epoch's weights, as validation is; the best validation epoch "
+        f"was {min(ea, key=lambda e: ea[e]['val_perplexity'])} for adam and "
+        f"{min(eg, key=lambda e: eg[e]['val_perplexity'])} for adagrad.",
+        "",
+        "## Who wins, and why",
+        "",
+        "| epoch | adam test | adagrad test | winner | adam update RMS | adagrad update RMS "
+        "| adam rate (median) | adagrad rate (median) |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for e in marks:
+        sa, sg = sizes_in_epoch(a, e), sizes_in_epoch(g, e)
+        ta, tg = ea[e]["test_perplexity"], eg[e]["test_perplexity"]
+        cells = [f"{s[k]:.3g}" if s else "—" for k in ("update_rms",) for s in (sa, sg)]
+        cells += [f"{s[k]:.3g}" if s else "—" for k in ("rate_p50",) for s in (sa, sg)]
+        out.append(f"| {e} | {ta:.2f} | {tg:.2f} | {_winner(ta, tg)} | " + " | ".join(cells) + " |")
+    out += ["", *why(a, g, marks), "", "## The report's preprocessing, and its figures", ""]
+    out += [
+        "The report's pipeline (punctuation stripped, each poem cut and padded to 100, one poem per row from "
+        "a zero state, the loss counting the padding) trained for the training seconds the main run of the "
+        "same optimiser took, at the same rate. Its own perplexity counts different tokens, so both pipelines "
+        "are compared on the test poems' Han characters 2..100 (`char_perplexity`). The report's figure is "
+        "`padded_perplexity` over the first "
+        f"{args.padded_poems} training poems with the final weights (cross-entropy over the 99 predicted "
+        "slots of each padded row, padding counted), and exp of the mean logged training loss over the last "
+        "whole epoch (what a trainer prints).",
+        "",
+        "| optimiser | lr | training s | epochs | padded train perplexity | last epoch's training loss, exp "
+        "| report's figure | test char perplexity, report's pipeline | test char perplexity, ours |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['optimizer']} | {r['lr']:g} | {r['steps']} | {r['epochs']:.2f} | {r['train_seconds']:.0f} "
-            f"| {r['report_train_perplexity']:.1f} | {r['val_perplexity']:.1f} | **{r['test_perplexity']:.1f}** "
-            f"| {REPORT[r['optimizer']]:g} |"
+    for opt, run in report.items():
+        final = run["vals"][-1]
+        ours = main[opt]["vals"][-1]
+        out.append(
+            f"| {opt} | {chosen[opt]:g} | {run['summary']['train_seconds']:.0f} "
+            f"| {final['step'] / final['steps_per_epoch']:.2f} | {final['padded_train_perplexity']:.1f} "
+            f"| {last_epoch_loss(run):.1f} | {REPORT[opt]:g} | {final['test_char_perplexity']:.2f} "
+            f"| {ours['test_char_perplexity']:.2f} |"
         )
-    same = by_report[0]["optimizer"] == win["optimizer"]
-    lines += [
+    out += [
         "",
-        "The report's perplexity is exp of the mean training loss over the last "
-        f"{rows[0]['tail_steps']} steps, with the padding counted as the report's loss counted it; "
-        "the test perplexity is the held-out test split scored over real characters only (padding never "
-        "counts), with the final weights.",
-        "",
-        f"**{win['optimizer'].capitalize()} wins**: test perplexity {win['test_perplexity']:.1f} against "
-        f"{lose['test_perplexity']:.1f}, {gain:.1f}% lower"
-        + (
-            ", and it also has the lower padded training perplexity."
-            if same
-            else f"; by the report's padded training figure {by_report[0]['optimizer']} looks better."
-        )
-        + (
-            " A margin this small, from one seed and a short run, is within what another seed or a quieter "
-            "machine could change: call it a tie at this budget."
-            if gain < 3
-            else ""
-        ),
-        "",
-    ]
-    common = set.intersection(*({h["step"] for h in r["history"]} for r in rows))
-    if common:
-        at = max(common)
-        vals = {r["optimizer"]: next(h["val_perplexity"] for h in r["history"] if h["step"] == at) for r in rows}
-        lines.append(
-            f"At the same step ({at}, the last validation both reached), validation perplexity: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in vals.items())
-            + ".\n"
-        )
-    steps = [r["steps"] for r in rows]
-    if args.seconds and max(steps) > 1.1 * min(steps):
-        bought = " and ".join(f"{r['steps']} steps ({r['optimizer']})" for r in rows)
-        lines.append(
-            f"The same seconds bought {bought}: the "
-            "machine is shared with other jobs whose load changes from minute to minute, and an Adagrad step "
-            "costs about what an Adam step costs, so the difference in steps is mostly load, not the optimiser."
-        )
-    lines += [
-        "",
-        "## Why this may differ from the report's 58 (Adam) against 43 (Adagrad)",
-        "",
-        f"- Padding: {100 * pad:.0f}% of the report's targets are padding. After a poem ends, predicting "
-        "another pad is nearly free, so the padded figure mixes an easy task into the hard one and comes out "
-        "far lower than the real-token perplexity; it also rewards an optimiser for learning the padding "
-        "quickly. The report's 58 and 43 are therefore not comparable with a real-token perplexity, and a "
-        "gap between them need not mean a gap on the poems.",
-        "- Training, not held-out: the report's figures are training losses. After 20 epochs over the same "
-        "poems a 4M-parameter output layer memorises, and Adagrad's shrinking steps and Adam's can overfit "
-        "differently; held-out perplexity is what says which model is better.",
-        f"- Budget: here each optimiser had {budget}, which came to "
-        f"{max(r['epochs'] for r in rows):.2f} epochs at most, against the report's 20. Which optimiser leads "
-        "can change over a run: Adagrad's accumulated squared gradients keep shrinking its steps, Adam's "
-        "normalisation does not, so a short run says little about epoch 20.",
-    ]
-    lowest = min(r["report_train_perplexity"] for r in rows)
-    if lowest < min(REPORT.values()):
-        lines.append(
-            f"- Perhaps not the same quantity: our padded training perplexity ({lowest:.1f}) is already below "
-            "the report's 20-epoch figures after a fraction of an epoch. Either the report computed something "
-            "else (another padding share, vocabulary or averaging) or its runs trained worse than these (a "
-            "learning rate too high, say); the report does not say enough to tell which."
-        )
-    lines += [
-        "- Learning rates: the report does not say which it used; these are the project's defaults "
-        f"(adam {DEFAULT_LR['adam']:g}, adagrad {DEFAULT_LR['adagrad']:g}). Adagrad's result in particular "
-        "depends strongly on its learning rate.",
+        "The padded figure mixes an easy task (another pad after the poem's end) into the hard one, so it "
+        "comes out far below any perplexity of the poems themselves and says little about which model writes "
+        "better; it is here only to set ours beside the report's 58 and 43.",
         "",
         "![Adam against Adagrad](optimizers.png)",
         "",
+        "## Reproduce",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
     ]
-    return "\n".join(lines)
+    return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def why(adam: dict, adagrad: dict, marks: list[int]) -> list[str]:
+    """Sentences read off the logs: who leads when, and how each optimiser's steps changed."""
+    ea, eg = per_epoch(adam), per_epoch(adagrad)
+    common = sorted(set(ea) & set(eg))
+    leader = ["adam" if ea[e]["test_perplexity"] < eg[e]["test_perplexity"] else "adagrad" for e in common]
+    swaps = [common[i] for i in range(1, len(common)) if leader[i] != leader[i - 1]]
+    lines = [
+        f"By test perplexity {leader[0]} leads after epoch {common[0]}"
+        + (
+            "; the lead changes at epoch " + ", ".join(str(e) for e in swaps) + f", and {leader[-1]} ends ahead."
+            if swaps
+            else f" and keeps the lead to epoch {common[-1]}."
+        )
+    ]
+    first, final = marks[0], marks[-1]
+    for name, run in (("Adagrad", adagrad), ("Adam", adam)):
+        s0, s1 = sizes_in_epoch(run, first), sizes_in_epoch(run, final)
+        if s0 and s1 and final != first:
+            lines.append(
+                f"{name}'s median rate per unit gradient went from {s0['rate_p50']:.3g} in epoch {first} to "
+                f"{s1['rate_p50']:.3g} in epoch {final} (×{s1['rate_p50'] / s0['rate_p50']:.2g}), its update RMS "
+                f"from {s0['update_rms']:.3g} to {s1['update_rms']:.3g} (×{s1['update_rms'] / s0['update_rms']:.2g})."
+            )
+    lines.append(
+        "Adagrad divides by the root of every squared gradient it has seen, so its rates can only fall, fastest "
+        "for the parameters with the largest gradients; Adam divides by a running average of recent squared "
+        "gradients, so its rates follow the gradients' current size, up or down. A falling step helps late "
+        "(less noise around a minimum) and hurts when it falls before the model has learnt enough; the table "
+        "shows how large each optimiser's steps were where the lead changed."
+    )
+    return [" ".join(lines)]
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def load_texts(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The de-duplicated split's texts, each split cut to its --max-*-poems (hash-ordered: a fair sample)."""
+    from tangpoem_hf.corpus import build_splits
+
+    splits, _ = build_splits(args.corpus)
+    limits = {"train": args.max_train_poems, "validation": args.max_val_poems, "test": args.max_test_poems}
+    return {name: list(splits[name]["text"])[: limits[name] or None] for name in limits}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
-    p.add_argument("--seconds", type=float, help="training seconds per optimiser (evaluation not counted)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs per optimiser, when --seconds does not stop first")
-    p.add_argument("--max-steps", type=int, help="stop each run after this many steps")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of each main run [20]")
+    p.add_argument("--check-epochs", type=int, default=1, help="epochs of each rate-check run [1]")
+    for opt in OPTIMIZERS:
+        p.add_argument(f"--lrs-{opt}", type=float, nargs="+", default=list(RATES[opt]), help="rates to check")
+        p.add_argument(f"--lr-{opt}", type=float, help="use this rate and skip the check")
+    p.add_argument("--report-seconds", type=float, help="training seconds of each report-mode run [the main run's]")
     p.add_argument("--max-train-poems", type=int, help="train on the first N training poems (quick runs)")
     p.add_argument("--max-val-poems", type=int, help="validate on the first N validation poems")
     p.add_argument("--max-test-poems", type=int, help="test on the first N test poems")
+    p.add_argument("--padded-poems", type=int, default=2000, help="training poems for the report's figure [2000]")
     p.add_argument("--embedding-dim", type=int, default=512)
     p.add_argument("--hidden-size", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr-adam", type=float, help=f"[{DEFAULT_LR['adam']:g}]")
-    p.add_argument("--lr-adagrad", type=float, help=f"[{DEFAULT_LR['adagrad']:g}]")
-    p.add_argument("--eval-every", type=int, default=20, help="steps between validations [20]")
-    p.add_argument("--tail", type=int, default=10, help="training steps averaged for the report's perplexity [10]")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--stats-every", type=int, default=50, help="steps between step-size records [50]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--out-dir", type=Path, default=Path("runs/compare-optimizers"), help="run folders")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only where the CPU has bf16 units)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one thread each [1]")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run [1 with --jobs > 1, else torch's]")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/optimizers"), help="run folders")
     p.add_argument("--doc", type=Path, default=Path("docs/optimizers.md"))
     p.add_argument("--png", type=Path, default=Path("docs/optimizers.png"))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from tangpoem_hf.corpus import build_splits
+    if args.check_epochs < 1 or args.epochs < 1:
+        p.error("--epochs and --check-epochs must be at least 1.")
+    return args
 
-    splits, _ = build_splits(args.corpus)
-    splits = {
-        "train": limit(splits["train"], args.max_train_poems),
-        "validation": limit(splits["validation"], args.max_val_poems),
-        "test": limit(splits["test"], args.max_test_poems),
+
+def command_line(argv: list[str]) -> str:
+    """The command as run, the corpus path replaced by $TANGPOEM_CORPUS (it differs per machine)."""
+    shown = [a for i, a in enumerate(argv) if not (a.startswith("--corpus") or (i and argv[i - 1] == "--corpus"))]
+    return ("TANGPOEM_CORPUS=DIR python scripts/compare_optimizers.py " + shlex.join(shown)).strip()
+
+
+def experiment(args: argparse.Namespace, argv: list[str]) -> None:
+    texts = load_texts(args)
+    sample = texts["train"][: args.padded_poems]
+    threads = args.threads or (1 if args.jobs > 1 else 0)
+    base = TrainConfig(
+        embedding_dim=args.embedding_dim,
+        hidden_size=args.hidden_size,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        bf16=args.bf16,
+        device=args.device,
+        threads=threads,
+        progress=not args.no_progress and args.jobs <= 1,
+    )
+
+    def spec(name: str, **changes: Any) -> RunSpec:
+        cfg = replace(base, out_dir=str(args.out_dir / name), **changes)
+        return RunSpec(name, cfg, texts, sample, args.stats_every, chatty=not cfg.progress)
+
+    checks = [
+        spec(f"check-{opt}-lr{lr:g}", optimizer=opt, lr=lr, epochs=args.check_epochs)
+        for opt in OPTIMIZERS
+        if getattr(args, f"lr_{opt}") is None
+        for lr in getattr(args, f"lrs_{opt}")
+    ]
+    print(f"Rate check: {len(checks)} runs of {args.check_epochs} epoch(s).", flush=True)
+    run_all(checks, args.jobs)
+    check: dict[str, dict[float, dict]] = {opt: {} for opt in OPTIMIZERS}
+    for s in checks:
+        check[s.cfg.optimizer][s.cfg.lr] = read_run(Path(s.cfg.out_dir))
+    chosen = {
+        opt: getattr(args, f"lr_{opt}") or min(check[opt], key=lambda lr: check[opt][lr]["vals"][-1]["val_perplexity"])
+        for opt in OPTIMIZERS
     }
-    rows = [train_one(name, args, splits) for name in OPTIMIZERS]
-    plot(rows, args.png)
-    given = list(argv if argv is not None else sys.argv[1:])
-    shown = [a for i, a in enumerate(given) if not (a.startswith("--corpus") or (i and given[i - 1] == "--corpus"))]
-    command = "TANGPOEM_CORPUS=DIR python scripts/compare_optimizers.py " + shlex.join(shown)
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(render(rows, args, command.strip()), encoding="utf-8")
-    (args.out_dir / "results.json").write_text(json.dumps(rows, indent=2))
-    for r in rows:
-        print(
-            f"{r['optimizer']}: steps {r['steps']}, report's perplexity {r['report_train_perplexity']:.2f}, "
-            f"test perplexity {r['test_perplexity']:.2f}"
+    print("Chosen rates: " + ", ".join(f"{o} {lr:g}" for o, lr in chosen.items()), flush=True)
+    mains = []
+    for opt in OPTIMIZERS:
+        s = spec(f"main-{opt}", optimizer=opt, lr=chosen[opt], epochs=args.epochs)
+        if check[opt] and args.check_epochs <= args.epochs:
+            s.continue_from = str(args.out_dir / f"check-{opt}-lr{chosen[opt]:g}")
+        mains.append(s)
+    print(f"Main runs: {args.epochs} epochs each.", flush=True)
+    done = run_all(mains, args.jobs)
+    reports = [
+        spec(
+            f"report-{opt}",
+            mode="report",
+            optimizer=opt,
+            lr=chosen[opt],
+            epochs=100 * args.epochs,  # never reached: the time budget stops it
+            time_budget=args.report_seconds or summary["train_seconds"],
         )
+        for opt, summary in zip(OPTIMIZERS, done)
+    ]
+    print("Report-mode runs: " + ", ".join(f"{s.cfg.time_budget:.0f} s" for s in reports) + ".", flush=True)
+    run_all(reports, args.jobs)
+    main = {s.cfg.optimizer: read_run(Path(s.cfg.out_dir)) for s in mains}
+    report = {s.cfg.optimizer: read_run(Path(s.cfg.out_dir)) for s in reports}
+    plot(main, report, args.png)
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(render(check, chosen, main, report, args, command_line(argv)), encoding="utf-8")
+    results = {"chosen": chosen, "main": {o: r["vals"] for o, r in main.items()}}
+    results["report"] = {o: r["vals"] for o, r in report.items()}
+    (args.out_dir / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {args.doc} and {args.png}")
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _stop)  # a plain kill stops as cleanly as Ctrl-C
+    try:
+        experiment(args, argv)
+    except KeyboardInterrupt:
+        print("Interrupted: every run keeps its last checkpoint; rerun the same command to continue.")
+        return 130
+    except InputError as e:
+        print(f"compare_optimizers: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

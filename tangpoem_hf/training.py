@@ -190,7 +190,13 @@ def check_same_run(saved: dict[str, Any], cfg: TrainConfig, out_dir: str | Path)
 
 
 class TrainerCallback(Protocol):
-    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`)."""
+    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`).
+
+    A callback may also define ``on_log(trainer, record)``: called with every log record (a step's,
+    after its optimiser step, or a validation's) before it is written; fields it adds are logged and,
+    for validations, kept in the checkpointed history (``scripts/compare_optimizers.py`` logs step
+    sizes and test perplexities this way).
+    """
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
 
@@ -539,7 +545,7 @@ class Trainer:
                             dist.all_reduce(clock, op=dist.ReduceOp.MAX)
                             self.elapsed = float(clock)
                     record = step_record(epoch + 1, step, loss_value, real, dt, self._lr_at(step - 1), self.elapsed)
-                    self.log.write(record)
+                    self._write_log(record)
                     bar.update(record, real)
                     end_of_epoch = step % spe == 0
                     if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
@@ -579,6 +585,13 @@ class Trainer:
                 callback.on_train_end(self, summary)
         return summary
 
+    def _write_log(self, record: dict) -> None:
+        """Let the callbacks that log (``on_log``) add to the record first; only the main process logs."""
+        for callback in self.callbacks if self.main else ():
+            if hasattr(callback, "on_log"):
+                callback.on_log(self, record)
+        self.log.write(record)
+
     def _validate(self, step: int, epoch: int) -> None:
         if self.world > 1:
             dist.barrier()
@@ -587,7 +600,7 @@ class Trainer:
         self.history.append(entry)
         if not self.main:
             return
-        self.log.write(entry)
+        self._write_log(entry)
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
         if val < self.best_val:
             self.best_val = val

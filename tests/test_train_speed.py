@@ -1,5 +1,5 @@
 """Training speed (issue 6): the comparable character perplexity, the adaptive softmax, and the
-benchmark and optimiser-comparison scripts end to end on tiny data."""
+benchmark script end to end on tiny data (the optimiser comparison: tests/test_optimizers.py)."""
 
 from __future__ import annotations
 
@@ -136,19 +136,6 @@ def test_adaptive_softmax_trains_saves_loads_and_generates(small_corpus, tmp_pat
     assert math.isfinite(perplexity(loaded, val)) and math.isfinite(char_perplexity(loaded, val))
     poem = generate_poem(loaded, first="山", form=5, lines=4, seed=0)
     assert len(poem.lines) == 4 and all(len(line) == 5 for line in poem.lines)
-
-
-def test_compare_optimizers_end_to_end(small_corpus, tmp_path):
-    script = _script("scripts/compare_optimizers.py")
-    doc, png = tmp_path / "optimizers.md", tmp_path / "optimizers.png"
-    args = ["--corpus", str(small_corpus), "--embedding-dim", "8", "--hidden-size", "8", "--batch-size", "4"]
-    args += ["--max-steps", "4", "--eval-every", "2", "--out-dir", str(tmp_path / "runs"), "--no-progress"]
-    assert script.main(args + ["--doc", str(doc), "--png", str(png)]) == 0
-    text = doc.read_text()
-    assert "| adam |" in text and "| adagrad |" in text and "wins" in text and "--corpus" not in text
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = json.loads((tmp_path / "runs" / "results.json").read_text())
-    assert all(r["steps"] == 4 and math.isfinite(r["test_perplexity"]) for r in rows)
 
 
 def test_train_throughput_end_to_end(small_corpus, tmp_path, capsys):
