@@ -20,17 +20,19 @@ from typing import Any
 
 import torch
 
+from .control import fits_at, keywords_fit
 from .tokenizer import CharTokenizer
 
 
 @dataclass(frozen=True)
 class PoemSpec:
-    """The validated shape: form, line count, forced characters per slot, conditioning prefix."""
+    """The validated shape: form, line count, forced characters per slot, and the theme."""
 
     form: int
     lines: int
     forced: dict[int, str] = field(default_factory=dict)  # slot index → character
-    prefix: str = ""
+    title: str = ""  # read by a control model before the poem, never printed
+    keywords: tuple[str, ...] = ()  # each stands whole in the poem (see Keywords)
     kept: frozenset[int] = frozenset()  # 0-based lines kept whole from an earlier poem
 
     @property
@@ -120,6 +122,95 @@ class Forced(Constraint):
         mask = torch.zeros(vocab, dtype=torch.bool)
         mask[ids[slot]] = True
         return mask
+
+
+@dataclass
+class KeywordState:
+    tokenizer: CharTokenizer
+    words: tuple[str, ...]
+    pending: list[set[int]]  # per poem: indices of the words not yet placed
+    active: list[tuple[int, int] | None]  # per poem: (word, next character) while a word is being written
+    starts: list[list[int]]  # per poem: words that may start at the current slot (set by allowed)
+    free: list[bool]  # per poem: whether the current slot may hold any character
+    fits: dict[tuple[frozenset[int], int], bool]  # (pending words, from slot) → whether they still fit
+
+
+class Keywords(Constraint):
+    """Each of the request's keywords stands in the poem whole, inside one line, where the model's
+    likelihood puts it: at every slot a poem may start a pending word if the rest of the line holds
+    it and the remaining slots still hold the other pending words; once started, it is finished.
+    A slot must start a word only when otherwise the pending words could no longer fit.
+    """
+
+    name = "keyword"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> KeywordState:
+        words = spec.keywords
+        return KeywordState(
+            tokenizer,
+            words,
+            [set(range(len(words))) for _ in range(batch_size)],
+            [None] * batch_size,
+            [[] for _ in range(batch_size)],
+            [True] * batch_size,
+            {},
+        )
+
+    def _fit(self, spec: PoemSpec, state: KeywordState, pending: set[int], start: int) -> bool:
+        key = (frozenset(pending), start)
+        if key not in state.fits:
+            words = [state.words[i] for i in pending]
+            state.fits[key] = keywords_fit(words, spec.slots, spec.form, spec.forced, start)
+        return state.fits[key]
+
+    def allowed(self, slot: int, spec: PoemSpec, state: KeywordState) -> torch.Tensor | None:
+        index, vocab = state.tokenizer.index, len(state.tokenizer)
+        mask: torch.Tensor | None = None
+        for b, pending in enumerate(state.pending):
+            if state.active[b] is not None:
+                word, at = state.active[b]
+                state.starts[b], state.free[b] = [], False
+                chars = [index[state.words[word][at]]]
+            elif not pending:
+                state.starts[b], state.free[b] = [], True
+                continue
+            else:
+                state.starts[b] = [
+                    w
+                    for w in sorted(pending)
+                    if fits_at(state.words[w], slot, spec.slots, spec.form, spec.forced)
+                    and self._fit(spec, state, pending - {w}, slot + len(state.words[w]))
+                ]
+                state.free[b] = self._fit(spec, state, pending, slot + 1)
+                if state.free[b] or not state.starts[b]:  # free, or nothing fits any more: no restriction
+                    continue
+                chars = [index[state.words[w][0]] for w in state.starts[b]]
+            if mask is None:
+                mask = torch.ones(len(state.pending), vocab, dtype=torch.bool)
+            mask[b] = False
+            mask[b, chars] = True
+        return mask
+
+    def observe(self, slot: int, spec: PoemSpec, state: KeywordState, chosen: torch.Tensor) -> None:
+        for b, i in enumerate(chosen.tolist()):
+            ch = state.tokenizer.tokens[i]
+            if state.active[b] is not None:
+                word, at = state.active[b]
+                if ch != state.words[word][at]:  # another rule won (a forced slot): the word starts over
+                    state.pending[b].add(word)
+                    state.active[b] = None
+                else:
+                    state.active[b] = (word, at + 1) if at + 1 < len(state.words[word]) else None
+                continue
+            started = [w for w in state.starts[b] if state.words[w][0] == ch]
+            if started:
+                word = started[0]
+                state.pending[b].discard(word)
+                state.active[b] = (word, 1) if len(state.words[word]) > 1 else None
+
+    def notes(self, state: KeywordState, poem: int) -> list[str]:
+        missing = sorted(state.pending[poem]) + ([state.active[poem][0]] if state.active[poem] else [])
+        return [f"The keyword {state.words[w]} could not be placed whole in the poem." for w in missing]
 
 
 @dataclass
