@@ -448,9 +448,10 @@ def _perplexity(args: argparse.Namespace) -> int:
         raise InputError(f"{path} is not a file.")
     model = load_model(args.model)
     rows = read_scoring_file(path, model.tokenizer.simplified)
-    controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
-    themed = any(c.title or c.keywords for c in controls)
-    if themed and not model.config.control:
+    controls = None
+    if model.config.control:
+        controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+    elif any(row.get("title") or row.get("keywords") for row in rows):
         print("tangpoem: note: this model reads no control segment: titles and keywords are ignored.", file=sys.stderr)
     value = perplexity(model, [row["text"] for row in rows], controls=controls)
     print(f"poems: {len(rows)}")

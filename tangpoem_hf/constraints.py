@@ -39,6 +39,15 @@ class PoemSpec:
     def slots(self) -> int:
         return self.form * self.lines
 
+    def kept_lines(self) -> list[str]:
+        """The text of each kept line (a keyword standing whole in one needs no other place)."""
+        return ["".join(self.forced[i * self.form + c] for c in range(self.form)) for i in sorted(self.kept)]
+
+    def open_keywords(self) -> list[int]:
+        """Indices of the keywords that no kept line holds already: the ones the decoder places."""
+        kept = self.kept_lines()
+        return [i for i, word in enumerate(self.keywords) if not any(word in line for line in kept)]
+
     def position(self, slot: int) -> tuple[int, int]:
         """(line, column), both 0-based."""
         return divmod(slot, self.form)
@@ -149,7 +158,7 @@ class Keywords(Constraint):
         return KeywordState(
             tokenizer,
             words,
-            [set(range(len(words))) for _ in range(batch_size)],
+            [set(spec.open_keywords()) for _ in range(batch_size)],
             [None] * batch_size,
             [[] for _ in range(batch_size)],
             [True] * batch_size,

@@ -204,14 +204,19 @@ def make_spec(
         text_title = check_chars(title, "title", tokenizer)
         if len(text_title) > MAX_TITLE:
             raise InputError(f"title is too long: {len(text_title)} characters, at most {MAX_TITLE}.")
-    words = _keywords(tokenizer, keywords, form, lines, forced)
-    return PoemSpec(form, lines, forced, text_title, words, frozenset(kept))
+    spec = PoemSpec(form, lines, forced, text_title, _keywords(tokenizer, keywords, form, lines), frozenset(kept))
+    words = [spec.keywords[i] for i in spec.open_keywords()]
+    if not keywords_fit(words, form * lines, form, forced, 0):
+        raise InputError(
+            f"The keywords {' '.join(words)} cannot all stand whole in {lines} lines of {form} characters "
+            "around the characters you gave."
+        )
+    return spec
 
 
-def _keywords(
-    tokenizer: CharTokenizer, keywords: str | Sequence[str] | None, form: int, lines: int, forced: dict[int, str]
-) -> tuple[str, ...]:
-    """The keywords checked one by one against the vocabulary and the shape, then all together."""
+def _keywords(tokenizer: CharTokenizer, keywords: str | Sequence[str] | None, form: int, lines: int) -> tuple[str, ...]:
+    """The keywords checked one by one against the vocabulary and the shape (their fit around the
+    forced characters is checked by :func:`make_spec`)."""
     if keywords is None:
         return ()
     if isinstance(keywords, str):
@@ -228,11 +233,6 @@ def _keywords(
         raise InputError(f"A keyword is given twice in {' '.join(words)}.")
     if sum(map(len, words)) > form * lines:
         raise InputError(f"The keywords {' '.join(words)} have more characters than the poem ({form * lines}).")
-    if not keywords_fit(words, form * lines, form, forced, 0):
-        raise InputError(
-            f"The keywords {' '.join(words)} cannot all stand whole in {lines} lines of {form} characters "
-            "around the characters you gave."
-        )
     return words
 
 
