@@ -14,13 +14,14 @@ silently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .control import fits_at, keywords_fit
+from .control import fits_at, keyword_windows, keywords_fit
 from .tokenizer import CharTokenizer
 
 
@@ -74,6 +75,11 @@ class Constraint:
     def allowed(self, slot: int, spec: PoemSpec, state: Any) -> torch.Tensor | None:
         """A (batch, vocab) or (vocab,) bool mask of allowed ids, or None for no restriction."""
         return None
+
+    def reweigh(self, slot: int, spec: PoemSpec, state: Any, logits: torch.Tensor) -> torch.Tensor:
+        """The (batch, vocab) logits to draw from (called after :meth:`allowed`); most rules leave
+        them alone. Never changes the poem's score, which is the model's own probability."""
+        return logits
 
     def observe(self, slot: int, spec: PoemSpec, state: Any, chosen: torch.Tensor) -> None:
         """Update ``state`` with the (batch,) ids drawn for ``slot``; record any broken rule there."""
@@ -141,6 +147,7 @@ class KeywordState:
     active: list[tuple[int, int] | None]  # per poem: (word, next character) while a word is being written
     starts: list[list[int]]  # per poem: words that may start at the current slot (set by allowed)
     free: list[bool]  # per poem: whether the current slot may hold any character
+    seen: list[dict[int, list[float]]]  # per poem and word: [sum, count] of its first character's probability
     fits: dict[tuple[frozenset[int], int], bool]  # (pending words, from slot) → whether they still fit
 
 
@@ -162,6 +169,7 @@ class Keywords(Constraint):
             [None] * batch_size,
             [[] for _ in range(batch_size)],
             [True] * batch_size,
+            [{} for _ in range(batch_size)],
             {},
         )
 
@@ -199,6 +207,31 @@ class Keywords(Constraint):
             mask[b] = False
             mask[b, chars] = True
         return mask
+
+    def reweigh(self, slot: int, spec: PoemSpec, state: KeywordState, logits: torch.Tensor) -> torch.Tensor:
+        """Where a poem may start a word or write anything, give the word's first character the
+        probability h = p / (p + (n - 1) · p̄): p is the model's probability for it here, p̄ its mean
+        over this and the earlier slots, n the slots left where the word can start. A start lands
+        where the model likes the word more than elsewhere, and is not left to the last slot that
+        still fits (where a model that rarely draws the exact character would otherwise put it).
+        """
+        rows = [b for b in range(len(state.pending)) if state.free[b] and state.starts[b]]
+        if not rows:
+            return logits
+        out = logits.double().clone()
+        logp = torch.log_softmax(out[rows], dim=-1)
+        for k, b in enumerate(rows):
+            for w in state.starts[b]:
+                word, first = state.words[w], state.tokenizer.index[state.words[w][0]]
+                p = min(float(logp[k, first].exp()), 1 - 1e-12)
+                seen = state.seen[b].setdefault(w, [0.0, 0])
+                seen[0], seen[1] = seen[0] + p, seen[1] + 1
+                left = len(keyword_windows(word, spec.slots, spec.form, spec.forced, slot))
+                h = min(p / max(p + (left - 1) * seen[0] / seen[1], 1e-300), 1 - 1e-9)
+                logp[k] += math.log((1 - h) / (1 - p))
+                logp[k, first] = math.log(max(h, 1e-300))
+            out[b] = logp[k]
+        return out
 
     def observe(self, slot: int, spec: PoemSpec, state: KeywordState, chosen: torch.Tensor) -> None:
         for b, i in enumerate(chosen.tolist()):

@@ -438,7 +438,10 @@ class PoemWalk:
             chosen = torch.full((batch,), self.tok.index[self.spec.forced[0]], dtype=torch.long)
         else:
             allowed = _combine(self.constraints, self.states, slot, self.spec, batch, len(self.tok))
-            masked = logits.masked_fill(~allowed, -math.inf)
+            weighed = logits
+            for c, state in zip(self.constraints, self.states):
+                weighed = c.reweigh(slot, self.spec, state, weighed)
+            masked = weighed.masked_fill(~allowed, -math.inf)
             t, k, p = self.request.temperature, self.request.top_k, self.request.top_p
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)

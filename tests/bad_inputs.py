@@ -35,7 +35,7 @@ BAD_INPUTS = [
     ("keywords-latin", {"first": "山", "keywords": "hello"}, "only Chinese"),
     ("keyword-longer-than-a-line", {"form": 5, "keywords": "白日依山尽黄"}, "a line holds only 5"),
     ("keywords-too-many", {"keywords": "白日 黄河 千里 明月 故乡"}, "one to 4 keywords"),
-    ("keywords-do-not-fit", {"form": 5, "lines": 2, "keywords": "白日依 黄河入海"}, "cannot all stand whole"),
+    ("keywords-do-not-fit", {"form": 5, "lines": 2, "keywords": "白日依 黄河入 千里目"}, "cannot all stand whole"),
     ("title-without-controls", {"first": "山", "title": "春晓"}, "cannot read a title"),
     ("first-and-acrostic", {"first": "山", "acrostic": "春夜"}, "either"),
 ]

@@ -33,7 +33,7 @@ POEMS = [
     "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
     "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
 ]
-DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "style": "", "script": "简体"}
+DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "theme": "", "script": "简体"}
 
 
 def tiny_model(texts: list[str] = POEMS, simplified: bool = True) -> TangPoemLSTM:
