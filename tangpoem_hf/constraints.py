@@ -210,10 +210,11 @@ class Keywords(Constraint):
 
     def reweigh(self, slot: int, spec: PoemSpec, state: KeywordState, logits: torch.Tensor) -> torch.Tensor:
         """Where a poem may start a word or write anything, give the word's first character the
-        probability h = p / (p + (n - 1) · p̄): p is the model's probability for it here, p̄ its mean
-        over this and the earlier slots, n the slots left where the word can start. A start lands
-        where the model likes the word more than elsewhere, and is not left to the last slot that
-        still fits (where a model that rarely draws the exact character would otherwise put it).
+        probability max(p, p / (p + (n - 1) · p̄)): p is the model's probability for it here, p̄ its
+        mean over this and the earlier slots, n the slots left where the word can start. A start
+        lands where the model likes the word, or likes it more than at the slots before, and is not
+        left to the last slot that still fits (where a model that rarely draws the exact character
+        would otherwise put it, breaking the rhyme there).
         """
         rows = [b for b in range(len(state.pending)) if state.free[b] and state.starts[b]]
         if not rows:
@@ -227,7 +228,7 @@ class Keywords(Constraint):
                 seen = state.seen[b].setdefault(w, [0.0, 0])
                 seen[0], seen[1] = seen[0] + p, seen[1] + 1
                 left = len(keyword_windows(word, spec.slots, spec.form, spec.forced, slot))
-                h = min(p / max(p + (left - 1) * seen[0] / seen[1], 1e-300), 1 - 1e-9)
+                h = min(max(p, p / max(p + (left - 1) * seen[0] / seen[1], 1e-300)), 1 - 1e-9)
                 logp[k] += math.log((1 - h) / (1 - p))
                 logp[k, first] = math.log(max(h, 1e-300))
             out[b] = logp[k]

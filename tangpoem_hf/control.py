@@ -164,12 +164,10 @@ def extract_keywords(texts: Sequence[str], k: int = MAX_KEYWORDS, min_count: int
     return out
 
 
-def cached_keywords(texts: Sequence[str], min_count: int = 20, cache_dir: Path | None = None) -> list[tuple[str, ...]]:
-    """:func:`extract_keywords`, stored under the cache folder by a hash of the method and the texts."""
-    from . import corpus
-
+def cached_keywords(texts: Sequence[str], cache_dir: Path, min_count: int = 20) -> list[tuple[str, ...]]:
+    """:func:`extract_keywords`, stored in ``cache_dir`` by a hash of the method and the texts."""
     key = hashlib.sha256("\n".join([KEYWORD_METHOD, str(min_count), *texts]).encode()).hexdigest()[:16]
-    path = Path(cache_dir or corpus._CACHE) / f"keywords-{key}.json"
+    path = Path(cache_dir) / f"keywords-{key}.json"
     if path.exists():
         return [tuple(words) for words in json.loads(path.read_text(encoding="utf-8"))]
     keywords = extract_keywords(texts, min_count=min_count)

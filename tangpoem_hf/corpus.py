@@ -53,6 +53,11 @@ class LoadReport:
     skipped_poems: int = 0
 
 
+def cache_dir() -> Path:
+    """Where derived data is kept: cleaned corpora (by ``datasets``) and keyword tables."""
+    return _CACHE
+
+
 def corpus_location(path: str | os.PathLike | None = None) -> str:
     """The corpus argument, else ``$TANGPOEM_CORPUS``; a clear error when neither is set."""
     location = path or os.environ.get(CORPUS_ENV)

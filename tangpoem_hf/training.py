@@ -37,7 +37,7 @@ from .checkpointing import (
     stop_requests,
 )
 from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
-from .corpus import SPLIT_VERSION, build_splits
+from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
 from .evaluation import token_losses
 from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
@@ -386,7 +386,7 @@ class Trainer:
         such as a text file's, has none)."""
         texts = list(split["text"])
         titles = list(split["title"]) if "title" in split.column_names else [""] * len(texts)
-        keywords = cached_keywords(texts, self.cfg.keyword_min_count)
+        keywords = cached_keywords(texts, cache_dir(), self.cfg.keyword_min_count)
         return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
 
     # state ------------------------------------------------------------------------------------

@@ -95,10 +95,10 @@ def test_keywords_are_words_of_the_poem_at_word_positions():
 
 
 def test_keywords_are_cached(tmp_path, monkeypatch):
-    first = cached_keywords(TEXTS, min_count=2, cache_dir=tmp_path)
+    first = cached_keywords(TEXTS, tmp_path, min_count=2)
     assert len(list(tmp_path.glob("keywords-*.json"))) == 1
     monkeypatch.setattr("tangpoem_hf.control.extract_keywords", lambda *a, **k: pytest.fail("not cached"))
-    assert cached_keywords(TEXTS, min_count=2, cache_dir=tmp_path) == first
+    assert cached_keywords(TEXTS, tmp_path, min_count=2) == first
 
 
 def test_titles_and_keywords_are_dropped_per_epoch_deterministically():
