@@ -100,9 +100,10 @@ def _char_weights(model: TangPoemLSTM, text: str, cut: int, fold_skipped: bool) 
     prepared = prepare_text(text, model.config.preprocessing)
     framed = model.config.preprocessing == "ours"
     chars = tok.normalize(prepared)
-    ids = tok.encode(prepared, add_bos=framed, add_eos=framed)
-    offset = 1 if framed else 0
-    assert len(ids) == len(chars) + 2 * offset
+    context = control_ids(tok, classify_form(text)) if model.config.control else [tok.bos_id] if framed else []
+    ids = context + tok.encode(prepared, add_eos=framed)
+    offset = len(context)  # the poem's first character is ids[offset]
+    assert len(ids) == len(chars) + offset + int(framed)
     weights = [0.0] * (len(ids) - 1)  # weights[k] belongs to the target ids[k + 1]
     rank, pending = 0, []
     for j, ch in enumerate(chars):

@@ -264,3 +264,19 @@ def test_perplexity_notes_that_a_model_without_controls_ignores_the_theme(tiny_m
     rows.write_text(json.dumps({"text": TEXTS[0], "title": "登鹳雀楼"}, ensure_ascii=False) + "\n")
     assert main(["perplexity", str(rows), "--model", str(tiny_model_dir)]) == 0
     assert "titles and keywords are ignored" in capsys.readouterr().err
+
+
+def test_character_perplexity_reads_a_control_model_its_form_first():
+    from tangpoem_hf.evaluation import char_losses
+
+    model, old = control_model(), make_tiny_model()
+    total, count = char_losses(model, TEXTS[:4])
+    assert count == char_losses(old, TEXTS[:4])[1]  # the same characters are scored
+    # …each after the poem's control segment, as the model reads it in training and generation
+    ids = control_ids(model.tokenizer, "五绝") + model.tokenizer.encode("白日依山尽", add_eos=False)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids[:-1]])).logits[0], dim=-1)
+    start = len(control_ids(model.tokenizer, "五绝"))
+    expected = -sum(float(logp[start + j - 1, ids[start + j]]) for j in range(1, 5))
+    first_line = char_losses(model, ["白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"], cut=5)
+    assert first_line[1] == 4 and first_line[0] == pytest.approx(expected, abs=1e-4)
