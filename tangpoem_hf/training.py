@@ -68,7 +68,7 @@ CHOICES = {
     "start_state": ("stored", "learned"),
 }
 AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
-                "checkpoint_every", "keep_checkpoints")  # fmt: skip
+                "checkpoint_every", "keep_checkpoints", "keyword_min_count")  # fmt: skip
 NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads")
 
 
@@ -153,6 +153,9 @@ class TrainConfig:
                 raise InputError(f"{flag(name)} must be positive, not {getattr(self, name)}.")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"--dropout must lie in [0, 1), not {self.dropout}.")
+        for name in ("drop_title", "drop_keywords"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{flag(name)} must lie in [0, 1], not {getattr(self, name)}.")
 
     def model_config(self, vocab_size: int, pad_token_id: int) -> TangPoemConfig:
         """The model this run trains: the architecture fields come from here, in one place."""
