@@ -449,6 +449,14 @@ class Trainer:
         loss = out.loss
         if cfg.mode == "report":  # the report's loss counts the padding too
             loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
+        elif self.world > 1:
+            # Ranks hold different numbers of real targets (control positions and padding are not
+            # targets) and DDP averages their gradients: weigh each rank's mean by its share, so a
+            # step is the mean over the global batch, as in one process.
+            count = ((y != self.tokenizer.pad_id) & (y != IGNORE_INDEX)).sum().float()
+            total = count.clone()
+            dist.all_reduce(total)
+            loss = loss * (count * self.world / total.clamp(min=1.0))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip:
