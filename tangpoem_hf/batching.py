@@ -73,8 +73,9 @@ class StreamBatches:
     ) -> None:
         self.poems, self.batch_size, self.seq_len, self.seed = poems, batch_size, seq_len, seed
         self.rank, self.world_size = rank, world_size
-        # With controls an epoch's stream is shorter when parts are dropped: size by the shortest.
-        total = poems.min_total if isinstance(poems, ControlledPoems) else sum(len(p) for p in poems)
+        # With controls an epoch's length varies with what is dropped: size by the expected length
+        # (an epoch that comes out shorter wraps around to its start; one that is longer loses its tail).
+        total = poems.expected_total if isinstance(poems, ControlledPoems) else sum(len(p) for p in poems)
         self.row_len = (total - 1) // (batch_size * world_size)
         self.steps_per_epoch = self.row_len // seq_len
         if self.steps_per_epoch < 1:
@@ -85,8 +86,8 @@ class StreamBatches:
         if self._cached is None or self._cached[0] != epoch:
             poems = _epoch_poems(self.poems, epoch)
             order = np.random.default_rng([self.seed, epoch]).permutation(len(poems))
-            stream = np.concatenate([poems[i] for i in order])
             n_rows, length = self.batch_size * self.world_size, self.row_len
+            stream = np.resize(np.concatenate([poems[i] for i in order]), n_rows * length + 1)
             lo = self.rank * self.batch_size
             targets = _mask_control(self.poems, stream, stream[1 : n_rows * length + 1])
             x = stream[: n_rows * length].reshape(n_rows, length)[lo : lo + self.batch_size]

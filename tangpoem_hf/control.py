@@ -206,11 +206,19 @@ class ControlledPoems:
         self.form_ids = [tokenizer.index[t] for t in FORM_TOKENS.values()]
         self.poem_id = tokenizer.index[POEM]
         self.full = [self._encode(i, self.controls[i]) for i in range(len(texts))]
-        self.min_total = sum(len(b) + 3 for b in self.bodies)  # <bos> <form> <poem> + body, nothing dropped more
+        self.expected_total = round(sum(len(b) + 3 + self._expected_extra(c) for b, c in zip(self.bodies, controls)))
 
     def _encode(self, i: int, control: Control) -> np.ndarray:
         context = np.asarray(control_ids(self.tok, self.forms[i], control), dtype=np.int64)
         return np.concatenate([context, self.bodies[i]])
+
+    def _expected_extra(self, control: Control) -> float:
+        """Mean tokens of a poem's title and keywords over epochs: kept keywords are a uniform
+        1..n of them, so each stands in an epoch's control with probability (n + 1) / 2n."""
+        title = (1 + len(control.title)) * (1 - self.drop_title) if control.title else 0.0
+        n = len(control.keywords)
+        words = sum(1 + len(w) for w in control.keywords) * (n + 1) / (2 * n) if n else 0.0
+        return title + words * (1 - self.drop_keywords)
 
     def __len__(self) -> int:
         return len(self.bodies)
