@@ -28,12 +28,12 @@ import numpy as np
 from .text import is_han, split_lines, to_simplified
 from .tokenizer import CharTokenizer
 
-FORMS = ("五绝", "七绝", "五律", "七律", "other")  # corpus.classify_form's names
+FORMS = ("五绝", "七绝", "五律", "七律", "other")  # what classify_form tells apart
 FORM_TOKENS = {form: f"<form:{form}>" for form in FORMS}
 TITLE, KEYWORD, POEM = "<title>", "<kw>", "<poem>"
 CONTROL_TOKENS = (*FORM_TOKENS.values(), TITLE, KEYWORD, POEM)
 MAX_KEYWORDS = 4
-MAX_TITLE = 16  # characters of a title the model reads (99% of the corpus's titles are shorter)
+MAX_TITLE = 16  # characters of a title the model reads (99% of the corpus's titles fit)
 KEYWORD_METHOD = "tfidf-2gram-caesura-pmi-v1"  # part of the cache key: change it when the method changes
 # Where a two-character word may start in a line: 五言 reads 2+3 (2+2+1 or 2+1+2), 七言 2+2+3.
 WORD_STARTS = {5: (0, 2, 3), 7: (0, 2, 4, 5)}
@@ -64,12 +64,9 @@ def classify_form(text: str) -> str:
     """五绝/七绝/五律/七律 by line count and length; anything irregular is "other"."""
     lines = split_lines(text)
     lengths = {len(line) for line in lines}
-    if len(lengths) != 1 or len(lines) not in (4, 8) or text.count("，") + text.count("。") != len(lines):
+    if len(lengths) != 1 or text.count("，") + text.count("。") != len(lines):
         return "other"
-    size = lengths.pop()
-    if size not in (5, 7):
-        return "other"
-    return ("五" if size == 5 else "七") + ("绝" if len(lines) == 4 else "律")
+    return form_name(lengths.pop(), len(lines))
 
 
 def form_name(form: int, lines: int) -> str:
