@@ -128,7 +128,7 @@ def generate(
     top_k: float = 0,
     top_p: float = 0.9,
     seed: float | None = None,
-    style: str = "",
+    theme: str = "",
     script: str = "简体",
     rhyme: bool = True,
     tone: str = "relaxed",
@@ -138,7 +138,7 @@ def generate(
     """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
     try:
         request = generation_request(
-            get_server().model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, style,
+            get_server().model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, theme,
             rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
         )  # fmt: skip
         yield from _stream(request, script)
@@ -155,7 +155,7 @@ def rewrite(
     temperature: float = 0.8,
     top_k: float = 0,
     top_p: float = 0.9,
-    style: str = "",
+    theme: str = "",
     script: str = "简体",
     rhyme: bool = True,
     tone: str = "relaxed",
@@ -167,7 +167,7 @@ def rewrite(
     try:
         request = rewrite_ui_request(
             get_server().model.tokenizer, poem, keep, mode, characters, form, None, temperature, top_k, top_p,
-            seed, style, rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
+            seed, theme, rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
         )  # fmt: skip
         yield from _stream(request, script)
     except TangPoemError as exc:
@@ -302,11 +302,11 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                     label="句数 · Lines",
                     info="藏头时等于首字数 · Acrostic: one line per head",
                 )
-            style = gr.Textbox(
+            theme = gr.Textbox(
                 "",
-                label="风格词 · Style words (optional)",
-                placeholder="例如 边塞、秋思、山水 · e.g. 秋思",
-                info="作为前缀引导意境 · A prefix that sets the mood",
+                label="主题 · Theme (optional)",
+                placeholder="题目，或以空格分隔的关键词 · a title, or keywords: 明月 故乡",
+                info="空格分隔的词各入诗一次 · Words split by spaces each appear in the poem",
                 max_length=200,
             )
             script = gr.Radio(
@@ -370,10 +370,10 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
             rewrite_seed = gr.Number(value=None, visible=False)
     gr.Examples(
         EXAMPLES,
-        inputs=[mode, characters, form, lines, style],
+        inputs=[mode, characters, form, lines, theme],
         label="示例（点击试试）· Examples (click to try)",
     )
-    settings = [mode, characters, form, temperature, top_k, top_p, style, script, rhyme, tone, no_repeat, candidates]
+    settings = [mode, characters, form, temperature, top_k, top_p, theme, script, rhyme, tone, no_repeat, candidates]
     shown = [poem, text, seed_used, current]
     controls = [locks, one_line, picker]
     for component in [*settings, lines, seed, locks, one_line, rewrite_seed]:
@@ -381,7 +381,7 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
     gr.on(
         [button.click, characters.submit],
         generate,
-        inputs=[mode, characters, form, lines, temperature, top_k, top_p, seed, style, script, rhyme, tone,
+        inputs=[mode, characters, form, lines, temperature, top_k, top_p, seed, theme, script, rhyme, tone,
                 no_repeat, candidates],
         outputs=shown,
         api_name="generate",

@@ -35,7 +35,7 @@ REQUEST = {
     "temperature": 0.8,
     "top_k": 0,
     "top_p": 0.9,
-    "style": "",
+    "theme": "",
     "script": "简体",
 }
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import opencc
 
+from .control import has_controls
 from .decoding import MAX_LINES, MIN_LINES, Poem, PoemRequest, check_chars, rewrite_request
 from .errors import InputError
 from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
@@ -27,7 +28,7 @@ FORMS = {"五言": 5, "七言": 7, "5": 5, "7": 7}
 SCRIPTS = {"简体": "simplified", "繁體": "traditional", "simplified": "simplified", "traditional": "traditional"}
 
 CHARS_NAME = "字 · Characters"
-STYLE_NAME = "风格词 · Style words"
+THEME_NAME = "主题 · Theme"
 
 # Other spellings of a character that OpenCC knows: Taiwan/Hong Kong standards and Japanese
 # shinjitai (via traditional). Used only to suggest a replacement for an unknown character.
@@ -90,6 +91,20 @@ def validate_chars(tokenizer: CharTokenizer, value: object, name: str, allow_pun
         raise
 
 
+def theme_kwargs(tokenizer: CharTokenizer, theme: object) -> dict[str, Any]:
+    """The theme box as a title or keywords: words separated by spaces (or ，、,) are keywords;
+    one unbroken text is the title for a model that reads one (a control model), else a keyword."""
+    if theme is None or (isinstance(theme, str) and not theme.strip()):
+        return {}
+    if not isinstance(theme, str):
+        raise InputError(f"{THEME_NAME} must be text, not {type(theme).__name__}.")
+    parts = theme.replace("，", " ").replace("、", " ").replace(",", " ").split()
+    words = [validate_chars(tokenizer, part, THEME_NAME) for part in parts]
+    if len(words) == 1 and has_controls(tokenizer):
+        return {"title": words[0]}
+    return {"keywords": words}
+
+
 def _whole(value: object, name: str) -> object:
     """Sliders and number boxes send floats such as 4.0; the package wants whole numbers as int."""
     if isinstance(value, float) and value.is_integer():
@@ -117,7 +132,7 @@ def generation_kwargs(
     top_k: object,
     top_p: object,
     seed: object,
-    style: object,
+    theme: object,
     **extra: Any,
 ) -> dict[str, Any]:
     """Map the app's inputs onto :meth:`tangpoem_hf.decoding.PoemRequest.build` keyword arguments.
@@ -138,7 +153,7 @@ def generation_kwargs(
         "top_k": None if top_k in (None, 0, 0.0, "") else _whole(top_k, "top_k"),
         "top_p": top_p,
         "seed": None if seed in (None, "") else _whole(seed, "seed"),
-        "prefix": validate_chars(tokenizer, style, STYLE_NAME, allow_punct=True) if str(style or "").strip() else None,
+        **theme_kwargs(tokenizer, theme),
     }
     if kind == "acrostic":
         # One line per head; a line count that differs is refused by the decoder, as in the CLI.

@@ -6,6 +6,10 @@ parallel rows; the LSTM state is carried from chunk to chunk, so no compute goes
 (learned) start state, as it will when generating; poems of equal length share a batch.
 ``report`` is the course report's recipe: punctuation stripped, cut at 100 characters, padded.
 All are pure functions of (seed, epoch, step), which is what makes ``--resume`` exact.
+
+With a control segment (:class:`~tangpoem_hf.control.ControlledPoems`) the poems change per epoch
+(titles and keywords dropped at random) and the targets inside the control are ``-100``: context,
+never trained on.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .control import ControlledPoems, control_positions
+from .modeling import IGNORE_INDEX
 from .text import strip_punctuation
 from .tokenizer import CharTokenizer
 
 Mode = Literal["ours", "report"]
 REPORT_LENGTH = 100
+Poems = list[np.ndarray] | ControlledPoems
 
 
 def prepare_text(text: str, mode: Mode) -> str:
@@ -38,6 +45,18 @@ def encode_poems(texts: Sequence[str], tokenizer: CharTokenizer, mode: Mode) -> 
     ]
 
 
+def _epoch_poems(poems: Poems, epoch: int) -> list[np.ndarray]:
+    return poems.epoch(epoch) if isinstance(poems, ControlledPoems) else poems
+
+
+def _mask_control(poems: Poems, stream: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``targets`` (ids following ``stream``'s positions) with those inside a control set to -100."""
+    if not isinstance(poems, ControlledPoems):
+        return targets
+    inside = control_positions(stream, poems.form_ids, poems.poem_id)
+    return np.where(inside[1 : len(targets) + 1], IGNORE_INDEX, targets)
+
+
 class StreamBatches:
     """Packed batches: poems shuffled per epoch, concatenated, and read as parallel streams."""
 
@@ -45,7 +64,7 @@ class StreamBatches:
 
     def __init__(
         self,
-        poems: list[np.ndarray],
+        poems: Poems,
         batch_size: int,
         seq_len: int,
         seed: int = 0,
@@ -54,7 +73,9 @@ class StreamBatches:
     ) -> None:
         self.poems, self.batch_size, self.seq_len, self.seed = poems, batch_size, seq_len, seed
         self.rank, self.world_size = rank, world_size
-        total = sum(len(p) for p in poems)
+        # With controls an epoch's length varies with what is dropped: size by the expected length
+        # (an epoch that comes out shorter wraps around to its start; one that is longer loses its tail).
+        total = poems.expected_total if isinstance(poems, ControlledPoems) else sum(len(p) for p in poems)
         self.row_len = (total - 1) // (batch_size * world_size)
         self.steps_per_epoch = self.row_len // seq_len
         if self.steps_per_epoch < 1:
@@ -63,12 +84,14 @@ class StreamBatches:
 
     def _rows(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != epoch:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.poems))
-            stream = np.concatenate([self.poems[i] for i in order])
+            poems = _epoch_poems(self.poems, epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(poems))
             n_rows, length = self.batch_size * self.world_size, self.row_len
+            stream = np.resize(np.concatenate([poems[i] for i in order]), n_rows * length + 1)
             lo = self.rank * self.batch_size
+            targets = _mask_control(self.poems, stream, stream[1 : n_rows * length + 1])
             x = stream[: n_rows * length].reshape(n_rows, length)[lo : lo + self.batch_size]
-            y = stream[1 : n_rows * length + 1].reshape(n_rows, length)[lo : lo + self.batch_size]
+            y = targets.reshape(n_rows, length)[lo : lo + self.batch_size]
             self._cached = (epoch, np.ascontiguousarray(x), np.ascontiguousarray(y))
         return self._cached[1], self._cached[2]
 
@@ -90,7 +113,7 @@ class PoemBatches:
 
     def __init__(
         self,
-        poems: list[np.ndarray],
+        poems: Poems,
         tokens: int,
         pad_id: int,
         seed: int = 0,
@@ -98,9 +121,12 @@ class PoemBatches:
         world_size: int = 1,
         max_len: int = 512,
     ) -> None:
-        self.poems = [p[:max_len] for p in poems]
+        self.poems, self.max_len = poems, max_len
         self.pad_id, self.seed, self.rank, self.world_size = pad_id, seed, rank, world_size
-        self.lengths = np.sort([len(p) for p in self.poems])
+        # Bounds from the longest each poem can be (its whole control), so a batch of any epoch
+        # stays within ``tokens``: the k-th shortest poem of an epoch is never longer than this k-th.
+        full = poems.lengths() if isinstance(poems, ControlledPoems) else np.array([len(p) for p in poems])
+        self.lengths = np.sort(np.minimum(full, max_len))
         self.bounds = [0]  # batch b holds sorted positions bounds[b]..bounds[b+1]
         while self.bounds[-1] < len(self.lengths):
             start, end = self.bounds[-1], self.bounds[-1] + 1
@@ -110,24 +136,27 @@ class PoemBatches:
         self.steps_per_epoch = (len(self.bounds) - 1) // world_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(poems)} poems are too few for {world_size} processes.")
-        self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._cached: tuple[int, list[np.ndarray], np.ndarray, np.ndarray] | None = None
 
-    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def _epoch(self, epoch: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != epoch:
+            poems = [p[: self.max_len] for p in _epoch_poems(self.poems, epoch)]
             rng = np.random.default_rng([self.seed, epoch])
-            lengths = np.array([len(p) for p in self.poems])
-            order = np.lexsort((rng.random(len(self.poems)), lengths))  # by length, shuffled within one
-            self._cached = (epoch, order, rng.permutation(len(self.bounds) - 1))
-        return self._cached[1], self._cached[2]
+            lengths = np.array([len(p) for p in poems])
+            order = np.lexsort((rng.random(len(poems)), lengths))  # by length, shuffled within one
+            self._cached = (epoch, poems, order, rng.permutation(len(self.bounds) - 1))
+        return self._cached[1], self._cached[2], self._cached[3]
 
     def get(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        order, batches = self._epoch(epoch)
+        poems, order, batches = self._epoch(epoch)
         b = batches[step * self.world_size + self.rank]
-        rows = [self.poems[i] for i in order[self.bounds[b] : self.bounds[b + 1]]]
+        rows = [poems[i] for i in order[self.bounds[b] : self.bounds[b + 1]]]
         ids = np.full((len(rows), max(len(r) for r in rows)), self.pad_id, dtype=np.int64)
+        targets = np.full((len(rows), ids.shape[1] - 1), self.pad_id, dtype=np.int64)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = r
-        return torch.from_numpy(ids[:, :-1].copy()), torch.from_numpy(ids[:, 1:].copy())
+            targets[i, : len(r) - 1] = _mask_control(self.poems, r, r[1:])
+        return torch.from_numpy(ids[:, :-1].copy()), torch.from_numpy(targets)
 
 
 class PaddedBatches:
@@ -164,7 +193,7 @@ class PaddedBatches:
 
 
 def make_batches(
-    poems: list[np.ndarray],
+    poems: Poems,
     mode: Mode,
     batch_size: int,
     seq_len: int,

@@ -13,7 +13,10 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
+from .text import is_han
+from .tokenizer import CharTokenizer
 
 TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "corpus": "chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)",
@@ -46,6 +49,9 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "eval_every": "steps between validations (0: once per epoch)",
     "patience": "stop after this many validations without a better perplexity (0: never stop early)",
     "threads": "torch CPU threads (0: torch's default)",
+    "drop_title": "with a control segment: the share of poems (per epoch) that train without their title",
+    "drop_keywords": "with a control segment: the share of poems (per epoch) that train without keywords",
+    "keyword_min_count": "a 2-gram may be a keyword once the corpus's 五言/七言 lines hold it this often",
 }
 
 # Fine-tuning starts from a good model and usually has little data: a quarter of the learning rate
@@ -68,6 +74,7 @@ BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag 
     "compile": ("compile", True, "torch.compile the model"),
     "no_progress": ("progress", False, "no progress bar"),
     "freeze_embedding": ("freeze_embedding", True, "keep the input embedding fixed"),
+    "no_control": ("control", False, "no control segment (form, title, keywords) before each poem, as older models"),
 }
 
 
@@ -255,7 +262,8 @@ def _generate(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
-        prefix=args.prefix,
+        title=args.title,
+        keywords=args.keywords,
         rhyme=rhyme,
         tone=tone,
         rhyme_group=args.rhyme_group,
@@ -380,8 +388,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
     """Poems to score: one per line of a text file, or JSON Lines rows with a ``text`` field (other
-    fields are kept). Bare poems are cut into lines by their length (:func:`punctuate`), so a poem
-    scores the same with or without its ，。; a length that fits no form is an error naming the row."""
+    fields, such as ``title`` and ``keywords``, are kept). Bare poems are cut into lines by their
+    length (:func:`punctuate`), so a poem scores the same with or without its ，。; a length that
+    fits no form is an error naming the row."""
     from .text import clean_poem_text, is_han, punctuate
 
     try:
@@ -415,6 +424,24 @@ def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
     return rows
 
 
+def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control:
+    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) as the control a
+    control model reads before the poem; characters the model lacks are an error naming the row."""
+    title, keywords = row.get("title") or "", row.get("keywords") or []
+    if isinstance(keywords, str):
+        keywords = keywords.split()
+    if not isinstance(title, str) or not isinstance(keywords, list) or not all(isinstance(w, str) for w in keywords):
+        raise InputError(f"Poem {number}: title must be text and keywords a list of words (or one text).")
+    title = "".join(ch for ch in tokenizer.normalize(title) if is_han(ch))
+    words = tuple(tokenizer.normalize(w.strip()) for w in keywords if w.strip())
+    unknown = sorted({ch for ch in title + "".join(words) if ch not in tokenizer})
+    if unknown:
+        raise InputError(
+            f"Poem {number}: the model does not know the character(s) {''.join(unknown)} in its title or keywords."
+        )
+    return Control(title[:MAX_TITLE], words[:MAX_KEYWORDS])
+
+
 def _perplexity(args: argparse.Namespace) -> int:
     from .evaluation import perplexity
     from .modeling import load_model
@@ -424,7 +451,12 @@ def _perplexity(args: argparse.Namespace) -> int:
         raise InputError(f"{path} is not a file.")
     model = load_model(args.model)
     rows = read_scoring_file(path, model.tokenizer.simplified)
-    value = perplexity(model, [row["text"] for row in rows])
+    controls = None
+    if model.config.control:
+        controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+    elif any(row.get("title") or row.get("keywords") for row in rows):
+        print("tangpoem: note: this model reads no control segment: titles and keywords are ignored.", file=sys.stderr)
+    value = perplexity(model, [row["text"] for row in rows], controls=controls)
     print(f"poems: {len(rows)}")
     print(f"perplexity: {value:.3f}")
     return 0
@@ -468,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--candidates", type=int, default=1, help="draw this many candidates per poem, print the best (by score) [1]"
     )
     g.add_argument("--no-repeat", action="store_true", help="no character twice, except 叠字 pairs and your own")
-    g.add_argument("--prefix", help="style words that condition the model and are not printed")
+    g.add_argument("--title", help="the poem's title: read by a control model before the poem, not printed")
+    g.add_argument("--keywords", help='1–4 words, e.g. "明月 故乡", each standing whole where the model likes it')
     g.add_argument("--traditional", action="store_true", help="print in traditional script")
     g.add_argument("--json", action="store_true", help="print JSON")
     g.add_argument(

@@ -21,6 +21,7 @@ import datasets
 from datasets import DatasetDict, Features, List, Value
 
 from . import text as text_module
+from .control import FORMS, classify_form
 from .errors import CorpusError
 from .paths import is_missing_local_path
 from .text import clean_poem_text, has_placeholder, is_han, split_lines
@@ -36,7 +37,6 @@ RAW_FEATURES = Features(
         "tags": List(Value("string")),
     }
 )
-FORMS = ("五绝", "七绝", "五律", "七律", "other")
 SPLITS = ("train", "validation", "test")
 SPLIT_VERSION = "copies-together"  # recorded with every trained model (training.json)
 LEGACY_SPLIT = "poem-id"  # models trained before copies were kept together record no version
@@ -51,6 +51,11 @@ class LoadReport:
     raw_poems: int = 0  # every record in the readable files, valid or not
     skipped_files: list[str] = field(default_factory=list)
     skipped_poems: int = 0
+
+
+def cache_dir() -> Path:
+    """Where derived data is kept: cleaned corpora (by ``datasets``) and keyword tables."""
+    return _CACHE
 
 
 def corpus_location(path: str | os.PathLike | None = None) -> str:
@@ -98,18 +103,6 @@ def assign_splits(ids: Sequence[str], texts: Sequence[str]) -> list[str]:
         r = root(i)
         key[r] = min(key.get(r, pid), pid)
     return [split_of(key[root(i)]) for i in range(len(ids))]
-
-
-def classify_form(text: str) -> str:
-    """五绝/七绝/五律/七律 by line count and length; anything irregular is "other"."""
-    lines = split_lines(text)
-    lengths = {len(line) for line in lines}
-    if len(lengths) != 1 or len(lines) not in (4, 8) or text.count("，") + text.count("。") != len(lines):
-        return "other"
-    size = lengths.pop()
-    if size not in (5, 7):
-        return "other"
-    return ("五" if size == 5 else "七") + ("绝" if len(lines) == 4 else "律")
 
 
 def _valid_record(rec: object) -> dict | None:

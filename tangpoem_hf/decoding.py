@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, stray_repeats
+from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
+from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls, keywords_fit
 from .errors import InputError
 from .modeling import TangPoemLSTM
 from .prosody import poem_lines, prosody_constraints
@@ -152,12 +153,16 @@ def make_spec(
     acrostic: str | None = None,
     form: object = 7,
     lines: object = None,
-    prefix: str | None = None,
+    title: str | None = None,
+    keywords: str | Sequence[str] | None = None,
     keep: Mapping[int, str] | None = None,
 ) -> PoemSpec:
     """Validate the shape request; the acrostic fixes the line count to its number of heads.
 
     ``keep`` maps 0-based line indices to lines kept whole (a rewrite): their characters are forced.
+    ``title`` needs a control model (one whose vocabulary has the control tokens); ``keywords``
+    (a list, or one text of words separated by spaces) must each fit in a line, and all together
+    in the poem around the forced characters.
     """
     if isinstance(form, str) and form.strip() in ("5", "7", "五言", "七言"):
         form = 5 if form.strip() in ("5", "五言") else 7
@@ -190,8 +195,45 @@ def make_spec(
     kept = _kept_lines(tokenizer, keep or {}, form, lines, forced)
     for index, line in kept.items():
         forced.update({index * form + c: ch for c, ch in enumerate(line)})
-    text_prefix = check_chars(prefix, "prefix", tokenizer, allow_punct=True) if prefix else ""
-    return PoemSpec(form=form, lines=lines, forced=forced, prefix=text_prefix, kept=frozenset(kept))
+    text_title = ""
+    if title is not None:
+        if not has_controls(tokenizer):
+            raise InputError(
+                "This model was trained without a control segment, so it cannot read a title: give keywords instead."
+            )
+        text_title = check_chars(title, "title", tokenizer)
+        if len(text_title) > MAX_TITLE:
+            raise InputError(f"title is too long: {len(text_title)} characters, at most {MAX_TITLE}.")
+    spec = PoemSpec(form, lines, forced, text_title, _keywords(tokenizer, keywords, form, lines), frozenset(kept))
+    words = [spec.keywords[i] for i in spec.open_keywords()]
+    if not keywords_fit(words, form * lines, form, forced, 0):
+        raise InputError(
+            f"The keywords {' '.join(words)} cannot all stand whole in {lines} lines of {form} characters "
+            "around the characters you gave."
+        )
+    return spec
+
+
+def _keywords(tokenizer: CharTokenizer, keywords: str | Sequence[str] | None, form: int, lines: int) -> tuple[str, ...]:
+    """The keywords checked one by one against the vocabulary and the shape (their fit around the
+    forced characters is checked by :func:`make_spec`)."""
+    if keywords is None:
+        return ()
+    if isinstance(keywords, str):
+        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
+        if not keywords:
+            raise InputError("keywords is empty: give one to four words separated by spaces.")
+    if not isinstance(keywords, (list, tuple)) or not 1 <= len(keywords) <= MAX_KEYWORDS:
+        raise InputError(f"Give one to {MAX_KEYWORDS} keywords, not {keywords!r}.")
+    words = tuple(check_chars(w, "keyword", tokenizer) for w in keywords)
+    for word in words:
+        if len(word) > form:
+            raise InputError(f"The keyword {word} has {len(word)} characters but a line holds only {form}.")
+    if len(set(words)) < len(words):
+        raise InputError(f"A keyword is given twice in {' '.join(words)}.")
+    if sum(map(len, words)) > form * lines:
+        raise InputError(f"The keywords {' '.join(words)} have more characters than the poem ({form * lines}).")
+    return words
 
 
 def _kept_lines(
@@ -246,7 +288,8 @@ class PoemRequest:
         top_k: object = None,
         top_p: object = 0.9,
         seed: object = None,
-        prefix: str | None = None,
+        title: str | None = None,
+        keywords: str | Sequence[str] | None = None,
         constraints: Sequence[Constraint] = (),
         rhyme: object = False,
         tone: object = None,
@@ -260,15 +303,17 @@ class PoemRequest:
 
         ``first`` or ``acrostic`` (heads, one per line) start the poem; ``form`` 5 or 7 characters
         per line, ``lines`` 2–16; ``temperature``, ``top_k``, ``top_p`` and ``seed`` steer sampling
-        (no seed: a fresh random one, reported in the poem); ``prefix`` is style text that
-        conditions the model and is not printed; ``rhyme``, ``tone`` ("relaxed"/"strict") and
-        ``rhyme_group`` ask for regulated verse (:mod:`tangpoem_hf.prosody`); ``constraints`` adds
-        your own rules; ``no_repeat`` keeps any character from standing twice (叠字 and forced
-        characters excepted); ``candidates`` draws that many poems for each of the ``num`` poems
-        and keeps the best by :func:`score_lines`; ``keep`` maps line indices to lines kept whole
-        (see :func:`rewrite_poem`).
+        (no seed: a fresh random one, reported in the poem); ``title`` (a control model only) is
+        read by the model before the poem and not printed; ``keywords`` (1–4 words, a list or one
+        text split at spaces) each stand whole in the poem where the model likes them best
+        (:class:`~tangpoem_hf.constraints.Keywords`), and a control model reads them too; ``rhyme``,
+        ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse
+        (:mod:`tangpoem_hf.prosody`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
+        character from standing twice (叠字 and forced characters excepted); ``candidates`` draws
+        that many poems for each of the ``num`` poems and keeps the best by :func:`score_lines`;
+        ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`).
         """
-        spec = make_spec(tokenizer, first=first, acrostic=acrostic, form=form, lines=lines, prefix=prefix, keep=keep)
+        spec = make_spec(tokenizer, first, acrostic, form, lines, title, keywords, keep)
         t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
         n = int(_number(num, "num", int))
         if not 1 <= n <= MAX_BATCH:
@@ -281,7 +326,7 @@ class PoemRequest:
         if not isinstance(no_repeat, bool):
             raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
         verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
-        rules = (*verse, *([NoRepeat()] if no_repeat else []), *constraints)
+        rules = (*([Keywords()] if spec.keywords else []), *verse, *([NoRepeat()] if no_repeat else []), *constraints)
         return cls(spec, t, k, p, s, rules, n, c)
 
 
@@ -377,9 +422,7 @@ class PoemWalk:
         self.finished = False
         self.context: list[int] = []  # fed before the first slot; empty for a bare-character model
         if preprocessing == "ours":
-            if self.spec.prefix:
-                self.context += tokenizer.encode(self.spec.prefix, add_bos=True, add_eos=True)
-            self.context.append(tokenizer.bos_id)
+            self.context = poem_context(tokenizer, self.spec.form, self.spec.lines, self.spec.title, self.spec.keywords)
         elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
         self.end_id = tokenizer.eos_id if preprocessing == "ours" else None
@@ -395,7 +438,10 @@ class PoemWalk:
             chosen = torch.full((batch,), self.tok.index[self.spec.forced[0]], dtype=torch.long)
         else:
             allowed = _combine(self.constraints, self.states, slot, self.spec, batch, len(self.tok))
-            masked = logits.masked_fill(~allowed, -math.inf)
+            weighed = logits
+            for c, state in zip(self.constraints, self.states):
+                weighed = c.reweigh(slot, self.spec, state, weighed)
+            masked = weighed.masked_fill(~allowed, -math.inf)
             t, k, p = self.request.temperature, self.request.top_k, self.request.top_p
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)
@@ -498,13 +544,25 @@ def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[in
     return logp / max(tokens, 1) - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
 
 
+def poem_context(
+    tokenizer: CharTokenizer, form: int, lines: int, title: str = "", keywords: Sequence[str] = ()
+) -> list[int]:
+    """What a model reads before a poem's first character: ``<bos>``, and for a control model the
+    control segment (the form of ``form`` × ``lines``, the title and the keywords)."""
+    if not has_controls(tokenizer):
+        return [tokenizer.bos_id]
+    return control_ids(tokenizer, form_name(form, lines), Control(title, tuple(keywords)))
+
+
 @torch.inference_mode()
-def token_logprobs(model: TangPoemLSTM, lines: Sequence[str], prefix: str = "") -> tuple[list[float], list[float]]:
+def token_logprobs(
+    model: TangPoemLSTM, lines: Sequence[str], title: str = "", keywords: Sequence[str] = ()
+) -> tuple[list[float], list[float]]:
     """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
-    read the way the decoder reads them (from ``<bos>``, after the style prefix if any)."""
+    read the way the decoder reads them (from ``<bos>`` and, for a control model, the control)."""
     tok = model.tokenizer
     text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
-    context = (tok.encode(prefix, add_bos=True, add_eos=True) if prefix else []) + [tok.bos_id]
+    context = poem_context(tok, len(lines[0]), len(lines), title, keywords)
     ids = context + tok.encode(text, add_eos=True)
     device = next(model.parameters()).device
     logp = torch.log_softmax(model(torch.tensor([ids[:-1]], device=device)).logits[0].double().cpu(), dim=-1)
@@ -516,13 +574,19 @@ def token_logprobs(model: TangPoemLSTM, lines: Sequence[str], prefix: str = "") 
     return chars, others
 
 
-def score_lines(model: TangPoemLSTM, lines: Sequence[str], forced: Collection[int] = (), prefix: str = "") -> float:
+def score_lines(
+    model: TangPoemLSTM,
+    lines: Sequence[str],
+    forced: Collection[int] = (),
+    title: str = "",
+    keywords: Sequence[str] = (),
+) -> float:
     """The candidates' ranking score: the mean log-probability per token under the model (the
     characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
     model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
     (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
-    docs/evaluation.md."""
-    chars, marks = token_logprobs(model, lines, prefix)
+    docs/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
+    chars, marks = token_logprobs(model, lines, title, keywords)
     return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
 
 

@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .batching import REPORT_LENGTH, encode_poems, prepare_text
 from .constraints import Constraint, PoemSpec
+from .control import Control, classify_form, control_ids
 from .errors import InputError
 from .modeling import IGNORE_INDEX, TangPoemLSTM
 from .text import is_han
@@ -21,30 +23,55 @@ from .tokenizer import CharTokenizer
 # --- perplexity ---------------------------------------------------------------------------------
 
 
+def encode_scored(
+    model: TangPoemLSTM, texts: Sequence[str], controls: Sequence[Control] | None = None
+) -> list[tuple[np.ndarray, int]]:
+    """Each poem's ids as the model reads them, and how many leading ids are context, never targets.
+
+    A control model reads ``<bos>`` + the control segment (the poem's form, and its entry of
+    ``controls`` if given) before the poem; other models read ``<bos>`` alone (``controls`` unused).
+    """
+    tok = model.tokenizer
+    assert tok is not None
+    if not model.config.control:
+        return [(p, 1) for p in encode_poems(texts, tok, model.config.preprocessing)]
+    out = []
+    for i, text in enumerate(texts):
+        context = control_ids(tok, classify_form(text), controls[i] if controls else Control())
+        body = tok.encode(prepare_text(text, "ours"), add_eos=True)
+        out.append((np.asarray(context + body, dtype=np.int64), len(context)))
+    return out
+
+
 @torch.inference_mode()
-def token_losses(model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64) -> tuple[float, int]:
+def token_losses(
+    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, controls: Sequence[Control] | None = None
+) -> tuple[float, int]:
     """Summed cross-entropy (nats) and the number of real target tokens over ``texts``.
 
-    Each poem starts from a zero state and is scored in the model's own preprocessing; padding
-    never counts. Poems are sorted by length so a batch wastes little compute on padding.
+    Each poem starts from the model's start state and is scored in the model's own preprocessing;
+    padding and a control model's control segment (``controls``: a title and keywords per poem,
+    see :func:`encode_scored`) are context, never targets. Poems are sorted by length so a batch
+    wastes little compute on padding.
     """
     tok = model.tokenizer
     assert tok is not None
     device = next(model.parameters()).device
-    mode = model.config.preprocessing
-    poems = [p for p in encode_poems(texts, tok, mode) if len(p) >= 2]
-    poems.sort(key=len)
+    poems = [p for p in encode_scored(model, texts, controls) if len(p[0]) >= 2]
+    poems.sort(key=lambda p: len(p[0]))
     total, count = 0.0, 0
     was_training = model.training
     model.eval()
     for start in range(0, len(poems), batch_size):
         chunk = poems[start : start + batch_size]
-        width = max(len(p) for p in chunk)
+        width = max(len(p) for p, _ in chunk)
         ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
-        for i, p in enumerate(chunk):
+        for i, (p, _) in enumerate(chunk):
             ids[i, : len(p)] = torch.from_numpy(p)
-        ids = ids.to(device)
-        x, y = ids[:, :-1], ids[:, 1:].masked_fill(ids[:, 1:] == tok.pad_id, IGNORE_INDEX)
+        y = ids[:, 1:].masked_fill(ids[:, 1:] == tok.pad_id, IGNORE_INDEX)
+        for i, (_, context) in enumerate(chunk):
+            y[i, : context - 1] = IGNORE_INDEX  # the control tokens after <bos>, and <poem>
+        x, y = ids[:, :-1].to(device), y.to(device)
         logits = model(x).logits.float()
         total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"))
         count += int((y != IGNORE_INDEX).sum())
@@ -52,9 +79,11 @@ def token_losses(model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64
     return total, count
 
 
-def perplexity(model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64) -> float:
-    """exp(mean cross-entropy per real token): the honest, padding-free figure."""
-    total, count = token_losses(model, texts, batch_size)
+def perplexity(
+    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, controls: Sequence[Control] | None = None
+) -> float:
+    """exp(mean cross-entropy per real token): the honest, padding-free figure (see :func:`token_losses`)."""
+    total, count = token_losses(model, texts, batch_size, controls)
     if count == 0:
         raise ValueError("No scorable tokens: every poem was empty.")
     return math.exp(total / count)
@@ -106,9 +135,10 @@ def _char_weights(model: TangPoemLSTM, text: str, cut: int, fold_skipped: bool) 
     prepared = prepare_text(text, model.config.preprocessing)
     framed = model.config.preprocessing == "ours"
     chars = tok.normalize(prepared)
-    ids = tok.encode(prepared, add_bos=framed, add_eos=framed)
-    offset = 1 if framed else 0
-    assert len(ids) == len(chars) + 2 * offset
+    context = control_ids(tok, classify_form(text)) if model.config.control else [tok.bos_id] if framed else []
+    ids = context + tok.encode(prepared, add_eos=framed)
+    offset = len(context)  # the poem's first character is ids[offset]
+    assert len(ids) == len(chars) + offset + int(framed)
     weights = [0.0] * (len(ids) - 1)  # weights[k] belongs to the target ids[k + 1]
     rank, pending = 0, []
     for j, ch in enumerate(chars):

@@ -33,6 +33,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
+from .control import has_controls
 from .errors import ModelFileError
 from .paths import is_missing_local_path
 from .tokenizer import VOCAB_NAME, CharTokenizer
@@ -90,6 +91,9 @@ class TangPoemConfig:
     # of a pass over training poems, for models trained on packed streams) or "learned" (a parameter,
     # for models trained one poem per row). See docs/results.md for the measurement behind the choice.
     start_state: str = "zeros"
+    # Whether the model reads a control segment (form, title, keywords) before each poem; its
+    # vocab.json then ends with the control tokens (tangpoem_hf.control). Older models: False.
+    control: bool = False
     model_type: str = "tangpoem-lstm"
 
     def __post_init__(self) -> None:
@@ -323,6 +327,11 @@ class TangPoemLSTM(
         if len(tokenizer) != config.vocab_size:
             raise ModelFileError(
                 f"{VOCAB_NAME} has {len(tokenizer)} tokens but config.json says vocab_size={config.vocab_size}."
+            )
+        if config.control != has_controls(tokenizer):
+            raise ModelFileError(
+                f"config.json says control={config.control} but {VOCAB_NAME} "
+                f"{'lacks' if config.control else 'has'} the control tokens."
             )
         model = cls(config)
         try:

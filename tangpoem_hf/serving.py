@@ -116,7 +116,8 @@ class PoemServer:
 
     @torch.inference_mode()
     def _admit(self) -> None:
-        """Move waiting requests into the batch, feeding each one its context (prefix and <bos>)."""
+        """Move waiting requests into the batch, feeding each one its context (<bos>, and for a
+        control model its control segment)."""
         while sum(r.walk.batch for r in self._active) < self.max_batch:
             try:
                 request = self._incoming.get_nowait()

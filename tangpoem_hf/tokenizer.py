@@ -61,7 +61,7 @@ class CharTokenizer:
         out = []
         for i in ids:
             tok = self.tokens[int(i)]
-            if skip_special and tok in SPECIALS:
+            if skip_special and len(tok) > 1:  # <bos>, <eos>, … and the control tokens (<form:七绝>, <kw>, …)
                 continue
             out.append(tok)
         return "".join(out)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
@@ -35,10 +36,11 @@ from .checkpointing import (
     step_record,
     stop_requests,
 )
-from .corpus import SPLIT_VERSION, build_splits
+from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
+from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
 from .evaluation import token_losses
-from .modeling import TangPoemConfig, TangPoemLSTM, mean_start_state
+from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
@@ -66,7 +68,7 @@ CHOICES = {
     "start_state": ("stored", "learned"),
 }
 AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
-                "checkpoint_every", "keep_checkpoints")  # fmt: skip
+                "checkpoint_every", "keep_checkpoints", "keyword_min_count")  # fmt: skip
 NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads")
 
 
@@ -97,6 +99,13 @@ class TrainConfig:
     # "stored": packed streams, and the mean state at <bos> is stored with the model; "learned": one
     # poem per row, each from a learned start state. The report's mode always starts from zeros.
     start_state: str = "stored"
+    # Read <bos> + a control segment (form; title and keywords, each dropped with these odds per
+    # poem and epoch) before each poem (tangpoem_hf.control). Fine-tuning follows the base model,
+    # and a run folder whose vocab.json already exists follows that vocabulary.
+    control: bool = True
+    drop_title: float = 0.5
+    drop_keywords: float = 0.5
+    keyword_min_count: int = 20  # a 2-gram is a keyword candidate once the corpus has it this often
     optimizer: str = "adam"
     lr: float | None = None
     lr_schedule: str = "constant"  # or "cosine" over the whole run
@@ -144,6 +153,9 @@ class TrainConfig:
                 raise InputError(f"{flag(name)} must be positive, not {getattr(self, name)}.")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"--dropout must lie in [0, 1), not {self.dropout}.")
+        for name in ("drop_title", "drop_keywords"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{flag(name)} must lie in [0, 1], not {getattr(self, name)}.")
 
     def model_config(self, vocab_size: int, pad_token_id: int) -> TangPoemConfig:
         """The model this run trains: the architecture fields come from here, in one place."""
@@ -301,6 +313,8 @@ class Trainer:
             tok = CharTokenizer.build(
                 (prepare_text(t, mode) for t in train_texts), self.cfg.min_freq, self.cfg.simplified
             )
+            if self.cfg.control and mode == "ours":
+                tok = with_controls(tok)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             tok.save(self.out)
@@ -313,16 +327,27 @@ class Trainer:
         train_texts = list(splits["train"]["text"])
         self.val_texts = list(splits["validation"]["text"])
         self.tokenizer = self._tokenizer(train_texts)
+        self.control = has_controls(self.tokenizer)
         poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
+        if self.control:
+            self.val_controls = self._controls(splits["validation"])
+            controls = self._controls(splits["train"])
+            train: list[np.ndarray] | ControlledPoems = ControlledPoems(
+                train_texts, controls, self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
+            )
+        else:
+            train = poems
         torch.manual_seed(cfg.seed)
         if self.base_model is not None:
             self.model = self.base_model
         else:
-            self.model = TangPoemLSTM(cfg.model_config(len(self.tokenizer), self.tokenizer.pad_id))
+            # The vocabulary decides: a run folder's vocab.json from before controls has none.
+            config = replace(cfg, control=self.control).model_config(len(self.tokenizer), self.tokenizer.pad_id)
+            self.model = TangPoemLSTM(config)
         self.model.tokenizer = self.tokenizer
         learned = self.model.config.start_state == "learned"
         self.batches = make_batches(
-            poems,
+            train,
             cfg.mode,
             cfg.batch_size,
             cfg.seq_len,
@@ -334,7 +359,8 @@ class Trainer:
         )
         # A model trained on packed streams starts poems from the mean state at <bos> over these
         # (fixed) training poems, refreshed before every validation and so stored with best/.
-        self.start_sample = poems[:: max(1, len(poems) // START_SAMPLE)][:START_SAMPLE]
+        read = train.full if isinstance(train, ControlledPoems) else poems  # as the model reads them
+        self.start_sample = read[:: max(1, len(read) // START_SAMPLE)][:START_SAMPLE]
         if self.batches.carry_state and self.model.config.start_state == "zeros":  # an older base model
             self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         self.model.to(self.device).train()
@@ -363,6 +389,14 @@ class Trainer:
         self.forward = self.ddp or self.model
         if cfg.compile:
             self.forward = torch.compile(self.forward)
+
+    def _controls(self, split: Any) -> list[Control]:
+        """Each poem's title and keywords (keywords from the poem itself; a split without titles,
+        such as a text file's, has none)."""
+        texts = list(split["text"])
+        titles = list(split["title"]) if "title" in split.column_names else [""] * len(texts)
+        keywords = cached_keywords(texts, cache_dir(), self.cfg.keyword_min_count)
+        return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
 
     # state ------------------------------------------------------------------------------------
 
@@ -421,6 +455,14 @@ class Trainer:
         loss = out.loss
         if cfg.mode == "report":  # the report's loss counts the padding too
             loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
+        elif self.world > 1:
+            # Ranks hold different numbers of real targets (control positions and padding are not
+            # targets) and DDP averages their gradients: weigh each rank's mean by its share, so a
+            # step is the mean over the global batch, as in one process.
+            count = ((y != self.tokenizer.pad_id) & (y != IGNORE_INDEX)).sum().float()
+            total = count.clone()
+            dist.all_reduce(total)
+            loss = loss * (count * self.world / total.clamp(min=1.0))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip:
@@ -437,12 +479,18 @@ class Trainer:
             lr *= 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
         return lr
 
-    def evaluate(self) -> float:
-        """Validation perplexity from the start state the model will generate from."""
+    def evaluate(self) -> dict[str, float]:
+        """Validation perplexity from the start state the model will generate from: without a
+        theme (a control model reads the form alone), and for a control model also with each
+        poem's title and keywords (``val_perplexity_theme``). Control tokens are never targets."""
         if self.batches.carry_state:
             self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         total, count = token_losses(self.model, self.val_texts)
-        return math.exp(total / max(count, 1))
+        result = {"val_perplexity": math.exp(total / max(count, 1))}
+        if self.control:
+            total, count = token_losses(self.model, self.val_texts, controls=self.val_controls)
+            result["val_perplexity_theme"] = math.exp(total / max(count, 1))
+        return result
 
     def _evals_since_best(self) -> int:
         """Validations since the best one; rebuilt from the history, so it survives --resume."""
@@ -532,7 +580,7 @@ class Trainer:
                     step += 1
                     dt = time.perf_counter() - t0
                     self.elapsed += dt
-                    real = int((y != self.tokenizer.pad_id).sum()) * self.world
+                    real = int(((y != self.tokenizer.pad_id) & (y != IGNORE_INDEX)).sum()) * self.world
                     loss_value = float(loss)
                     if self.world > 1:  # log the global mean, and stop on every rank if any rank must
                         flags = torch.tensor([loss_value, float(bool(self._stop))], device=self.device)
@@ -595,8 +643,10 @@ class Trainer:
     def _validate(self, step: int, epoch: int) -> None:
         if self.world > 1:
             dist.barrier()
-        val = self.evaluate() if self.main else math.nan
-        entry = {"epoch": epoch, "step": step, "val_perplexity": round(val, 3), "elapsed_s": round(self.elapsed, 2)}
+        found = self.evaluate() if self.main else {"val_perplexity": math.nan}
+        val = found["val_perplexity"]
+        entry = {"epoch": epoch, "step": step, **{k: round(v, 3) for k, v in found.items()}}
+        entry["elapsed_s"] = round(self.elapsed, 2)
         self.history.append(entry)
         if not self.main:
             return

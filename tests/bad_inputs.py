@@ -32,7 +32,11 @@ BAD_INPUTS = [
     ("top-k-0", {"top_k": 0}, "top_k"),
     ("seed-float", {"seed": 1.5}, "seed"),
     ("seed-text", {"seed": "abc"}, "seed"),
-    ("prefix-latin", {"first": "山", "prefix": "hello"}, "only Chinese"),
+    ("keywords-latin", {"first": "山", "keywords": "hello"}, "only Chinese"),
+    ("keyword-longer-than-a-line", {"form": 5, "keywords": "白日依山尽黄"}, "a line holds only 5"),
+    ("keywords-too-many", {"keywords": "白日 黄河 千里 明月 故乡"}, "one to 4 keywords"),
+    ("keywords-do-not-fit", {"form": 5, "lines": 2, "keywords": "白日依 黄河入 千里目"}, "cannot all stand whole"),
+    ("title-without-controls", {"first": "山", "title": "春晓"}, "cannot read a title"),
     ("first-and-acrostic", {"first": "山", "acrostic": "春夜"}, "either"),
 ]
 
@@ -45,5 +49,6 @@ CLI_FLAGS = {
     "top_p": "--top-p",
     "top_k": "--top-k",
     "seed": "--seed",
-    "prefix": "--prefix",
+    "keywords": "--keywords",
+    "title": "--title",
 }

@@ -33,7 +33,7 @@ POEMS = [
     "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
     "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
 ]
-DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "style": "", "script": "简体"}
+DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "theme": "", "script": "简体"}
 
 
 def tiny_model(texts: list[str] = POEMS, simplified: bool = True) -> TangPoemLSTM:
@@ -272,15 +272,14 @@ def test_generation_kwargs_maps_ui_values() -> None:
         "top_k": None,
         "top_p": 0.9,
         "seed": 5,
-        "prefix": None,
     }
     acrostic = generation_kwargs(tok, "acrostic", "春江花月", "五言", 4, 1.0, 40.0, 1.0, None, "明月，", rhyme=True)
     assert acrostic["acrostic"] == "春江花月" and acrostic["lines"] == 4 and "first" not in acrostic
-    assert acrostic["top_k"] == 40 and acrostic["seed"] is None and acrostic["prefix"] == "明月，"
+    assert acrostic["top_k"] == 40 and acrostic["seed"] is None and acrostic["keywords"] == ["明月"]
     assert acrostic["rhyme"] is True  # extra controls pass straight through
     with pytest.raises(InputError, match="mode"):
         generation_kwargs(tok, "sonnet", "月", "五言", 4, 1.0, 0, 1.0, None, "")
-    with pytest.raises(InputError, match="風格詞|风格词"):
+    with pytest.raises(InputError, match="主题"):
         generation_kwargs(tok, "续写", "月", "五言", 4, 1.0, 0, 1.0, None, "xyz")
 
 

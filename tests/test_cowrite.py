@@ -105,8 +105,9 @@ def test_the_score_is_the_teacher_forced_score_of_the_text(model):
     poem = generate_poem(model, first="月", form=5, lines=8, seed=2, candidates=4, no_repeat=True)
     for p in [poem, *poem.others]:
         assert p.score == pytest.approx(score_lines(model, p.lines, forced={0}), abs=1e-5)
-    styled = generate_poem(model, first="月", form=5, seed=2, prefix="白日依山尽。")
-    assert styled.score == pytest.approx(score_lines(model, styled.lines, {0}, prefix="白日依山尽。"), abs=1e-5)
+    themed = generate_poem(model, first="月", form=5, seed=2, keywords="明月 江山")
+    assert "明月" in "".join(themed.lines) and "江山" in "".join(themed.lines)
+    assert themed.score == pytest.approx(score_lines(model, themed.lines, {0}), abs=1e-5)
 
 
 def test_repeats_cost_score(model):

@@ -20,7 +20,7 @@ REQUESTS = [
     {"first": "山", "form": 7, "lines": 4, "seed": 1},
     {"first": "明月", "form": 5, "lines": 8, "seed": 2, "temperature": 1.3},
     {"acrostic": "春夜山月", "form": 7, "seed": 3, "top_k": 20},
-    {"first": "江", "form": 5, "lines": 2, "seed": 4, "prefix": "白日依山尽，黄河入海流。"},
+    {"first": "江", "form": 5, "lines": 2, "seed": 4, "keywords": "白日 黄河"},
     {"first": "月", "form": 5, "lines": 4, "seed": 5, "top_p": 1.0},
     {"first": "花", "form": 7, "lines": 16, "seed": 6, "temperature": 2.0},
 ]

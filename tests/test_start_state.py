@@ -171,7 +171,7 @@ ENTRY_POINTS = {
     "generate_poem": lambda m: generate_poem(m, first="山", form=5, lines=4, seed=0),
     "generate_poems": lambda m: generate_poems(m, num=3, form=7, lines=2, seed=0),
     "stream_poem": lambda m: deque(stream_poem(m, acrostic="春山", form=5, seed=1), maxlen=1),
-    "prefix": lambda m: generate_poem(m, first="月", form=5, lines=2, seed=2, prefix="白日依山尽"),
+    "keywords": lambda m: generate_poem(m, first="月", form=5, lines=2, seed=2, keywords="白日"),
     "perplexity": lambda m: perplexity(m, [POEM]),
     "char_perplexity": lambda m: char_perplexity(m, [POEM]),
 }

@@ -193,6 +193,8 @@ def test_a_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypat
         ("lr", -1e-3, "--lr must not be negative"),
         ("max_steps", 0, "--max-steps must be positive"),
         ("seq_len", 0, "--seq-len must be at least 1"),
+        ("drop_title", 1.5, "--drop-title must lie in"),
+        ("keyword_min_count", 0, "--keyword-min-count must be at least 1"),
     ],
 )
 def test_train_config_refuses_a_bad_value_in_one_sentence(field, value, fragment):
