@@ -17,7 +17,10 @@ Score the answers against the key (``key.json``, kept from the judge):
 
 ``--settings`` is ``app`` (the app's defaults: rhyme, relaxed tone, no repeats, 4 candidates),
 ``plain`` (the same without candidates and no-repeat: one sample) or a JSON object of
-``generate_poems`` keyword arguments.
+``generate_poems`` keyword arguments. Against real poems a weak model loses every pair whatever its
+settings, so ``--versus OTHER`` pits two settings against each other instead: each real poem only
+gives the form and first character, and its place is taken by a poem written with ``OTHER`` (the
+key's "generated" names the ``--settings`` poem, so the score is its win rate against ``OTHER``).
 """
 
 from __future__ import annotations
@@ -66,9 +69,11 @@ def make_pairs(
     num: int,
     settings: Mapping[str, Any],
     seed: int = 0,
+    versus: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """(pairs for the judge, the key): up to ``num`` real poems of ``form``, each beside a generated
-    poem with the same first character, in a random order per pair."""
+    poem with the same first character, in a random order per pair; with ``versus``, the real poem
+    is replaced by one generated with those settings (same first character and seed)."""
     size, count = FORM_SHAPES[form]
     rng = random.Random(seed)
     real = [t for t in heldout if all(ch in model.tokenizer for ch in "".join(split_lines(t)))]
@@ -76,9 +81,11 @@ def make_pairs(
     pairs, key = [], []
     for k, text in enumerate(real[:num], start=1):
         lines = split_lines(text)
-        ours = generate_poem(model, first=lines[0][0], form=size, lines=count, seed=seed * 100_003 + k, **settings)
+        shape = {"first": lines[0][0], "form": size, "lines": count, "seed": seed * 100_003 + k}
+        ours = generate_poem(model, **shape, **settings)
+        other = generate_poem(model, **shape, **versus).text if versus is not None else _couplets(lines)
         generated_first = rng.random() < 0.5
-        a, b = (ours.text, _couplets(lines)) if generated_first else (_couplets(lines), ours.text)
+        a, b = (ours.text, other) if generated_first else (other, ours.text)
         pairs.append({"pair": k, "A": a, "B": b})
         key.append({"pair": k, "generated": "A" if generated_first else "B", "form": form, "seed": ours.seed})
     return pairs, key
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--num", type=int, default=50)
     w.add_argument("--form", choices=list(FORM_SHAPES), default="七绝")
     w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--versus", help="judge against poems written with these settings instead of real ones")
     w.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
     w.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
     s = sub.add_parser("score", help="score a judge's answers against the key")
@@ -165,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         for t, f in zip(splits[split]["text"], splits[split]["form"])
         if f == args.form
     ]
-    pairs, key = make_pairs(model, heldout, args.form, args.num, settings, args.seed)
-    write(args.out, pairs, key, settings)
+    versus = settings_of(args.versus) if args.versus else None
+    pairs, key = make_pairs(model, heldout, args.form, args.num, settings, args.seed, versus)
+    write(args.out, pairs, key, settings if versus is None else {**settings, "versus": versus})
     print(f"wrote {len(pairs)} pairs to {args.out}/pairs.md and pairs.json; the key is {args.out}/key.json")
     return 0
 

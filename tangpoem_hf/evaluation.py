@@ -396,8 +396,8 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         f"{result['temperature']}, top-p {result['top_p']}; first characters drawn from the first "
         "characters of training poems of the form. Rates are shares of poems (format, rhyme, tone), "
         "of characters/bigrams (distinct-n), of lines (copied: appears verbatim in the training split) "
-        "and of 4-grams (seen in training). The real poems are the validation and test splits, "
-        "checked by the same checker (see docs/prosody.md for the whole corpus). Perplexity is the "
+        "and of 4-grams (seen in training). The real poems are the validation and test poems the model "
+        "never trained on, checked by the same checker (see docs/prosody.md for the whole corpus). Perplexity is the "
         "model's per-token perplexity: on its own poems of each setting, and on the real held-out poems. "
         "Distinct-n is counted over the whole set, so it falls as the set grows: the real sets are smaller.",
         "",

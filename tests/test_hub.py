@@ -156,7 +156,8 @@ def test_model_card_metadata_and_body(model_dir: Path) -> None:
         assert len(lines) == len(kwargs.get("acrostic", "")) or len(lines) == kwargs["lines"]
     assert '"epochs": 3' in text
     assert (
-        "Held-out perplexity (validation split, per real token: characters, ，/。 and the end marker; no padding): "
+        "Held-out perplexity (validation split, per real token: characters, ，/。 and the end marker; no padding; "
+        "every poem from the model's start state, `zeros`): "
         "**87.50**" in text
     )
 

@@ -55,6 +55,21 @@ def test_the_order_is_random_per_pair(tiny_model):
         assert pair["B" if row["generated"] == "A" else "A"].replace("\n", "") in texts
 
 
+def test_versus_pairs_two_settings_on_the_same_first_character(tiny_model):
+    from tangpoem_hf.decoding import generate_poem
+
+    judge = _script()
+    texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 3
+    ruled = {"rhyme": True, "tone": "relaxed"}
+    pairs, key = judge.make_pairs(tiny_model, texts, "五绝", 6, ruled, seed=0, versus={"no_repeat": True})
+    for pair, row in zip(pairs, key):
+        mine, other = pair[row["generated"]], pair["B" if row["generated"] == "A" else "A"]
+        assert other.replace("\n", "") not in texts and other[0] == mine[0]  # no real poem: a rival of ours
+        rival = generate_poem(tiny_model, first=mine[0], form=5, lines=4, seed=row["seed"], no_repeat=True)
+        assert other == rival.text
+        assert mine == generate_poem(tiny_model, first=mine[0], form=5, lines=4, seed=row["seed"], **ruled).text
+
+
 def test_score_answers_against_the_key():
     judge = _script()
     key = [{"pair": 1, "generated": "A"}, {"pair": 2, "generated": "B"}, {"pair": 3, "generated": "B"}]
