@@ -505,6 +505,7 @@ def experiment(args: argparse.Namespace, argv: list[str]) -> None:
         device=args.device,
         threads=threads,
         progress=not args.no_progress and args.jobs <= 1,
+        control=False,  # the report's model reads the poem alone, with no control segment
     )
 
     def spec(name: str, **changes: Any) -> RunSpec:

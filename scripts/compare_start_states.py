@@ -20,15 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from tangpoem_hf.batching import encode_poems, make_batches
+from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.hub import read_training_info
 from tangpoem_hf.modeling import TangPoemLSTM
+from tangpoem_hf.training import train_side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("stored", "learned")
@@ -36,23 +37,17 @@ KINDS = ("stored", "learned")
 
 def train(runs: Path, steps: int, corpus: str | None, extra: list[str]) -> None:
     """Both recipes at once, one thread each; each resumes its folder if it has a checkpoint."""
-    procs = []
+    jobs = {}
     for kind in KINDS:
         out = runs / f"start-{kind}"
-        cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--out-dir", str(out), "--start-state", kind]
-        cmd += ["--min-freq", "2", "--seq-len", "64", "--batch-size", "64", "--max-steps", str(steps)]
-        cmd += ["--lr-schedule", "cosine", "--threads", "1", "--checkpoint-every", "100", "--eval-every", "400"]
-        cmd += ["--no-progress", *extra, *(["--corpus", corpus] if corpus else [])]
-        if (out / "checkpoints").is_dir():
-            cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--out-dir", str(out), "--resume"]
-        print("$", shlex.join(cmd), flush=True)
-        log = open(runs / f"start-{kind}.log", "a", encoding="utf-8")  # noqa: SIM115  (closed below)
-        procs.append((kind, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    for kind, proc, log in procs:
-        code = proc.wait()
-        log.close()
-        if code not in (0, 130):  # 130: stopped with Ctrl-C after saving and validating
-            raise SystemExit(f"training the {kind} recipe failed (exit {code}); see {runs / f'start-{kind}.log'}")
+        args = ["--out-dir", str(out), "--start-state", kind, "--min-freq", "2", "--seq-len", "64"]
+        args += ["--batch-size", "64", "--max-steps", str(steps), "--lr-schedule", "cosine", "--threads", "1"]
+        args += ["--checkpoint-every", "100", "--eval-every", "400", "--no-progress", *extra]
+        args += ["--corpus", corpus] if corpus else []
+        if has_checkpoint(out / "checkpoints"):  # the same flags: --resume refuses any that changed
+            args.append("--resume")
+        jobs[f"start-{kind}"] = args
+    train_side_by_side(jobs, runs, allowed=(0, 130))  # 130: stopped with Ctrl-C after saving and validating
 
 
 def measure(runs: Path, corpus: str | None) -> list[dict]:

@@ -116,6 +116,19 @@ def write(out: Path, pairs: list[dict], key: list[dict], settings: Mapping[str, 
     )
 
 
+def merge(folders: list[Path], seed: int = 0) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Several written folders as one judging set: pairs shuffled and renumbered, keys kept in step."""
+    rows, settings = [], {}
+    for folder in folders:
+        pairs = json.loads((folder / "pairs.json").read_text(encoding="utf-8"))["pairs"]
+        key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+        settings = key["settings"]
+        rows += list(zip(pairs, key["key"]))
+    random.Random(seed).shuffle(rows)
+    pairs = [{**p, "pair": i} for i, (p, _) in enumerate(rows, start=1)]
+    return pairs, [{**k, "pair": i} for i, (_, k) in enumerate(rows, start=1)], settings
+
+
 def score_answers(answers: Mapping[str, Any], key: list[dict]) -> dict[str, Any]:
     """How often the judge preferred the generated poem, with the pairs answered and the reasons."""
     wins, judged, reasons, skipped = 0, 0, [], []
@@ -151,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--versus", help="judge against poems written with these settings instead of real ones")
     w.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
     w.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
+    m = sub.add_parser("merge", help="merge written folders (e.g. two forms) into one shuffled judging set")
+    m.add_argument("folders", type=Path, nargs="+")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score", help="score a judge's answers against the key")
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--answers", type=Path, required=True)
@@ -163,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                 {"settings": key["settings"], **score_answers(answers, key["key"])}, ensure_ascii=False, indent=2
             )
         )
+        return 0
+    if args.command == "merge":
+        pairs, key, settings = merge(args.folders, args.seed)
+        write(args.out, pairs, key, settings)
+        print(f"wrote {len(pairs)} pairs to {args.out}/pairs.md and pairs.json; the key is {args.out}/key.json")
         return 0
     settings = settings_of(args.settings)
     model = load_model(args.model)

@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from tangpoem_hf.evaluation import perplexity  # noqa: E402
 from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
-from tangpoem_hf.training import default_lr  # noqa: E402
+from tangpoem_hf.training import default_lr, train_side_by_side  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--min-freq", "2", "--seq-len", "64", "--epochs", "20", "--eval-every", "200", "--no-progress"]
@@ -63,23 +62,15 @@ GOAL = 0.20  # the release model's test perplexity must be at least this much lo
 
 def train_peers(runs: Path, budget: float, threads: int, corpus: str | None, extra: list[str]) -> None:
     """Both peers at once, so both see the same load; each resumes its folder if it exists."""
-    procs = []
+    jobs = {}
     for name, peer in PEERS.items():
         out = runs / f"peer-{name}"
-        cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--out-dir", str(out), *COMMON, *peer["args"]]
-        cmd += ["--time-budget", str(budget), "--threads", str(threads), *extra]
+        args = ["--out-dir", str(out), *COMMON, *peer["args"], "--time-budget", str(budget), "--threads", str(threads)]
+        args += [*extra, *(["--corpus", corpus] if corpus else [])]
         if has_checkpoint(out / "checkpoints"):  # the same flags: --resume refuses any that changed
-            cmd.append("--resume")
-        if corpus:
-            cmd += ["--corpus", corpus]
-        print("$", shlex.join(cmd), flush=True)
-        log = open(runs / f"peer-{name}.log", "a", encoding="utf-8")  # noqa: SIM115  (closed below)
-        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    for name, proc, log in procs:
-        code = proc.wait()
-        log.close()
-        if code != 0:
-            raise SystemExit(f"training the {name} recipe failed (exit {code}); see {runs / f'peer-{name}.log'}")
+            args.append("--resume")
+        jobs[f"peer-{name}"] = args
+    train_side_by_side(jobs, runs)
 
 
 def release_figures(run: Path | None, bundled: Path) -> dict[str, Any]:

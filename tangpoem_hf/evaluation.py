@@ -399,7 +399,9 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         "and of 4-grams (seen in training). The real poems are the validation and test poems the model "
         "never trained on, checked by the same checker (see docs/prosody.md for the whole corpus). Perplexity is the "
         "model's per-token perplexity: on its own poems of each setting, and on the real held-out poems. "
-        "Distinct-n is counted over the whole set, so it falls as the set grows: the real sets are smaller.",
+        "Distinct-n is counted over the whole set, so it falls as the set grows: the real sets are smaller. "
+        "How readers judge the poems, blind against real ones and setting against setting: "
+        "[judging.md](judging.md).",
         "",
         "Goals with rhyme + relaxed tone: format 100%, rhyme ≥ 98%, relaxed tone ≥ 95%; copied lines ≤ 3%.",
         "",

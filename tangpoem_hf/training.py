@@ -394,7 +394,7 @@ class Trainer:
         """Each poem's title and keywords (keywords from the poem itself; a split without titles,
         such as a text file's, has none)."""
         texts = list(split["text"])
-        titles = list(split["title"]) if "title" in split.column_names else [""] * len(texts)
+        titles = list(split["title"]) if "title" in getattr(split, "column_names", split) else [""] * len(texts)
         keywords = cached_keywords(texts, cache_dir(), self.cfg.keyword_min_count)
         return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
 
@@ -677,3 +677,26 @@ def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
     parts = [torch.empty_like(t) for _ in range(world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=1)
+
+
+def train_side_by_side(jobs: dict[str, list[str]], logs: Path, allowed: tuple[int, ...] = (0,)) -> None:
+    """Run ``tangpoem train`` once per job, all at the same time, each logging to ``logs/NAME.log``.
+
+    Recipes compared at an equal time budget must share one machine's load, or the budget means
+    different amounts of work. An exit code outside ``allowed`` stops the comparison, naming the job.
+    """
+    import shlex
+    import subprocess
+    import sys
+
+    procs = []
+    for name, args in jobs.items():
+        cmd = [sys.executable, "-m", "tangpoem_hf.cli", "train", *args]
+        print("$", shlex.join(cmd), flush=True)
+        log = open(logs / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115  (closed below)
+        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    for name, proc, log in procs:
+        code = proc.wait()
+        log.close()
+        if code not in allowed:
+            raise SystemExit(f"training {name} failed (exit {code}); see {logs / f'{name}.log'}")

@@ -136,6 +136,23 @@ def make_tiny_model(texts: list[str] | None = None, seed: int = 0, simplified: b
     return model.eval()
 
 
+def bias_model(preprocessing: str, texts: list[str]) -> tuple[TangPoemLSTM, torch.Tensor]:
+    """All weights zero but the output bias: every position predicts softmax(bias), whatever the
+    context, so a loss over known targets can be computed by hand. Returns the model and log-probs."""
+    from tangpoem_hf.text import strip_punctuation
+
+    tok = CharTokenizer.build([strip_punctuation(t) for t in texts] if preprocessing == "report" else texts)
+    model = TangPoemLSTM(
+        TangPoemConfig(vocab_size=len(tok), embedding_dim=4, hidden_size=4, preprocessing=preprocessing)
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.head.bias.copy_(torch.linspace(-2.0, 3.0, len(tok)))
+    model.tokenizer = tok
+    return model, torch.log_softmax(model.head.bias.detach(), dim=0)
+
+
 @pytest.fixture
 def tiny_model() -> TangPoemLSTM:
     return make_tiny_model()

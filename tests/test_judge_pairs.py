@@ -78,3 +78,17 @@ def test_score_answers_against_the_key():
     assert (result["pairs"], result["generated_wins"]) == (3, 2) and abs(result["win_rate"] - 2 / 3) < 1e-12
     assert result["reasons"] == [{"pair": 1, "generated_won": True, "reason": "a clear last line"}]
     assert judge.score_answers({"1": "A"}, key)["unanswered"] == [2, 3]
+
+
+def test_merge_shuffles_and_keeps_each_key_with_its_pair(tmp_path):
+    judge = _script()
+    for name, generated in (("a", "A"), ("b", "B")):
+        pairs = [{"pair": i, "A": f"{name}{i}A", "B": f"{name}{i}B"} for i in (1, 2, 3)]
+        key = [{"pair": i, "generated": generated, "form": name} for i in (1, 2, 3)]
+        judge.write(tmp_path / name, pairs, key, {"rhyme": True})
+    pairs, key, settings = judge.merge([tmp_path / "a", tmp_path / "b"], seed=1)
+    assert [p["pair"] for p in pairs] == [k["pair"] for k in key] == list(range(1, 7))
+    assert settings == {"rhyme": True}
+    for pair, row in zip(pairs, key):  # each generated poem is still the one its key names
+        assert pair[row["generated"]].startswith(row["form"]) and pair[row["generated"]].endswith(row["generated"])
+    assert [p["A"][0] for p in pairs] != sorted(p["A"][0] for p in pairs)  # shuffled, not a then b

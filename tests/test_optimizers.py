@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import bias_model
 
-from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.evaluation import padded_perplexity
-from tangpoem_hf.text import strip_punctuation
 from tangpoem_hf.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,22 +28,8 @@ def _script():
     return load("scripts/compare_optimizers.py")
 
 
-def _bias_model(texts: list[str], preprocessing: str = "report") -> tuple[TangPoemLSTM, torch.Tensor]:
-    """Every weight zero but the output bias: each slot predicts softmax(bias) whatever came before."""
-    tok = CharTokenizer.build([strip_punctuation(t) for t in texts])
-    model = TangPoemLSTM(
-        TangPoemConfig(vocab_size=len(tok), embedding_dim=4, hidden_size=4, preprocessing=preprocessing)
-    )
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.head.bias.copy_(torch.linspace(-2.0, 3.0, len(tok)))
-    model.tokenizer = tok
-    return model, torch.log_softmax(model.head.bias.detach(), dim=0)
-
-
 def test_padded_perplexity_counts_every_slot_padding_too():
-    model, logp = _bias_model([LONG, SHORT])
+    model, logp = bias_model("report", [LONG, SHORT])
     tok = model.tokenizer
     lp = {ch: float(logp[tok.index[ch]]) for ch in "日依山尽眠"}
     pad = float(logp[tok.pad_id])
@@ -74,7 +59,7 @@ def test_padded_perplexity_is_the_report_mode_training_loss(small_corpus, tmp_pa
 
 
 def test_padded_perplexity_refuses_a_packed_model():
-    model, _ = _bias_model([LONG], preprocessing="ours")
+    model, _ = bias_model("ours", [LONG])
     with pytest.raises(ValueError, match="report"):
         padded_perplexity(model, [LONG])
 

@@ -145,12 +145,14 @@ def test_perplexity_equals_a_hand_computed_value():
 
 @pytest.fixture
 def start_spy(monkeypatch):
-    """Record every forward pass that reads <bos>, and the state it was given."""
+    """Record every forward pass that starts a poem (reads <bos> without training labels: a training
+    chunk of a packed stream may begin at <bos> with the carried state, by design), and its state."""
     calls: list[tuple[TangPoemLSTM, torch.Tensor | None]] = []
     original = TangPoemLSTM.forward
 
     def spy(self, input_ids, labels=None, state=None):
-        if self.tokenizer is not None and bool((input_ids[:, 0] == self.tokenizer.bos_id).any()):
+        starts = self.tokenizer is not None and bool((input_ids[:, 0] == self.tokenizer.bos_id).any())
+        if starts and labels is None:
             calls.append((self, None if state is None else state[0].detach().clone()))
         return original(self, input_ids, labels=labels, state=state)
 

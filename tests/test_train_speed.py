@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import bias_model
 
 from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.corpus import build_splits
@@ -18,7 +19,6 @@ from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import ModelFileError
 from tangpoem_hf.evaluation import char_losses, char_perplexity, perplexity
 from tangpoem_hf.modeling import adaptive_nll
-from tangpoem_hf.text import strip_punctuation
 from tangpoem_hf.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,24 +34,9 @@ def _script(relative: str):
     return module
 
 
-def _bias_model(preprocessing: str, texts: list[str]) -> tuple[TangPoemLSTM, torch.Tensor]:
-    """All weights zero but the output bias: every position predicts softmax(bias), whatever the context."""
-    mode_texts = [strip_punctuation(t) for t in texts] if preprocessing == "report" else texts
-    tok = CharTokenizer.build(mode_texts)
-    model = TangPoemLSTM(
-        TangPoemConfig(vocab_size=len(tok), embedding_dim=4, hidden_size=4, preprocessing=preprocessing)
-    )
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.head.bias.copy_(torch.linspace(-2.0, 3.0, len(tok)))
-    model.tokenizer = tok
-    return model, torch.log_softmax(model.head.bias.detach(), dim=0)
-
-
 @pytest.mark.parametrize("preprocessing", ["ours", "report"])
 def test_char_perplexity_scores_han_characters_two_to_hundred(preprocessing):
-    model, logp = _bias_model(preprocessing, [POEM])
+    model, logp = bias_model(preprocessing, [POEM])
     tok = model.tokenizer
     total, count = char_losses(model, [POEM])
     expected = -sum(float(logp[tok.index[ch]]) for ch in SCORED)
@@ -64,7 +49,7 @@ def test_char_perplexity_scores_han_characters_two_to_hundred(preprocessing):
 
 
 def test_char_perplexity_folds_punctuation_into_the_next_character():
-    model, logp = _bias_model("ours", [POEM])
+    model, logp = bias_model("ours", [POEM])
     tok = model.tokenizer
     total, count = char_losses(model, [POEM], fold_skipped=True)
     # the ， before 黄 lands on 黄; the final 。 and <eos> precede no scored character
@@ -76,7 +61,7 @@ def test_char_perplexity_folds_punctuation_into_the_next_character():
 def test_char_perplexity_stops_at_the_reports_cut(preprocessing):
     han = "山水花月风云天地人江" * 12  # 120 characters
     long_poem = "，".join(han[i : i + 5] for i in range(0, 120, 5)) + "。"
-    model, _ = _bias_model(preprocessing, [long_poem, POEM])
+    model, _ = bias_model(preprocessing, [long_poem, POEM])
     assert char_losses(model, [long_poem])[1] == 99
     assert char_losses(model, [long_poem, POEM, "山。"])[1] == 99 + 9  # one Han character: nothing to score
 
