@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,31 +63,37 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield address
 
 
-def test_page_writes_a_poem_and_screenshot(url: str, tmp_path: Path) -> None:
-    # The README's screenshot is refreshed only on request, so a test run leaves the checkout clean.
-    shot = SCREENSHOT if os.environ.get("TANGPOEM_UPDATE_SCREENSHOT") == "1" else tmp_path / "screenshot.png"
+@contextmanager
+def app_page(url: str) -> Iterator[sync_api.Page]:
+    """The app loaded in headless Chromium, its characters box ready; the browser closes after."""
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
             page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-            chars = page.locator("#tp-chars textarea, #tp-chars input").first
-            chars.wait_for(timeout=60_000)
-            for label in ("模式 · Mode", "字 · Characters", "体裁 · Form", "句数 · Lines", "作诗 · Generate"):
-                assert page.get_by_text(label, exact=False).first.is_visible(), label
-            chars.fill("月")
-            page.locator("#tp-generate").click()
-            done = page.locator(".tp-poem:not(.tp-streaming):not(.tp-empty) .tp-meta")
-            done.wait_for(timeout=60_000)
-            rows = page.locator(".tp-poem .tp-row")
-            assert rows.count() == 2  # a quatrain: two couplet rows
-            first_line = page.locator(".tp-poem .tp-line").first.inner_text()
-            assert first_line.startswith("月") and len(first_line) == 8  # 七言 + 「，」
-            assert page.locator("text=Traceback").count() == 0
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
+            page.locator("#tp-chars textarea, #tp-chars input").first.wait_for(timeout=60_000)
+            yield page
         finally:
             browser.close()
+
+
+def test_page_writes_a_poem_and_screenshot(url: str, tmp_path: Path) -> None:
+    # The README's screenshot is refreshed only on request, so a test run leaves the checkout clean.
+    shot = SCREENSHOT if os.environ.get("TANGPOEM_UPDATE_SCREENSHOT") == "1" else tmp_path / "screenshot.png"
+    with app_page(url) as page:
+        for label in ("模式 · Mode", "字 · Characters", "体裁 · Form", "句数 · Lines", "作诗 · Generate"):
+            assert page.get_by_text(label, exact=False).first.is_visible(), label
+        page.locator("#tp-chars textarea, #tp-chars input").first.fill("月")
+        page.locator("#tp-generate").click()
+        done = page.locator(".tp-poem:not(.tp-streaming):not(.tp-empty) .tp-meta")
+        done.wait_for(timeout=60_000)
+        rows = page.locator(".tp-poem .tp-row")
+        assert rows.count() == 2  # a quatrain: two couplet rows
+        first_line = page.locator(".tp-poem .tp-line").first.inner_text()
+        assert first_line.startswith("月") and len(first_line) == 8  # 七言 + 「，」
+        assert page.locator("text=Traceback").count() == 0
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
 
@@ -95,37 +102,29 @@ def _poem_lines(page: sync_api.Page) -> list[str]:
 
 
 def test_lock_a_line_and_rewrite_the_others(url: str) -> None:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-            chars = page.locator("#tp-chars textarea, #tp-chars input").first
-            chars.wait_for(timeout=60_000)
-            chars.fill("月")
-            page.locator("#tp-generate").click()
-            page.locator(".tp-poem:not(.tp-streaming):not(.tp-empty) .tp-meta").wait_for(timeout=60_000)
-            before = _poem_lines(page)
-            assert len(before) == 4
-            # The lock boxes now name the poem's lines; keep the second one.
-            lock = page.locator("#tp-locks label", has_text=f"2 · {before[1]}")
-            lock.wait_for(timeout=60_000)
-            lock.click()
-            page.locator("#tp-rewrite").click()
-            page.wait_for_function(
-                """old => {
-                    const poem = document.querySelector('.tp-poem');
-                    if (!poem || poem.classList.contains('tp-streaming')) return false;
-                    const lines = [...poem.querySelectorAll('.tp-line')].map(e => e.innerText.replace(/[，。]/g, ''));
-                    return lines.length === 4 && lines.join('|') !== old.join('|');
-                }""",
-                arg=before,
-                timeout=60_000,
-            )
-            after = _poem_lines(page)
-            assert after[1] == before[1]  # the locked line, unchanged
-            assert all(after[i] != before[i] for i in (0, 2, 3)), (before, after)
-            assert page.locator("#tp-locks input:checked").count() == 1  # the lock stays for the next round
-            assert page.locator("text=Traceback").count() == 0
-        finally:
-            browser.close()
+    with app_page(url) as page:
+        page.locator("#tp-chars textarea, #tp-chars input").first.fill("月")
+        page.locator("#tp-generate").click()
+        page.locator(".tp-poem:not(.tp-streaming):not(.tp-empty) .tp-meta").wait_for(timeout=60_000)
+        before = _poem_lines(page)
+        assert len(before) == 4
+        # The lock boxes now name the poem's lines; keep the second one.
+        lock = page.locator("#tp-locks label", has_text=f"2 · {before[1]}")
+        lock.wait_for(timeout=60_000)
+        lock.click()
+        page.locator("#tp-rewrite").click()
+        page.wait_for_function(
+            """old => {
+                const poem = document.querySelector('.tp-poem');
+                if (!poem || poem.classList.contains('tp-streaming')) return false;
+                const lines = [...poem.querySelectorAll('.tp-line')].map(e => e.innerText.replace(/[，。]/g, ''));
+                return lines.length === 4 && lines.join('|') !== old.join('|');
+            }""",
+            arg=before,
+            timeout=60_000,
+        )
+        after = _poem_lines(page)
+        assert after[1] == before[1]  # the locked line, unchanged
+        assert all(after[i] != before[i] for i in (0, 2, 3)), (before, after)
+        assert page.locator("#tp-locks input:checked").count() == 1  # the lock stays for the next round
+        assert page.locator("text=Traceback").count() == 0
