@@ -7,9 +7,10 @@
 - ``learned``: one poem per row (rows of equal length batched together), each from a learned start
   state that is trained with the weights.
 
-Both train the report's model (embedding 512 → LSTM 512 → Linear, Adam, cosine over ``--steps``,
-batches of at most 64 × 64 tokens) in fp32, side by side with one thread each, so they see the same
-machine load and about the same number of real tokens per step. A run folder that exists is
+Both train the report's model (embedding 512 → LSTM 512 → Linear, reading the poem alone with no
+control segment, Adam, cosine over ``--steps``, batches of at most 64 × 64 tokens) in fp32, side by
+side with one thread each, so they see the same machine load and about the same number of real
+tokens per step. A run folder that exists is
 resumed; a run stopped early (Ctrl-C saves and validates) is measured where it stopped. Then each
 model's test perplexity is measured from its own start state (and the stored model's also from
 zeros), per real token, on the test split, and the table is written to ``--doc``.
@@ -42,7 +43,7 @@ def train(runs: Path, steps: int, corpus: str | None, extra: list[str]) -> None:
         out = runs / f"start-{kind}"
         args = ["--out-dir", str(out), "--start-state", kind, "--min-freq", "2", "--seq-len", "64"]
         args += ["--batch-size", "64", "--max-steps", str(steps), "--lr-schedule", "cosine", "--threads", "1"]
-        args += ["--checkpoint-every", "100", "--eval-every", "400", "--no-progress", *extra]
+        args += ["--checkpoint-every", "100", "--eval-every", "400", "--no-control", "--no-progress", *extra]
         args += ["--corpus", corpus] if corpus else []
         if has_checkpoint(out / "checkpoints"):  # the same flags: --resume refuses any that changed
             args.append("--resume")
