@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from tangpoem_hf.checkpointing import has_checkpoint  # noqa: E402
+from tangpoem_hf.control import CONTROL_TOKENS  # noqa: E402
 from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, never_trained_on  # noqa: E402
 from tangpoem_hf.evaluation import perplexity  # noqa: E402
 from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
@@ -43,7 +44,9 @@ from tangpoem_hf.plotting import read_log  # noqa: E402
 from tangpoem_hf.training import default_lr, train_side_by_side  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["--min-freq", "2", "--seq-len", "64", "--epochs", "20", "--eval-every", "200", "--no-progress"]
+# The peers are other projects' recipes: they read the poem alone, with no control segment.
+COMMON = ["--min-freq", "2", "--no-control", "--seq-len", "64", "--epochs", "20", "--eval-every", "200"]
+COMMON += ["--no-progress"]
 PEERS: dict[str, dict[str, Any]] = {
     "report": {
         "label": "report recipe",
@@ -259,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, peer in PEERS.items():
         model = TangPoemLSTM.from_pretrained(runs / f"peer-{name}" / "best")
-        if model.tokenizer.tokens != bundled.tokenizer.tokens:
+        characters = [t for t in bundled.tokenizer.tokens if t not in CONTROL_TOKENS]  # peers read no control
+        if model.tokenizer.tokens != characters:
             raise SystemExit(f"the {name} run has another vocabulary than the bundled model: not comparable")
         rows.append({"name": name, **peer, "params": params(model), "test": perplexity(model, test)})
         rows[-1].update(run_figures(runs / f"peer-{name}"))
