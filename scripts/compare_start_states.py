@@ -54,12 +54,13 @@ def train(runs: Path, steps: int, corpus: str | None, extra: list[str]) -> None:
 def measure(runs: Path, corpus: str | None) -> list[dict]:
     """Test perplexity of each best/ from its own start state, and the real tokens it trained on."""
     rows = []
+    simplified = read_training_info(runs / f"start-{KINDS[0]}" / "best")["train_config"]["simplified"]
+    splits, _ = build_splits(corpus, simplified=simplified)  # both runs share the corpus settings
+    test = list(splits["test"]["text"])
     for kind in KINDS:
         folder = runs / f"start-{kind}" / "best"
         model = TangPoemLSTM.from_pretrained(folder)
         info = read_training_info(folder)
-        splits, _ = build_splits(corpus, simplified=model.tokenizer.simplified)
-        test = list(splits["test"]["text"])
         row = {"kind": kind, "step": info["step"], "val": info["val_perplexity"], "test": perplexity(model, test)}
         if kind == "stored":
             model.config.start_state = "zeros"  # the same weights, every poem from the all-zero state
