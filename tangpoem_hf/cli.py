@@ -27,6 +27,11 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "hidden_size": "LSTM hidden size",
     "num_layers": "LSTM layers",
     "dropout": "dropout on embeddings and LSTM outputs",
+    "weight_drop": "AWD-LSTM DropConnect on the hidden-to-hidden weights (training only)",
+    "embed_drop": "drop whole characters from the embedding table (training only)",
+    "ar": "activation regularisation: this × mean square of the last layer's outputs",
+    "tar": "temporal activation regularisation: this × mean square of their step-to-step change",
+    "average": "validate and save an exponential moving average of the weights with this decay (0: none)",
     "start_state": "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
     "(one poem per row, from a learned start state)",
     "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
@@ -70,6 +75,7 @@ RESUME_MAY_CHANGE = ("out_dir", "progress", "threads")
 BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag is given, help)
     "traditional": ("simplified", False, "keep the corpus in traditional script"),
     "tie_weights": ("tie_weights", True, "share the embedding and output weights"),
+    "locked_dropout": ("locked_dropout", True, "dropout masks shared by all time steps of a sequence (AWD-LSTM)"),
     "bf16": ("bf16", True, "bf16 autocast (the output layer on CPU; everything on CUDA)"),
     "compile": ("compile", True, "torch.compile the model"),
     "no_progress": ("progress", False, "no progress bar"),
@@ -122,6 +128,12 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
         "--replay",
         type=float,
         help="with a filter: mix in this many other corpus poems per selected one, against forgetting [0]",
+    )
+    p.add_argument(
+        "--add-control",
+        action="store_true",
+        default=None,
+        help="teach a base without a control segment to read one (form, title, keywords): new vocabulary rows",
     )
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="at the end, push best/ with its model card to this repo")
     p.add_argument("--private", action="store_true", default=None, help="create the Hub repo as private")
@@ -189,6 +201,7 @@ def _finetune_options(args: argparse.Namespace, saved: dict | None):
         "new_chars": args.new_chars,
         "val_percent": args.val_percent,
         "replay": args.replay,
+        "add_control": args.add_control,
         "push_to_hub": args.push_to_hub,
         "private": args.private,
     }

@@ -28,6 +28,7 @@ trials without replay paid about twice as much general perplexity for the same g
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import warnings
@@ -42,7 +43,18 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 
 from .batching import encode_poems, prepare_text
 from .checkpointing import has_checkpoint
-from .corpus import FILE_GLOB, FORMS, build_splits, classify_form, clean_and_split, corpus_location
+from .control import CONTROL_TOKENS, has_controls
+from .corpus import (
+    FILE_GLOB,
+    FORMS,
+    LEGACY_SPLIT,
+    SPLIT_VERSION,
+    build_splits,
+    classify_form,
+    clean_and_split,
+    corpus_location,
+    never_trained_on,
+)
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
@@ -82,6 +94,9 @@ class FinetuneOptions:
     replay: float = 0.0  # mix in this many general training poems per selected one, against forgetting
     push_to_hub: str | None = None
     private: bool = False
+    # Teach a base without a control segment to read one (form, title, keywords): the control
+    # tokens join its vocabulary as new rows, and the Tang corpus gives each poem's title.
+    add_control: bool = False
 
 
 @dataclass
@@ -107,6 +122,24 @@ def load_base(init_from: str | None) -> TangPoemLSTM:
     if init_from in (None, "", BUNDLED) and not (init_from and os.path.isdir(init_from)):
         return TangPoemLSTM.from_pretrained(BUNDLED_MODEL_DIR)
     return TangPoemLSTM.from_pretrained(init_from)
+
+
+def base_split_version(init_from: str | None) -> str:
+    """The split a local base model was trained under (its training.json); today's when unknown."""
+    folder = (
+        BUNDLED_MODEL_DIR
+        if init_from in (None, "", BUNDLED) and not (init_from and os.path.isdir(init_from))
+        else init_from
+    )
+    info = Path(folder) / "training.json"
+    if not info.is_file():
+        return SPLIT_VERSION
+    return json.loads(info.read_text(encoding="utf-8")).get("split", LEGACY_SPLIT)
+
+
+def _never_read(splits: DatasetDict, name: str, version: str) -> Dataset:
+    keep = set(never_trained_on(splits, name, version))
+    return splits[name].filter(lambda text: text in keep, input_columns="text", desc=f"Held-out {name}")
 
 
 def card_base_model(opts: FinetuneOptions) -> str | None:
@@ -482,7 +515,20 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     else:
         new = []
     unk_chars = [] if opts.new_chars == "grow" else new_characters(tok, train_texts, base_cfg.preprocessing)
+    if opts.add_control:
+        new += [t for t in CONTROL_TOKENS if t not in tok and t not in new]
     model = grow_vocabulary(base, new)
+    model.config.control = has_controls(model.tokenizer)
+    base_split = base_split_version(opts.init_from)
+    split_version = base_split
+    if data.kind == "chinese-poetry" and base_split != SPLIT_VERSION:
+        # The base read poems this split holds out: validate and test only on poems it never read.
+        held_out = {name: _never_read(data.splits, name, base_split) for name in data.splits if name != "train"}
+        data.splits = DatasetDict({"train": data.splits["train"], **held_out})
+        data.notes.append(
+            f"validation and test keep only poems the base (trained on the `{base_split}` split) never read"
+        )
+        split_version = f"{base_split}+{SPLIT_VERSION}"
     partial_freeze = cfg.freeze_embedding and bool(new)
     if partial_freeze and cfg.weight_decay:
         raise InputError("--freeze-embedding with new characters needs --weight-decay 0 (decay would move old rows).")
@@ -500,7 +546,7 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     if partial_freeze:
         info["frozen_embedding_rows"] = len(tok)
     cfg = cfg.with_model(
-        base_cfg,
+        model.config,
         lr=cfg.lr if cfg.lr is not None else FINETUNE_LR[cfg.optimizer],
         simplified=tok.simplified,
         freeze_embedding=cfg.freeze_embedding and not partial_freeze,
@@ -511,6 +557,7 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     if note:
         data.notes.append(note)
     trainer = Trainer(cfg, base_model=model)
+    trainer.split_version = split_version
     try:
         trainer.prepare(splits=data.splits)
     except ValueError as exc:  # the batcher's "too small" even after shrinking

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,12 @@ class TangPoemConfig:
     hidden_size: int = 512
     num_layers: int = 1
     dropout: float = 0.0
+    # AWD-LSTM regularisation (Merity et al. 2017), training only, so a model's logits never depend
+    # on them: DropConnect on each hidden-to-hidden matrix, whole characters dropped from the
+    # embedding table, and dropout masks shared across time steps ("locked") instead of per step.
+    weight_drop: float = 0.0
+    embed_drop: float = 0.0
+    locked_dropout: bool = False
     tie_weights: bool = False
     pad_token_id: int = 0
     preprocessing: str = "ours"  # "ours" (punctuation, bos/eos) or "report" (bare characters)
@@ -103,8 +109,9 @@ class TangPoemConfig:
             raise ModelFileError("vocab_size, embedding_dim, hidden_size and num_layers must be positive.")
         if self.preprocessing not in ("ours", "report"):
             raise ModelFileError("preprocessing must be 'ours' or 'report'.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ModelFileError("dropout must lie in [0, 1).")
+        for name in ("dropout", "weight_drop", "embed_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ModelFileError(f"{name} must lie in [0, 1).")
         if self.softmax not in ("full", "adaptive"):
             raise ModelFileError("softmax must be 'full' or 'adaptive'.")
         if self.start_state not in START_STATES:
@@ -136,6 +143,7 @@ class TangPoemOutput:
     logits: torch.Tensor | None
     loss: torch.Tensor | None
     state: LSTMState
+    hidden: torch.Tensor | None = None  # the last layer's outputs before dropout (for AR/TAR penalties)
 
 
 class TangPoemLSTM(
@@ -183,6 +191,16 @@ class TangPoemLSTM(
                 self.register_buffer("start_h", torch.zeros(shape))
                 self.register_buffer("start_c", torch.zeros(shape))
 
+    def set_regularisation(self, **settings: Any) -> None:
+        """Change training-only settings (``dropout``, ``weight_drop``, ``embed_drop``,
+        ``locked_dropout``): a continued model may train with other ones than its base did."""
+        replace(self.config, **settings)  # validated as any config is, before anything changes
+        config = self.config  # changed in place: the Hub mixin saves this object as config.json
+        for name, value in settings.items():
+            setattr(config, name, value)
+        self.drop.p = config.dropout
+        self.lstm.dropout = config.dropout if config.num_layers > 1 else 0.0
+
     def initial_state(self, batch: int) -> LSTMState | None:
         """The state a poem starts from, for ``batch`` rows; None means zeros (older models).
 
@@ -220,37 +238,80 @@ class TangPoemLSTM(
         be cut into chunks with the state carried over); ``-100`` and the pad id are ignored.
         Without ``state`` the sequence starts from the model's start state (:meth:`initial_state`).
         """
-        x = self.drop(self.embed(input_ids))
         if state is None:
             state = self.initial_state(input_ids.shape[0])
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        x = self._embed(input_ids)
+        if self.training and (self.config.weight_drop or self.config.locked_dropout):
+            with torch.autocast(x.device.type, enabled=False):
+                hidden, state = self._lstm_layers(x.float(), state)
+        elif x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # On CPU the recurrence is small sequential matmuls where bf16 is no faster (measured),
             # so only the large output projection runs in bf16.
             with torch.autocast("cpu", enabled=False):
-                out, state = self.lstm(x.float(), state)
+                hidden, state = self.lstm(self._drop(x).float(), state)
         elif x.device.type == "cpu" and not torch.is_grad_enabled() and x.shape[1] <= 8:
-            out, state = self._lstm_cells(x, state)
+            hidden, state = self._lstm_cells(self._drop(x), state)
         else:
-            out, state = self.lstm(x, state)
+            hidden, state = self.lstm(self._drop(x), state)
+        out = self._drop(hidden)
         if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
-            return self._adaptive_output(self.drop(out), labels, state)
-        logits = self.head(self.drop(out))
+            return self._adaptive_output(out, labels, state, hidden)
+        logits = self.head(out)
         loss = None
         if labels is not None:
             labels = labels.masked_fill(labels == self.config.pad_token_id, IGNORE_INDEX)
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-        return TangPoemOutput(logits=logits, loss=loss, state=state)
+        return TangPoemOutput(logits=logits, loss=loss, state=state, hidden=hidden)
 
-    def _adaptive_output(self, hidden: torch.Tensor, labels: torch.Tensor | None, state: LSTMState) -> TangPoemOutput:
+    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The embedding, with whole characters dropped in training (``embed_drop``): a dropped
+        character is unknown wherever it occurs in the batch, so the model cannot lean on one."""
+        p = self.config.embed_drop
+        if not (self.training and p):
+            return self.embed(input_ids)
+        weight = self.embed.weight
+        keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1 - p) / (1 - p)
+        return F.embedding(input_ids, weight * keep)
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout on a (batch, time, features) tensor: one mask per sequence when locked."""
+        if self.config.locked_dropout:
+            return locked_dropout(x, self.config.dropout, self.training)
+        return self.drop(x)
+
+    def _lstm_layers(self, x: torch.Tensor, state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
+        """``self.lstm`` run layer by layer, for the two things nn.LSTM cannot do: a dropped copy of
+        each hidden-to-hidden matrix (``weight_drop``, one mask per batch) and locked dropout between
+        layers. The same weights as the fused path, so evaluation is unchanged."""
+        cfg = self.config
+        if state is None:
+            zeros = x.new_zeros(cfg.num_layers, x.shape[0], cfg.hidden_size)
+            state = (zeros, zeros)
+        inp, hs, cs = self._drop(x), [], []
+        for layer in range(cfg.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)
+            h0, c0 = state[0][layer : layer + 1], state[1][layer : layer + 1]
+            out, h, c = torch.lstm(inp, (h0, c0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, True, False, True)
+            hs.append(h)
+            cs.append(c)
+            inp = self._drop(out) if layer < cfg.num_layers - 1 else out
+        return inp, (torch.cat(hs), torch.cat(cs))
+
+    def _adaptive_output(
+        self, out: torch.Tensor, labels: torch.Tensor | None, state: LSTMState, hidden: torch.Tensor
+    ) -> TangPoemOutput:
         """Mean loss over real targets when training; otherwise full log-probabilities as the logits."""
         if labels is None:
-            with torch.autocast(hidden.device.type, enabled=False):
-                logp = self.head.log_prob(hidden.float().flatten(0, 1))
-            return TangPoemOutput(logits=logp.view(*hidden.shape[:-1], -1), loss=None, state=state)
+            with torch.autocast(out.device.type, enabled=False):
+                logp = self.head.log_prob(out.float().flatten(0, 1))
+            return TangPoemOutput(logits=logp.view(*out.shape[:-1], -1), loss=None, state=state, hidden=hidden)
         labels = labels.flatten()
         keep = ((labels != IGNORE_INDEX) & (labels != self.config.pad_token_id)).nonzero().squeeze(1)
-        nll = adaptive_nll(self.head, hidden.flatten(0, 1).index_select(0, keep), labels.index_select(0, keep))
-        return TangPoemOutput(logits=None, loss=nll.mean(), state=state)
+        nll = adaptive_nll(self.head, out.flatten(0, 1).index_select(0, keep), labels.index_select(0, keep))
+        return TangPoemOutput(logits=None, loss=nll.mean(), state=state, hidden=hidden)
 
     def _lstm_cells(self, x: torch.Tensor, state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
         """The same LSTM as ``self.lstm``, one ``lstm_cell`` per token and layer.
@@ -342,6 +403,15 @@ class TangPoemLSTM(
         model.tokenizer = tokenizer
         model.eval()
         return model
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout with one mask per sequence, shared by all its time steps (variational dropout, Gal &
+    Ghahramani 2016): per-step masks let a recurrent model average the noise away over time."""
+    if not (training and p):
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p) / (1 - p)
+    return x * mask
 
 
 @torch.inference_mode()

@@ -9,6 +9,7 @@ written to a temporary folder and renamed, so a kill never leaves a half-written
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .averaging import WeightAverage
 from .batching import Mode, encode_poems, make_batches, prepare_text
 from .checkpointing import (
     LATEST,
@@ -69,7 +71,7 @@ CHOICES = {
 }
 AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
                 "checkpoint_every", "keep_checkpoints", "keyword_min_count")  # fmt: skip
-NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads")
+NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads", "ar", "tar")
 
 
 def flag(name: str) -> str:
@@ -94,6 +96,13 @@ class TrainConfig:
     hidden_size: int = 512
     num_layers: int = 1
     dropout: float = 0.0
+    # AWD-LSTM regularisation (see TangPoemConfig and docs/results.md for what each was worth).
+    weight_drop: float = 0.0
+    embed_drop: float = 0.0
+    locked_dropout: bool = False
+    ar: float = 0.0  # activation regularisation: ar × mean(h²) of the last layer's outputs
+    tar: float = 0.0  # temporal activation regularisation: tar × mean((h_t − h_t−1)²)
+    average: float = 0.0  # decay of an averaged copy of the weights that validates and is saved; 0: none
     tie_weights: bool = False
     softmax: str = "full"  # or "adaptive" (frequency-sorted clusters; see TangPoemConfig)
     # "stored": packed streams, and the mean state at <bos> is stored with the model; "learned": one
@@ -151,8 +160,9 @@ class TrainConfig:
         for name in ("max_steps", "time_budget"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise InputError(f"{flag(name)} must be positive, not {getattr(self, name)}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"--dropout must lie in [0, 1), not {self.dropout}.")
+        for name in ("dropout", "weight_drop", "embed_drop", "average"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{flag(name)} must lie in [0, 1), not {getattr(self, name)}.")
         for name in ("drop_title", "drop_keywords"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{flag(name)} must lie in [0, 1], not {getattr(self, name)}.")
@@ -165,8 +175,16 @@ class TrainConfig:
         return TangPoemConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, preprocessing=self.mode, **arch)
 
     def with_model(self, config: TangPoemConfig, **changes: Any) -> TrainConfig:
-        """This run's settings with a trained model's architecture (fine-tuning continues a model)."""
+        """This run's settings with a trained model's architecture (fine-tuning continues a model).
+
+        The regularisation is the base model's unless this run sets its own (a value other than
+        TrainConfig's default): it shapes training only, so a continued model may change it.
+        """
         arch = {name: getattr(config, name) for name in ARCHITECTURE}
+        default = TrainConfig()
+        arch.update(
+            {name: getattr(self, name) for name in REGULARISATION if getattr(self, name) != getattr(default, name)}
+        )
         if arch.get("start_state") == "zeros":  # an older or report-mode base: training stores one
             arch["start_state"] = "stored"
         return replace(self, mode=config.preprocessing, **arch, **changes)
@@ -179,6 +197,7 @@ class TrainConfig:
 # The fields a model's config and a run's config share (embedding_dim, hidden_size, num_layers,
 # dropout, tie_weights, softmax, ...): derived, so a new architecture field needs no copying.
 ARCHITECTURE = tuple(f.name for f in fields(TangPoemConfig) if f.name in {g.name for g in fields(TrainConfig)})
+REGULARISATION = ("dropout", "weight_drop", "embed_drop", "locked_dropout")  # architecture fields training alone uses
 # What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
 FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed")
 
@@ -296,6 +315,9 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.base_model = base_model
+        # The splits whose training poems the model has read: a run continuing a model trained on an
+        # older split joins its version (see corpus.never_trained_on), and best/training.json says so.
+        self.split_version = SPLIT_VERSION
         self.log = RunLog(self.out / "train_log.jsonl", enabled=self.main)
         self._stop: list[int] = []  # signals received; filled while run() is in progress
 
@@ -340,6 +362,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if self.base_model is not None:
             self.model = self.base_model
+            self.model.set_regularisation(**{name: getattr(cfg, name) for name in REGULARISATION})
         else:
             # The vocabulary decides: a run folder's vocab.json from before controls has none.
             config = replace(cfg, control=self.control).model_config(len(self.tokenizer), self.tokenizer.pad_id)
@@ -369,6 +392,7 @@ class Trainer:
                 raise InputError("--freeze-embedding would freeze the output layer too: the model ties their weights.")
             self.model.embed.weight.requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.average = WeightAverage(self.model, cfg.average) if cfg.average else None
         self.base_lr = cfg.resolved_lr(self.world)
         if self.main and cfg.lr is None and cfg.batch_size * self.world != REFERENCE_BATCH:
             print(
@@ -406,6 +430,8 @@ class Trainer:
             tensors.pop("model.head.weight")
         opt_tensors, self._opt_meta = _flatten_optimizer(self.optimizer)
         tensors.update(opt_tensors)
+        if self.average is not None:
+            tensors.update(self.average.state_tensors())
         tensors["rng.torch"] = torch.get_rng_state()
         if carried is not None:
             tensors["carry.h"], tensors["carry.c"] = (t.detach().float().cpu().contiguous() for t in carried)
@@ -417,6 +443,8 @@ class Trainer:
             model_sd["head.weight"] = model_sd["embed.weight"]
         self.model.load_state_dict(model_sd, strict=True)
         _restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        if self.average is not None:
+            self.average.load(tensors, meta["average_updates"])
         torch.set_rng_state(tensors["rng.torch"])
         self.history = meta["history"]
         self.best_val = meta["best_val"]
@@ -439,6 +467,7 @@ class Trainer:
             "history": self.history,
             "best_val": self.best_val,
             "elapsed": self.elapsed,
+            "average_updates": self.average.updates if self.average is not None else 0,
             "config": asdict(self.cfg),
         }
         save_checkpoint(self.ckpt_dir, step, tensors, meta, self.cfg.keep_checkpoints)
@@ -453,6 +482,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
         loss = out.loss
+        penalty: torch.Tensor | float = 0.0  # AWD-LSTM's AR/TAR on the last layer's outputs; not logged
+        if cfg.ar or cfg.tar:
+            h = out.hidden.float()
+            penalty = cfg.ar * h.pow(2).mean() + cfg.tar * (h[:, 1:] - h[:, :-1]).pow(2).mean()
         if cfg.mode == "report":  # the report's loss counts the padding too
             loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
         elif self.world > 1:
@@ -464,10 +497,12 @@ class Trainer:
             dist.all_reduce(total)
             loss = loss * (count * self.world / total.clamp(min=1.0))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + penalty).backward()
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         carried = tuple(s.detach() for s in out.state) if self.batches.carry_state else None
         return loss.detach(), carried
 
@@ -643,7 +678,7 @@ class Trainer:
     def _validate(self, step: int, epoch: int) -> None:
         if self.world > 1:
             dist.barrier()
-        found = self.evaluate() if self.main else {"val_perplexity": math.nan}
+        found = self._evaluate_averaged() if self.main else {"val_perplexity": math.nan}
         val = found["val_perplexity"]
         entry = {"epoch": epoch, "step": step, **{k: round(v, 3) for k, v in found.items()}}
         entry["elapsed_s"] = round(self.elapsed, 2)
@@ -654,7 +689,17 @@ class Trainer:
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
         if val < self.best_val:
             self.best_val = val
-            self.save_model(self.out / "best", extra={"val_perplexity": round(val, 3), "step": step})
+            with self.average.applied(self.model) if self.average is not None else contextlib.nullcontext():
+                self.save_model(self.out / "best", extra={"val_perplexity": round(val, 3), "step": step})
+
+    def _evaluate_averaged(self) -> dict[str, float]:
+        """:meth:`evaluate`, of the averaged weights when the run keeps an average (they are what
+        best/ saves); the raw weights' figure is logged beside it as ``val_perplexity_raw``."""
+        if self.average is None:
+            return self.evaluate()
+        raw = self.evaluate()["val_perplexity"]
+        with self.average.applied(self.model):
+            return {**self.evaluate(), "val_perplexity_raw": raw}
 
     def save_model(self, folder: Path, extra: dict | None = None) -> None:
         """save_pretrained into a temporary folder, then swap it in."""
@@ -664,7 +709,7 @@ class Trainer:
         info = {
             "train_config": asdict(self.cfg),
             "train_seconds": round(self.elapsed, 1),
-            "split": SPLIT_VERSION,
+            "split": self.split_version,
             **(extra or {}),
         }
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
