@@ -18,15 +18,32 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, never_trained_on
+from tangpoem_hf.control import Control, cached_keywords, clean_title
+from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, cache_dir, never_trained_on
 from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.hub import read_training_info, stage_model_folder
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def theme_figures(model: TangPoemLSTM, test: Any, texts: list[str]) -> dict[str, float]:
+    """Test perplexity of a control model told each poem's title, and its title and keywords (the
+    keywords extracted from the poem, as in training), on the same poems as the plain figure."""
+    keep = set(texts)
+    titles = [clean_title(t, model.tokenizer.simplified) for t, x in zip(test["title"], test["text"]) if x in keep]
+    ordered = [x for x in test["text"] if x in keep]
+    keywords = cached_keywords(ordered, cache_dir())
+    with_title = [Control(t) for t in titles]
+    with_both = [Control(t, k) for t, k in zip(titles, keywords)]
+    return {
+        "test_perplexity_title": round(perplexity(model, ordered, controls=with_title), 3),
+        "test_perplexity_title_keywords": round(perplexity(model, ordered, controls=with_both), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     split_version = info.get("split", LEGACY_SPLIT)
     test_texts = never_trained_on(splits, "test", split_version)
     ppl32 = perplexity(model, test_texts)
+    theme = theme_figures(model, splits["test"], test_texts) if model.config.control else {}
 
     stored = copy.deepcopy(model).to(DTYPES[args.dtype])
     stored.tokenizer = model.tokenizer
@@ -61,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             test_perplexity=round(ppl_stored, 3),
             test_perplexity_fp32=round(ppl32, 3),
             test_poems=len(test_texts),
+            **theme,
             split=split_version,
             storage_dtype=args.dtype,
             hardware=args.hardware,
