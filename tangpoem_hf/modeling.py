@@ -162,6 +162,7 @@ class TangPoemLSTM(
         super().__init__()
         self.config = config
         self.tokenizer: CharTokenizer | None = None
+        self._step_cache: tuple[tuple[tuple[int, int], ...], list[torch.Tensor]] | None = None  # see _step_weights
         self.embed = nn.Embedding(config.vocab_size, config.embedding_dim)
         self.lstm = nn.LSTM(
             config.embedding_dim,
@@ -241,22 +242,26 @@ class TangPoemLSTM(
         if state is None:
             state = self.initial_state(input_ids.shape[0])
         x = self._embed(input_ids)
-        if self.training and (self.config.weight_drop or self.config.locked_dropout):
+        regularised = self.training and (self.config.weight_drop or self.config.locked_dropout)
+        autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        # A decoding step: a few tokens in fp32 on CPU without gradients (see _lstm_cells, _step_weights).
+        step = x.device.type == "cpu" and not (regularised or autocast or torch.is_grad_enabled()) and x.shape[1] <= 8
+        if regularised:
             with torch.autocast(x.device.type, enabled=False):
                 hidden, state = self._lstm_layers(x.float(), state)
-        elif x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        elif autocast:
             # On CPU the recurrence is small sequential matmuls where bf16 is no faster (measured),
             # so only the large output projection runs in bf16.
             with torch.autocast("cpu", enabled=False):
                 hidden, state = self.lstm(self._drop(x).float(), state)
-        elif x.device.type == "cpu" and not torch.is_grad_enabled() and x.shape[1] <= 8:
+        elif step:
             hidden, state = self._lstm_cells(self._drop(x), state)
         else:
             hidden, state = self.lstm(self._drop(x), state)
         out = self._drop(hidden)
         if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
             return self._adaptive_output(out, labels, state, hidden)
-        logits = self.head(out)
+        logits = F.linear(out, self._step_weights()[-1], self.head.bias) if step else self.head(out)
         loss = None
         if labels is not None:
             labels = labels.masked_fill(labels == self.config.pad_token_id, IGNORE_INDEX)
@@ -325,17 +330,41 @@ class TangPoemLSTM(
             h, c = [zeros] * layers, [zeros] * layers
         else:
             h, c = list(state[0].unbind(0)), list(state[1].unbind(0))
+        matrices = self._step_weights()
         outputs = []
         for t in range(x.shape[1]):
             inp = x[:, t]
             for layer in range(layers):
-                weights = [
-                    getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                ]
-                h[layer], c[layer] = torch.lstm_cell(inp, (h[layer], c[layer]), *weights)
+                w_ih, w_hh = matrices[2 * layer : 2 * layer + 2]
+                b_ih, b_hh = getattr(self.lstm, f"bias_ih_l{layer}"), getattr(self.lstm, f"bias_hh_l{layer}")
+                h[layer], c[layer] = torch.lstm_cell(inp, (h[layer], c[layer]), w_ih, w_hh, b_ih, b_hh)
                 inp = h[layer]
             outputs.append(inp)
         return torch.stack(outputs, 1), (torch.stack(h), torch.stack(c))
+
+    def _step_weights(self) -> list[torch.Tensor]:
+        """The LSTM's weight matrices (``weight_ih``, ``weight_hh`` per layer) and, for a full
+        softmax, the output layer's: the same values, each stored transposed (column-major).
+
+        ``linear`` multiplies by ``weight.t()``, which is then contiguous; for the few rows of a
+        decoding step (the candidates of a poem) MKL's kernel for that layout is 2-3× faster than
+        the one for a row-major weight, and a single row is no slower (benchmarks/candidates.py).
+        The copies cost one more set of weights in memory; they are remade whenever a weight
+        changes (training, loading, moving, swapping ``.data``), which its storage and version
+        counter tell. An in-place change through another tensor that shares a weight's storage
+        escapes the counter (as it escapes autograd's checks): change weights through the parameters.
+        """
+        matrices = [
+            getattr(self.lstm, f"{kind}_l{layer}")
+            for layer in range(self.config.num_layers)
+            for kind in ("weight_ih", "weight_hh")
+        ]
+        if isinstance(self.head, nn.Linear):
+            matrices.append(self.head.weight)
+        key = tuple((w.data_ptr(), w._version) for w in matrices)
+        if self._step_cache is None or self._step_cache[0] != key:
+            self._step_cache = (key, [w.detach().t().contiguous().t() for w in matrices])
+        return self._step_cache[1]
 
     # --- saving and loading: the mixin does the Hub work, these two add the vocabulary ----------
 

@@ -136,3 +136,18 @@ def test_decoding_fast_path_matches_the_sequence_kernel(layers):
     slow = model(x[:, 2:], state=start)  # gradients enabled: nn.LSTM
     assert torch.allclose(fast.logits, slow.logits, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fast.state, slow.state))
+
+
+def test_decoding_fast_path_follows_changed_weights():
+    """The fast path's transposed weight copies are remade when a weight changes in place (a training step)."""
+    model = make_tiny_model(num_layers=2, hidden_size=24)
+    x = torch.randint(4, len(model.tokenizer), (3, 2))
+    with torch.inference_mode():
+        model(x)  # builds the copies
+    with torch.no_grad():
+        model.lstm.weight_hh_l1.mul_(0.5)
+        model.head.weight.add_(0.1)
+    with torch.inference_mode():
+        fast = model(x)
+    slow = model(x)
+    assert torch.allclose(fast.logits, slow.logits, atol=1e-5)
