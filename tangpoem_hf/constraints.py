@@ -281,13 +281,17 @@ class NoRepeat(Constraint):
         last = torch.full((batch_size,), -1, dtype=torch.long)
         return RepeatState(tokenizer, counts, last, Broken(spec, batch_size))
 
+    def _may_double(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
+        """(batch,) whether each poem may repeat its previous character here: not at a line start,
+        and only a character that stands once so far."""
+        if not slot % spec.form:
+            return torch.zeros(len(state.last), dtype=torch.bool)
+        return state.counts[torch.arange(len(state.last)), state.last] == 1
+
     def _allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
         mask = state.counts == 0
-        if slot % spec.form:  # not a line start: the previous character may be doubled once
-            rows = torch.arange(len(mask))
-            prev = state.last
-            pair = state.counts[rows, prev] == 1
-            mask[rows[pair], prev[pair]] = True
+        double = self._may_double(slot, spec, state)
+        mask[torch.arange(len(mask))[double], state.last[double]] = True
         return mask
 
     def allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor | None:
@@ -296,7 +300,8 @@ class NoRepeat(Constraint):
     def observe(self, slot: int, spec: PoemSpec, state: RepeatState, chosen: torch.Tensor) -> None:
         if slot not in spec.forced:
             rows = torch.arange(len(chosen))
-            ok = self._allowed(slot, spec, state)[rows, chosen]
+            # _allowed's verdict on the chosen ids alone, without a (batch, vocab) mask
+            ok = (state.counts[rows, chosen] == 0) | ((chosen == state.last) & self._may_double(slot, spec, state))
             for b in (~ok).nonzero().flatten().tolist():
                 state.broken.add(b, slot, state.tokenizer.tokens[int(chosen[b])], "it already stands in the poem")
             state.counts[rows, chosen] += 1
