@@ -362,18 +362,20 @@ def _sample_rows(
     if top_p < 1.0:
         # A partial sort (topk) of the likeliest characters is ~20x faster than sorting the whole
         # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row
-        # whose nucleus is wider tries the larger guesses on its own.
+        # whose nucleus is wider tries the larger guesses on its own. Only the sorted entries are
+        # written, not whole rows: with many rows (candidates) row copies would cost more than the sort.
         nucleus = torch.zeros_like(probs)
-        pending = torch.arange(len(probs))
+        pending, rows = torch.arange(len(probs)), probs
         for guess in (*NUCLEUS_GUESSES, vocab):
-            sorted_p, order = torch.topk(probs[pending], min(guess, vocab), dim=-1)
+            sorted_p, order = torch.topk(rows, min(guess, vocab), dim=-1)
             mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
             done = (mass[:, -1] >= top_p) | (guess >= vocab)
             keep = (mass - sorted_p < top_p) & done.unsqueeze(1)
-            nucleus[pending] = nucleus[pending].scatter(1, order, sorted_p * keep)
+            nucleus[pending.unsqueeze(1), order] = sorted_p * keep
             pending = pending[~done]
             if not len(pending):
                 break
+            rows = probs[pending]
         probs = nucleus
     cdf = torch.cumsum(probs, dim=-1)
     u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in gens]) * cdf[:, -1]
@@ -381,19 +383,24 @@ def _sample_rows(
 
 
 def _combine(
-    constraints: Sequence[Constraint], states: Sequence[Any], slot: int, spec: PoemSpec, batch: int, vocab: int
+    constraints: Sequence[Constraint], states: Sequence[Any], slot: int, spec: PoemSpec, vocab: int
 ) -> torch.Tensor:
     """AND the constraints in priority order; one that would leave a poem no candidate is skipped
     for that poem (the documented back-off), so the first, mandatory ones always hold. The skipped
-    rule sees the character drawn anyway and notes the break."""
-    allowed = torch.ones(batch, vocab, dtype=torch.bool)
+    rule sees the character drawn anyway and notes the break.
+
+    The result is (vocab,) while every mask so far is the same for all poems (the Han and forced
+    characters, say), else (batch, vocab): a batch of candidates pays per-row work only for rules
+    whose masks differ per row.
+    """
+    allowed = torch.ones(vocab, dtype=torch.bool)
     for constraint, state in zip(constraints, states):
         mask = constraint.allowed(slot, spec, state)
         if mask is None:
             continue
         narrowed = allowed & mask
         ok = narrowed.any(dim=-1, keepdim=True)
-        allowed = torch.where(ok, narrowed, allowed)
+        allowed = narrowed if bool(ok.all()) else torch.where(ok, narrowed, allowed)
     return allowed
 
 
@@ -437,11 +444,11 @@ class PoemWalk:
         if logits is None:  # a bare-character model: the forced first character starts it
             chosen = torch.full((batch,), self.tok.index[self.spec.forced[0]], dtype=torch.long)
         else:
-            allowed = _combine(self.constraints, self.states, slot, self.spec, batch, len(self.tok))
+            allowed = _combine(self.constraints, self.states, slot, self.spec, len(self.tok))
             weighed = logits
             for c, state in zip(self.constraints, self.states):
                 weighed = c.reweigh(slot, self.spec, state, weighed)
-            masked = weighed.masked_fill(~allowed, -math.inf)
+            masked = torch.where(allowed, weighed, -math.inf)
             t, k, p = self.request.temperature, self.request.top_k, self.request.top_p
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)
