@@ -1,6 +1,6 @@
 """Which AWD-LSTM regularisers help the poem model? Each added in turn, at equal CPU time, side by side.
 
-    TANGPOEM_CORPUS=DIR python scripts/ablate_regularisation.py --budget 1500 [--doc docs/regularisation.md]
+    TANGPOEM_CORPUS=DIR python scripts/ablate_regularisation.py --budget 1500 [--doc docs/results.md]
 
 Every arm continues the bundled model (2 × LSTM 512, trained 8,716 s on the legacy split) with the
 control segment added (``tangpoem finetune --init-from bundled --add-control``), Adam at 5e-4,
@@ -9,7 +9,8 @@ once so they share the machine's load. Each keeps an averaged copy of its weight
 so every run also measures averaged-weights evaluation against its raw weights. The arms add, in
 order: DropConnect on the hidden-to-hidden weights, locked dropout with embedding dropout, then
 AR/TAR. A run folder that exists is resumed. Then each best/ is scored from its own start state on
-the test poems that neither the bundled model nor the run ever read, and the table goes to ``--doc``.
+the test poems that neither the bundled model nor the run ever read, and the table replaces the
+marked section of ``--doc``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tangpoem_hf.training import train_side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 AVERAGE = "0.998"
+MARK_START, MARK_END = "<!-- ablation table: scripts/ablate_regularisation.py -->", "<!-- end of ablation table -->"
 ARMS = {  # cumulative: each arm is the one before plus one regulariser
     "current": ["--dropout", "0.3"],
     "weight-drop": ["--dropout", "0.3", "--weight-drop", "0.5"],
@@ -97,6 +99,15 @@ def markdown(rows: list[dict], command: str) -> str:
     return f"Measured with `{command}`; test on {rows[0]['test_poems']} poems no arm read.\n\n{head}{body}"
 
 
+def write_section(doc: Path, table: str) -> None:
+    """Replace the text between the ablation markers of ``doc`` (a results page) with the table."""
+    text = doc.read_text(encoding="utf-8")
+    if MARK_START not in text or MARK_END not in text:
+        raise SystemExit(f"{doc} has no {MARK_START} … {MARK_END} section to fill.")
+    head, rest = text.split(MARK_START, 1)
+    doc.write_text(f"{head}{MARK_START}\n{table}{MARK_END}{rest.split(MARK_END, 1)[1]}", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget", type=float, default=1500.0, help="seconds of training per arm [1500]")
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, "python " + shlex.join(["scripts/ablate_regularisation.py", *sys.argv[1:]]))
     print(table)
     if args.doc:
-        args.doc.write_text(f"# Regularisation ablation\n\n{table}", encoding="utf-8")
+        write_section(args.doc, table)
     return 0
 
 
