@@ -21,6 +21,8 @@ Score the answers against the key (``key.json``, kept from the judge):
 settings, so ``--versus OTHER`` pits two settings against each other instead: each real poem only
 gives the form and first character, and its place is taken by a poem written with ``OTHER`` (the
 key's "generated" names the ``--settings`` poem, so the score is its win rate against ``OTHER``).
+``--versus-model M`` does the same with another model's poems (``--versus`` settings, or the same
+settings): a new model against the one it replaces.
 """
 
 from __future__ import annotations
@@ -70,10 +72,14 @@ def make_pairs(
     settings: Mapping[str, Any],
     seed: int = 0,
     versus: Mapping[str, Any] | None = None,
+    versus_model: TangPoemLSTM | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """(pairs for the judge, the key): up to ``num`` real poems of ``form``, each beside a generated
     poem with the same first character, in a random order per pair; with ``versus``, the real poem
-    is replaced by one generated with those settings (same first character and seed)."""
+    is replaced by one generated with those settings (same first character and seed), written by
+    ``versus_model`` when one is given (two models compared with the same settings)."""
+    if versus_model is not None and versus is None:
+        versus = settings
     size, count = FORM_SHAPES[form]
     rng = random.Random(seed)
     real = [t for t in heldout if all(ch in model.tokenizer for ch in "".join(split_lines(t)))]
@@ -83,7 +89,7 @@ def make_pairs(
         lines = split_lines(text)
         shape = {"first": lines[0][0], "form": size, "lines": count, "seed": seed * 100_003 + k}
         ours = generate_poem(model, **shape, **settings)
-        other = generate_poem(model, **shape, **versus).text if versus is not None else _couplets(lines)
+        other = generate_poem(versus_model or model, **shape, **versus).text if versus is not None else _couplets(lines)
         generated_first = rng.random() < 0.5
         a, b = (ours.text, other) if generated_first else (other, ours.text)
         pairs.append({"pair": k, "A": a, "B": b})
@@ -163,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--versus", help="judge against poems written with these settings instead of real ones")
     w.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    w.add_argument("--versus-model", help="judge against poems this model writes (with --versus or the same settings)")
     w.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
     m = sub.add_parser("merge", help="merge written folders (e.g. two forms) into one shuffled judging set")
     m.add_argument("folders", type=Path, nargs="+")
@@ -196,8 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         if f == args.form
     ]
     versus = settings_of(args.versus) if args.versus else None
-    pairs, key = make_pairs(model, heldout, args.form, args.num, settings, args.seed, versus)
-    write(args.out, pairs, key, settings if versus is None else {**settings, "versus": versus})
+    other = load_model(args.versus_model) if args.versus_model else None
+    pairs, key = make_pairs(model, heldout, args.form, args.num, settings, args.seed, versus, other)
+    if other is not None:
+        settings = {**settings, "versus": versus or settings, "versus_model": args.versus_model}
+    elif versus is not None:
+        settings = {**settings, "versus": versus}
+    write(args.out, pairs, key, settings)
     print(f"wrote {len(pairs)} pairs to {args.out}/pairs.md and pairs.json; the key is {args.out}/key.json")
     return 0
 

@@ -70,6 +70,22 @@ def test_versus_pairs_two_settings_on_the_same_first_character(tiny_model):
         assert mine == generate_poem(tiny_model, first=mine[0], form=5, lines=4, seed=row["seed"], **ruled).text
 
 
+def test_versus_model_pits_two_models_with_the_same_settings(tiny_model):
+    from conftest import make_tiny_model
+
+    from tangpoem_hf.decoding import generate_poem
+
+    judge = _script()
+    older = make_tiny_model(seed=1)
+    texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 3
+    ruled = {"rhyme": True, "tone": "relaxed"}
+    pairs, key = judge.make_pairs(tiny_model, texts, "五绝", 6, ruled, seed=0, versus_model=older)
+    for pair, row in zip(pairs, key):
+        mine, other = pair[row["generated"]], pair["B" if row["generated"] == "A" else "A"]
+        shape = {"first": mine[0], "form": 5, "lines": 4, "seed": row["seed"], **ruled}
+        assert mine == generate_poem(tiny_model, **shape).text and other == generate_poem(older, **shape).text
+
+
 def test_score_answers_against_the_key():
     judge = _script()
     key = [{"pair": 1, "generated": "A"}, {"pair": 2, "generated": "B"}, {"pair": 3, "generated": "B"}]
