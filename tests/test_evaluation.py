@@ -78,7 +78,7 @@ HEADLINE_POEMS = [
     "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。",
     "空山新雨后，天气晚来秋。明月松间照，清泉石上流。竹喧归浣女，莲动下渔舟。随意春芳歇，王孙自可留。",
 ]
-HEADLINE_PERPLEXITY = 29.091813487748873  # recorded from the bundled model with its stored start state (2026-12-01)
+HEADLINE_PERPLEXITY = 29.66367091889236  # recorded from the bundled model (release v4, control segment, 2026-12-01)
 
 
 def test_headline_perplexity_of_the_bundled_model_is_the_recorded_value(tmp_path, capsys):
