@@ -528,7 +528,8 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         data.notes.append(
             f"validation and test keep only poems the base (trained on the `{base_split}` split) never read"
         )
-        split_version = f"{base_split}+{SPLIT_VERSION}"
+        if SPLIT_VERSION not in base_split.split("+"):
+            split_version = f"{base_split}+{SPLIT_VERSION}"
     partial_freeze = cfg.freeze_embedding and bool(new)
     if partial_freeze and cfg.weight_decay:
         raise InputError("--freeze-embedding with new characters needs --weight-decay 0 (decay would move old rows).")

@@ -196,6 +196,11 @@ def test_a_base_trained_on_the_legacy_split_is_validated_on_poems_it_never_read(
     splits, _ = build_splits(str(corpus))
     joined = never_trained_on(splits, "test", info["split"])
     assert joined == never_trained_on(splits, "test", LEGACY_SPLIT)
+    # Continuing that model again adds no second copy of today's split.
+    cfg2 = TrainConfig(corpus=str(corpus), out_dir=str(tmp_path / "run2"), batch_size=2, seq_len=16, max_steps=1,
+                       epochs=1, progress=False, lr=0.01)  # fmt: skip
+    finetune(cfg2, FinetuneOptions(init_from=str(tmp_path / "run" / "best")))
+    assert json.loads((tmp_path / "run2" / "best" / "training.json").read_text())["split"] == info["split"]
     with pytest.raises(CorpusError, match="Unknown split version"):
         never_trained_on(splits, "test", "poem-id+by-moon")
     assert math.isfinite(info["val_perplexity"])
