@@ -514,15 +514,16 @@ class Trainer:
             lr *= 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
         return lr
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, theme: bool = True) -> dict[str, float]:
         """Validation perplexity from the start state the model will generate from: without a
         theme (a control model reads the form alone), and for a control model also with each
-        poem's title and keywords (``val_perplexity_theme``). Control tokens are never targets."""
+        poem's title and keywords (``val_perplexity_theme``, unless ``theme`` is False). Control tokens
+        are never targets."""
         if self.batches.carry_state:
             self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         total, count = token_losses(self.model, self.val_texts)
         result = {"val_perplexity": math.exp(total / max(count, 1))}
-        if self.control:
+        if self.control and theme:
             total, count = token_losses(self.model, self.val_texts, controls=self.val_controls)
             result["val_perplexity_theme"] = math.exp(total / max(count, 1))
         return result
@@ -697,7 +698,7 @@ class Trainer:
         best/ saves); the raw weights' figure is logged beside it as ``val_perplexity_raw``."""
         if self.average is None:
             return self.evaluate()
-        raw = self.evaluate()["val_perplexity"]
+        raw = self.evaluate(theme=False)["val_perplexity"]
         with self.average.applied(self.model):
             return {**self.evaluate(), "val_perplexity_raw": raw}
 
