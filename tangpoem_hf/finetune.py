@@ -117,21 +117,21 @@ class FinetuneData:
 # --- the base model -----------------------------------------------------------------------------
 
 
+def _base_source(init_from: str | None) -> str | Path:
+    """The bundled model's folder for None or "bundled" (unless a folder has that name), else as given."""
+    if init_from in (None, "", BUNDLED) and not (init_from and os.path.isdir(init_from)):
+        return BUNDLED_MODEL_DIR
+    return str(init_from)
+
+
 def load_base(init_from: str | None) -> TangPoemLSTM:
     """The bundled model (None or "bundled"), a saved folder, or a Hub repo id."""
-    if init_from in (None, "", BUNDLED) and not (init_from and os.path.isdir(init_from)):
-        return TangPoemLSTM.from_pretrained(BUNDLED_MODEL_DIR)
-    return TangPoemLSTM.from_pretrained(init_from)
+    return TangPoemLSTM.from_pretrained(_base_source(init_from))
 
 
 def base_split_version(init_from: str | None) -> str:
     """The split a local base model was trained under (its training.json); today's when unknown."""
-    folder = (
-        BUNDLED_MODEL_DIR
-        if init_from in (None, "", BUNDLED) and not (init_from and os.path.isdir(init_from))
-        else init_from
-    )
-    info = Path(folder) / "training.json"
+    info = Path(_base_source(init_from)) / "training.json"
     if not info.is_file():
         return SPLIT_VERSION
     return json.loads(info.read_text(encoding="utf-8")).get("split", LEGACY_SPLIT)
