@@ -21,9 +21,12 @@ from typing import Any
 
 import torch
 
+from .coherence import load_table as load_coherence
+from .coherence import table_ids
 from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
 from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls, keywords_fit
 from .errors import InputError
+from .forking import can_fork, select_state
 from .modeling import TangPoemLSTM
 from .prosody import poem_lines, prosody_constraints
 from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
@@ -33,6 +36,10 @@ MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
 MAX_BATCH = 1000
 MAX_CANDIDATES = 32
+MAX_BEAM = 16
+SEARCHES = ("poem", "lines")  # rank whole poems (candidates), or keep the best partial poems after each line
+SCORES = ("mean", "sum")  # the model's log-probability per token, or the poem's total
+MAX_COHERENCE = 100.0
 REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
 
@@ -274,6 +281,16 @@ class PoemRequest:
     constraints: tuple[Constraint, ...] = ()
     num: int = 1
     candidates: int = 1
+    search: str = "poem"
+    beam: int = 4  # line search: partial poems kept after each line
+    line_candidates: int = 8  # line search: lines drawn for each kept partial poem
+    score: str = "mean"
+    coherence: float = 0.0  # weight of the cross-line coherence (see tangpoem_hf.coherence) in the score
+
+    @property
+    def width(self) -> int:
+        """Rows decoded per poem: its candidates, or for a line search its beam × line candidates."""
+        return self.beam * self.line_candidates if self.search == "lines" else self.candidates
 
     @classmethod
     def build(
@@ -298,6 +315,11 @@ class PoemRequest:
         candidates: object = 1,
         no_repeat: object = False,
         keep: Mapping[int, str] | None = None,
+        search: object = "poem",
+        beam: object = 4,
+        line_candidates: object = 8,
+        score: object = "mean",
+        coherence: object = 0.0,
     ) -> PoemRequest:
         """Check every value (one clear ``InputError`` sentence for the first bad one).
 
@@ -311,7 +333,10 @@ class PoemRequest:
         (:mod:`tangpoem_hf.prosody`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
         character from standing twice (叠字 and forced characters excepted); ``candidates`` draws
         that many poems for each of the ``num`` poems and keeps the best by :func:`score_lines`;
-        ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`).
+        ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`). ``search="lines"``
+        draws ``line_candidates`` lines for each of the ``beam`` best partial poems, line after line
+        (:class:`LineWalk`); ``score`` ("mean" or "sum" log-probability) and ``coherence`` (a weight)
+        say how candidates and partial poems are ranked (:meth:`PoemWalk.score`).
         """
         spec = make_spec(tokenizer, first, acrostic, form, lines, title, keywords, keep)
         t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
@@ -323,11 +348,30 @@ class PoemRequest:
             raise InputError(f"candidates must be between 1 and {MAX_CANDIDATES}, not {candidates!r}.")
         if n * c > MAX_BATCH:
             raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
+        if search not in SEARCHES:
+            raise InputError(f"search must be 'poem' or 'lines', not {search!r}.")
+        b = int(_number(beam, "beam", int))
+        if not 1 <= b <= MAX_BEAM:
+            raise InputError(f"beam must be between 1 and {MAX_BEAM}, not {beam!r}.")
+        lc = int(_number(line_candidates, "line_candidates", int))
+        if not 1 <= lc <= MAX_CANDIDATES:
+            raise InputError(f"line_candidates must be between 1 and {MAX_CANDIDATES}, not {line_candidates!r}.")
+        if search == "lines" and c > 1:
+            raise InputError("candidates ranks whole poems: a line search draws beam × line_candidates instead.")
+        if search == "lines" and not all(can_fork(r) for r in constraints):
+            raise InputError("A rule you added cannot be used with a line search: use search='poem'.")
+        if search == "lines" and n * b * lc > MAX_BATCH:
+            raise InputError(f"num × beam × line_candidates must be at most {MAX_BATCH}, not {n * b * lc}.")
+        if score not in SCORES:
+            raise InputError(f"score must be 'mean' or 'sum', not {score!r}.")
+        w = float(_number(coherence, "coherence", float))
+        if not 0.0 <= w <= MAX_COHERENCE:
+            raise InputError(f"coherence must be between 0 and {MAX_COHERENCE:g}, not {coherence!r}.")
         if not isinstance(no_repeat, bool):
             raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
         verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
         rules = (*([Keywords()] if spec.keywords else []), *verse, *([NoRepeat()] if no_repeat else []), *constraints)
-        return cls(spec, t, k, p, s, rules, n, c)
+        return cls(spec, t, k, p, s, rules, n, c, str(search), b, lc, str(score), w)
 
 
 def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:
@@ -415,9 +459,7 @@ class PoemWalk:
         self.tok, self.request, self.spec = tokenizer, request, request.spec
         # Row i * candidates + j is candidate j of poem i; candidate 0 has the poem's own seed, so
         # one candidate gives exactly the poem drawn without ranking.
-        self.seeds = [
-            candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.candidates)
-        ]
+        self.seeds = [candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.width)]
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
         self.constraints: list[Constraint] = [HanOnly(), Forced(), *request.constraints]
         self.states = [c.start(self.spec, tokenizer, self.batch) for c in self.constraints]
@@ -433,6 +475,8 @@ class PoemWalk:
         elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
         self.end_id = tokenizer.eos_id if preprocessing == "ours" else None
+        self.regrouped: torch.Tensor | None = None  # rows the LSTM state must follow after the last feed
+        self.coherence = load_coherence() if request.coherence else None
 
     @property
     def batch(self) -> int:
@@ -488,11 +532,16 @@ class PoemWalk:
         return logits[:, -1]
 
     def score(self, row: int) -> float:
-        """:func:`score_lines` of the row's poem, from the log-probabilities gathered while drawing."""
-        lines = [
-            self.tok.decode(self.rows[row][i : i + self.spec.form]) for i in range(0, self.spec.slots, self.spec.form)
-        ]
-        return _score(float(self.logp[row]), self.scored, lines, self.spec.forced)
+        """:func:`score_lines` of the row's poem (its whole lines so far), from the log-probabilities
+        gathered while drawing, plus the request's weight times the lines' coherence."""
+        form = self.spec.form
+        ids = self.rows[row][: len(self.rows[row]) // form * form]
+        lines = [self.tok.decode(ids[i : i + form]) for i in range(0, len(ids), form)]
+        value = _score(float(self.logp[row]), self.scored, lines, self.spec.forced, self.request.score)
+        if self.coherence is not None:
+            where = table_ids(self.tok, self.coherence)[torch.tensor(ids, dtype=torch.long)].view(-1, form)
+            value += self.request.coherence * self.coherence.score_ids(where.tolist())
+        return value
 
     def poem(self, row: int, ids: Sequence[int] | None = None) -> Poem:
         """Poem ``row`` as drawn so far (partial while streaming), with the notes of broken rules;
@@ -502,7 +551,7 @@ class PoemWalk:
         full, rest = divmod(len(chars), form)
         lines = ["".join(chars[i * form : (i + 1) * form]) for i in range(full)]
         partial = "".join(chars[full * form :]) if rest else ""
-        poem, candidate = divmod(row, self.request.candidates)
+        poem, candidate = divmod(row, self.request.width)
         seed = self.request.seed + poem
         if ids is not None:
             return Poem(lines, form, seed, total_lines=self.spec.lines, partial=partial, candidate=candidate)
@@ -512,7 +561,7 @@ class PoemWalk:
 
     def poems(self) -> list[Poem]:
         """The finished poems, one per requested poem: its best candidate, the others attached."""
-        n = self.request.candidates
+        n = self.request.width
         out = []
         for i in range(self.request.num):
             ranked = sorted((self.poem(r) for r in range(i * n, (i + 1) * n)), key=lambda p: -(p.score or 0.0))
@@ -520,6 +569,72 @@ class PoemWalk:
             best.others = ranked[1:]
             out.append(best)
         return out
+
+
+class LineWalk(PoemWalk):
+    """A beam over lines: each line is drawn ``line_candidates`` times for each of the ``beam``
+    best partial poems, all in one batch; after the line the best distinct partial poems (by
+    :meth:`score`) are kept and each goes on in ``line_candidates`` rows. One bad line no longer
+    sinks the poem, and the LSTM state after each kept prefix is carried on, never recomputed.
+
+    Row ``(i * beam + b) * line_candidates + k`` is candidate ``k`` of beam ``b`` of poem ``i``.
+    The rules run inside the same walk: their states are forked with the rows
+    (:mod:`tangpoem_hf.forking`), so every rule holds exactly as in a poem drawn whole. Each line's
+    rows draw with generators seeded by the poem's seed, the line and the row: deterministic per seed.
+    """
+
+    def fed(self, step: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        nxt = super().fed(step, logits)
+        self.regrouped = None
+        if self.finished or self.slot % self.spec.form:
+            return nxt
+        rows = self._keep()
+        self.regrouped = rows
+        self.rows = [list(self.rows[r]) for r in rows.tolist()]
+        self.logp = self.logp[rows]
+        self.states = [select_state(c, s, rows) for c, s in zip(self.constraints, self.states)]
+        line, width = self.slot // self.spec.form, self.request.width
+        self.seeds = [
+            candidate_seed(self.request.seed + i, line * width + j)
+            for i in range(self.request.num)
+            for j in range(width)
+        ]
+        self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
+        return nxt[rows]
+
+    def _keep(self) -> torch.Tensor:
+        """For every row, the row it continues: the ``beam`` best distinct partial poems of each
+        poem, each ``line_candidates`` times (the best ones again when fewer are distinct)."""
+        width, k = self.request.width, self.request.line_candidates
+        out = []
+        for i in range(self.request.num):
+            ranked = sorted(range(i * width, (i + 1) * width), key=lambda r: -self.score(r))
+            best, seen = [], set()
+            for r in ranked:
+                if tuple(self.rows[r]) not in seen:
+                    seen.add(tuple(self.rows[r]))
+                    best.append(r)
+            parents = [best[b % len(best)] for b in range(self.request.beam)]
+            out += [p for p in parents for _ in range(k)]
+        return torch.tensor(out, dtype=torch.long)
+
+    def poems(self) -> list[Poem]:
+        """The best finished poem of each request, the other distinct ones attached (best first)."""
+        out = []
+        for best in super().poems():
+            seen, others = {best.text}, []
+            for p in best.others:
+                if p.text not in seen:
+                    seen.add(p.text)
+                    others.append(p)
+            best.others = others
+            out.append(best)
+        return out
+
+
+def make_walk(tokenizer: CharTokenizer, preprocessing: str, request: PoemRequest) -> PoemWalk:
+    """The walk the request asks for: whole-poem candidates, or a line search."""
+    return (LineWalk if request.search == "lines" else PoemWalk)(tokenizer, preprocessing, request)
 
 
 @torch.inference_mode()
@@ -539,6 +654,8 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
         slot = walk.slot
         step = walk.advance(walk.choose(logits))
         logits = walk.fed(step, feed(step))
+        if walk.regrouped is not None:  # a line search kept some rows: their states go on
+            state = tuple(s[:, walk.regrouped.to(device)] for s in state)
         yield slot
 
 
@@ -547,8 +664,10 @@ def candidate_seed(seed: int, candidate: int) -> int:
     return seed if candidate == 0 else (seed + candidate * 0x9E3779B97F4A7C15) % 2**63
 
 
-def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int]) -> float:
-    return logp / max(tokens, 1) - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
+def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int], score: str = "mean") -> float:
+    """The model's log-probability (``mean`` per token, or the ``sum``) less the repeat penalty."""
+    value = logp / max(tokens, 1) if score == "mean" else logp
+    return value - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
 
 
 def poem_context(
@@ -609,7 +728,7 @@ def stream_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwarg
     req = as_request(model, request, kwargs)
     if req.num != 1:
         raise InputError(f"stream_poem writes one poem, not num={req.num}; use generate_poems.")
-    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     for slot in decode(model, walk):
         if slot + 1 < req.spec.slots:
             yield walk.poem(0)
@@ -625,7 +744,7 @@ def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | Non
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
     req = as_request(model, request, {**kwargs, "num": num} if request is None else kwargs)
-    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     deque(decode(model, walk), maxlen=0)
     return walk.poems()
 
