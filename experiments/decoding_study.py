@@ -74,6 +74,9 @@ ARMS: dict[str, dict[str, Any]] = {
         **RULES, "temperature": 0.8, "top_p": 0.9, "search": "lines", "beam": 4, "line_candidates": 8, "coherence": 10.0
     },
     "t0.7-lines-b4k8": {**RULES, "temperature": 0.7, "top_p": 0.9, "search": "lines", "beam": 4, "line_candidates": 8},
+    # round 2: the round-1 winner (t0.5) with a cheap line search, judged head to head against t0.5
+    "t0.5-lines-b2k4": {**RULES, "temperature": 0.5, "top_p": 0.9, "search": "lines", "beam": 2, "line_candidates": 4},
+    "t0.5-lines-b4k4": {**RULES, "temperature": 0.5, "top_p": 0.9, "search": "lines", "beam": 4, "line_candidates": 4},
 }  # fmt: skip
 MAX_JUDGED = 6
 TIME_EVERY = 4  # a plain sample is timed before every fourth prompt
@@ -252,12 +255,17 @@ def promising(table: Mapping[str, Mapping[str, float]], count: int = MAX_JUDGED)
     return sorted(names, key=lambda n: -sum(p[n] for p in parts))[:count]
 
 
-def write_pairs(out: Path, arm: str, seed: int = 0) -> int:
-    """``out/pairs/ARM``: the arm's poems against the baseline's, A/B at random per pair, in a
-    shuffled order; returns the number of pairs (identical poems are left out, counted as ties)."""
+def pairs_folder(out: Path, arm: str, versus: str = BASELINE) -> Path:
+    """``out/pairs/ARM`` against the baseline, ``out/pairs/ARM~VERSUS`` head to head."""
+    return out / "pairs" / (arm if versus == BASELINE else f"{arm}~{versus}")
+
+
+def write_pairs(out: Path, arm: str, seed: int = 0, versus: str = BASELINE) -> int:
+    """The arm's poems against ``versus``'s (the baseline's by default), A/B at random per pair, in
+    a shuffled order; returns the number of pairs (identical poems are left out, counted as ties)."""
     jp = judge_pairs()
     settings, ours = read_arm(out / "arms" / f"{arm}.jsonl")
-    _, base = read_arm(out / "arms" / f"{BASELINE}.jsonl")
+    _, base = read_arm(out / "arms" / f"{versus}.jsonl")
     ids = [i for i in ours if i in base]
     rng = random.Random(f"{seed}:{arm}")
     rng.shuffle(ids)
@@ -271,7 +279,8 @@ def write_pairs(out: Path, arm: str, seed: int = 0) -> int:
         k = len(pairs) + 1
         pairs.append({"pair": k, "A": a, "B": b})
         key.append({"pair": k, "generated": "A" if first else "B", "prompt": i})
-    jp.write(out / "pairs" / arm, pairs, key, {**(settings or {}), "versus": ARMS[BASELINE], "ties": ties})
+    folder = pairs_folder(out, arm, versus)
+    jp.write(folder, pairs, key, {**(settings or {}), "versus": ARMS[versus], "versus_arm": versus, "ties": ties})
     return len(pairs)
 
 
@@ -291,8 +300,8 @@ def report(out: Path, docs: Path | None, command: str) -> str:
     jp = judge_pairs()
     table = metrics(out)
     rows = [
-        "| arm | wins / pairs | win rate | p (sign test) | ties | s / poem | × plain | unattested bigrams |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | against | wins / pairs | win rate | p (sign test) | ties | s / poem | × plain | unattested bigrams |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for folder in sorted((out / "pairs").glob("*")):
         answers = folder / "answers.json"
@@ -300,17 +309,18 @@ def report(out: Path, docs: Path | None, command: str) -> str:
             continue
         key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
         s = jp.score_answers(json.loads(answers.read_text(encoding="utf-8")), key["key"])
-        m = table[folder.name]
+        arm, _, versus = folder.name.partition("~")
+        m = table[arm]
         rows.append(
-            f"| {folder.name} | {s['generated_wins']} / {s['pairs']} | {s['win_rate']:.0%} | "
+            f"| {arm} | {versus or BASELINE} | {s['generated_wins']} / {s['pairs']} | {s['win_rate']:.0%} | "
             f"{sign_test(s['generated_wins'], s['pairs']):.3f} | {len(key['settings'].get('ties', []))} | "
             f"{m['seconds']:.2f} | {m['ratio']:.1f} | {m['unattested']:.1%} |"
         )
     text = "\n".join(
         [
             DOC_BEGIN,
-            f"Each arm against the baseline ({BASELINE}: {json.dumps(ARMS[BASELINE], ensure_ascii=False)}), "
-            "blind, same prompts and seeds. Reproduce:",
+            f"Each arm against the baseline ({BASELINE}: {json.dumps(ARMS[BASELINE], ensure_ascii=False)}) "
+            "or, in round 2, head to head against another arm: blind, same prompts and seeds. Reproduce:",
             "",
             "```bash",
             command,
@@ -349,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "decoding-study")
     p.add_argument("--arms", nargs="+", help=f"arms to judge (default: the {MAX_JUDGED} best by the metrics)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--versus", default=BASELINE, choices=list(ARMS), help=f"the other side of each pair [{BASELINE}]")
     s = sub.add_parser("report", help="score the judges' answers and write the table")
     s.add_argument("--out", type=Path, default=ROOT / "runs" / "decoding-study")
     s.add_argument("--docs", type=Path, default=ROOT / "docs" / "judging.md")
@@ -364,14 +375,19 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "pairs":
         table = metrics(args.out)
         arms = args.arms or promising(table)
-        if len(arms) > MAX_JUDGED or BASELINE in arms or any(a not in table for a in arms):
-            raise SystemExit(f"--arms: at most {MAX_JUDGED} arms that were run, not the baseline {BASELINE}.")
+        if len(arms) > MAX_JUDGED or args.versus in arms or any(a not in table for a in [*arms, args.versus]):
+            raise SystemExit(f"--arms: at most {MAX_JUDGED} arms that were run, not {args.versus} itself.")
         for arm in arms:
-            n = write_pairs(args.out, arm, args.seed)
-            print(f"{args.out / 'pairs' / arm / 'pairs.md'}: {n} pairs")
+            n = write_pairs(args.out, arm, args.seed, args.versus)
+            print(f"{pairs_folder(args.out, arm, args.versus) / 'pairs.md'}: {n} pairs")
     else:
         command = (
-            "TANGPOEM_CORPUS=DIR python experiments/decoding_study.py run && python experiments/decoding_study.py pairs"
+            "TANGPOEM_CORPUS=DIR python experiments/decoding_study.py run\n"
+            "python experiments/decoding_study.py pairs\n"
+            "# round 2, head to head against the round-1 winner:\n"
+            "python experiments/decoding_study.py pairs --arms t0.5-lines-b2k4 t0.5-lines-b4k4 --versus t0.5\n"
+            "# judges answer each pairs.md blind (answers.json beside it), then:\n"
+            "python experiments/decoding_study.py report"
         )
         print(report(args.out, args.docs, command))
     return 0

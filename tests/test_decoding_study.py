@@ -54,12 +54,24 @@ def test_study_runs_resumes_writes_blind_pairs_and_reports(tmp_path, small_corpu
 
     answers = {str(k["pair"]): {"better": k["generated"], "reason": "x"} for k in key["key"]}
     (folder / "answers.json").write_text(json.dumps(answers), encoding="utf-8")
+
+    # head to head: the line search against c1 instead of the baseline, in a folder of its own
+    assert study.main(["pairs", "--out", str(out), "--arms", "lines-b2k4", "--versus", "c1"]) == 0
+    h2h = out / "pairs" / "lines-b2k4~c1"
+    h2h_key = json.loads((h2h / "key.json").read_text(encoding="utf-8"))
+    c1 = {json.loads(line)["text"] for line in (out / "arms" / "c1.jsonl").read_text(encoding="utf-8").splitlines()[1:]}
+    for p, k in zip(json.loads((h2h / "pairs.json").read_text(encoding="utf-8"))["pairs"], h2h_key["key"]):
+        assert p[k["generated"]] in ours and p["A" if k["generated"] == "B" else "B"] in c1
+    lost = {str(k["pair"]): "B" if k["generated"] == "A" else "A" for k in h2h_key["key"]}
+    (h2h / "answers.json").write_text(json.dumps(lost), encoding="utf-8")
     docs = tmp_path / "judging.md"
     docs.write_text("# Judging\n\nolder text\n", encoding="utf-8")
     assert study.main(["report", "--out", str(out), "--docs", str(docs)]) == 0
     text = docs.read_text(encoding="utf-8")
     n = len(pairs)
-    assert text.startswith("# Judging\n\nolder text") and f"| lines-b2k4 | {n} / {n} | 100% |" in text
+    assert text.startswith("# Judging\n\nolder text") and f"| lines-b2k4 | app | {n} / {n} | 100% |" in text
+    m = len(h2h_key["key"])
+    assert f"| lines-b2k4 | c1 | 0 / {m} | 0% |" in text
     study.main(["report", "--out", str(out), "--docs", str(docs)])
     assert docs.read_text(encoding="utf-8").count(study.DOC_BEGIN) == 1  # a second report replaces the first
 
