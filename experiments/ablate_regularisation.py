@@ -1,6 +1,6 @@
 """Which AWD-LSTM regularisers help the poem model? Each added in turn, at equal CPU time, side by side.
 
-    TANGPOEM_CORPUS=DIR python scripts/ablate_regularisation.py --budget 1500 [--doc docs/results.md]
+    TANGPOEM_CORPUS=DIR python experiments/ablate_regularisation.py --budget 1500 [--doc docs/results.md]
 
 Every arm continues the bundled model (2 × LSTM 512, trained 8,716 s on the legacy split) with the
 control segment added (``tangpoem finetune --init-from bundled --add-control``), Adam at 5e-4,
@@ -22,16 +22,17 @@ import shlex
 import sys
 from pathlib import Path
 
+from side_by_side import train_side_by_side
+
 from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.corpus import build_splits, never_trained_on
 from tangpoem_hf.evaluation import token_losses
 from tangpoem_hf.hub import read_training_info
 from tangpoem_hf.modeling import TangPoemLSTM
-from tangpoem_hf.training import train_side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 AVERAGE = "0.998"
-MARK_START, MARK_END = "<!-- ablation table: scripts/ablate_regularisation.py -->", "<!-- end of ablation table -->"
+MARK_START, MARK_END = "<!-- ablation table: experiments/ablate_regularisation.py -->", "<!-- end of ablation table -->"
 ARMS = {  # cumulative: each arm is the one before plus one regulariser
     "current": ["--dropout", "0.3"],
     "weight-drop": ["--dropout", "0.3", "--weight-drop", "0.5"],
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         train(args.runs, args.budget, args.corpus)
     rows = measure(args.runs, args.corpus)
     (args.runs / "ablation.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
-    table = markdown(rows, "python " + shlex.join(["scripts/ablate_regularisation.py", *sys.argv[1:]]))
+    table = markdown(rows, "python " + shlex.join(["experiments/ablate_regularisation.py", *sys.argv[1:]]))
     print(table)
     if args.doc:
         write_section(args.doc, table)

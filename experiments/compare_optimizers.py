@@ -11,10 +11,10 @@ and resumes from its last atomic checkpoint; finished runs are not redone):
 3. Report: the report's own preprocessing (stripped, cut and padded to 100) for the training seconds
    the main run of the same optimiser took.
 
-Step sizes are logged every ``--stats-every`` steps by a trainer callback (``on_log``). Writes
+Step sizes are logged every ``--stats-every`` steps by a trainer that adds to its log. Writes
 ``docs/optimizers.md`` and ``docs/optimizers.png`` from the run folders' logs.
 
-    TANGPOEM_CORPUS=DIR nice -n 15 python scripts/compare_optimizers.py --jobs 2
+    TANGPOEM_CORPUS=DIR nice -n 15 python experiments/compare_optimizers.py --jobs 2
 """
 
 from __future__ import annotations
@@ -28,17 +28,21 @@ import shutil
 import signal
 import statistics
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from tangpoem_hf.batching import REPORT_LENGTH, encode_poems
 from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.errors import InputError
-from tangpoem_hf.evaluation import char_perplexity, padded_perplexity, perplexity
+from tangpoem_hf.evaluation import char_perplexity, perplexity
+from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.training import TrainConfig, Trainer
 
 OPTIMIZERS = ("adam", "adagrad")
@@ -95,44 +99,39 @@ def _sig(x: float) -> float:
     return float(f"{x:.4g}")
 
 
-@dataclass
-class RunHook:
-    """A trainer callback that adds to the log: step sizes every ``every`` steps, held-out figures at
-    each validation."""
+@torch.inference_mode()
+def padded_perplexity(
+    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, length: int = REPORT_LENGTH
+) -> float:
+    """The report's training perplexity: exp of the mean cross-entropy over padded rows, padding counted.
 
-    name: str
-    test_texts: list[str]
-    train_sample: list[str]
-    every: int
-    chatty: bool  # no progress bar: print a line every few hundred steps instead
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        """Nothing: each validation's figures are added by :meth:`on_log`."""
-
-    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        """Nothing: the document is written once every run has finished."""
-
-    def on_log(self, trainer: Trainer, record: dict) -> None:
-        if "val_perplexity" in record:
-            model = trainer.model  # the trainer has just refreshed its start state for validation
-            record["steps_per_epoch"] = trainer.batches.steps_per_epoch
-            record["test_perplexity"] = round(perplexity(model, self.test_texts), 3)
-            record["test_char_perplexity"] = round(char_perplexity(model, self.test_texts), 3)
-            if model.config.preprocessing == "report":
-                record["padded_train_perplexity"] = round(padded_perplexity(model, self.train_sample), 3)
-            tqdm.write(
-                f"{self.name}: step {record['step']} (epoch {record['step'] / record['steps_per_epoch']:.2f}): "
-                f"validation {record['val_perplexity']:.2f}, test {record['test_perplexity']:.2f}"
-            )
-        elif record["step"] % self.every == 0 or record["step"] == 1:
-            record.update(step_sizes(trainer.optimizer))
-            if self.chatty and record["step"] % (5 * self.every) == 0:
-                epoch = record["step"] / trainer.batches.steps_per_epoch
-                print(
-                    f"{self.name}: step {record['step']} (epoch {epoch:.2f}), loss {record['loss']:.3f}, "
-                    f"{record['elapsed_s']:.0f} s of training",
-                    flush=True,
-                )
+    As the report (and ``Trainer`` in ``report`` mode) computed its loss: each poem stripped of
+    punctuation, cut and padded to ``length`` slots, slots 1..length-1 predicted from those before
+    (from a zero state), and every target counted, padding too. Kept only to set the report's figures
+    beside ours: an easy pad after a poem's end lowers it, so it is not a perplexity of the poems.
+    """
+    if model.config.preprocessing != "report":
+        raise ValueError("padded_perplexity needs a model trained in the report's preprocessing (--mode report).")
+    tok = model.tokenizer
+    assert tok is not None
+    device = next(model.parameters()).device
+    poems = [p for p in encode_poems(texts, tok, "report") if len(p)]
+    if not poems:
+        raise ValueError("No scorable poems: every poem was empty.")
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(poems), batch_size):
+        chunk = poems[start : start + batch_size]
+        ids = torch.full((len(chunk), length), tok.pad_id, dtype=torch.long)
+        for i, p in enumerate(chunk):
+            ids[i, : min(len(p), length)] = torch.from_numpy(p[:length])
+        ids = ids.to(device)
+        logits = model(ids[:, :-1]).logits.float()
+        total += float(F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"))
+        count += ids[:, 1:].numel()
+    model.train(was_training)
+    return math.exp(total / count)
 
 
 # --- one run, resumable -------------------------------------------------------------------------
@@ -155,6 +154,46 @@ def _without(cfg: dict, keys: set[str]) -> dict:
     return {k: v for k, v in cfg.items() if k not in keys}
 
 
+class StudyTrainer(Trainer):
+    """A trainer whose log also holds step sizes every ``every`` steps and held-out figures at each
+    validation (fields added to a validation's record are kept in the checkpointed history too)."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        super().__init__(spec.cfg)
+        self.name = spec.name
+        self.test_texts = spec.texts["test"]
+        self.train_sample = spec.train_sample
+        self.every = spec.stats_every
+        self.chatty = spec.chatty  # no progress bar: print a line every few hundred steps instead
+
+    def write_log(self, record: dict) -> None:
+        if self.main:
+            self.add_figures(record)
+        super().write_log(record)
+
+    def add_figures(self, record: dict) -> None:
+        if "val_perplexity" in record:
+            model = self.model  # the trainer has just refreshed its start state for validation
+            record["steps_per_epoch"] = self.batches.steps_per_epoch
+            record["test_perplexity"] = round(perplexity(model, self.test_texts), 3)
+            record["test_char_perplexity"] = round(char_perplexity(model, self.test_texts), 3)
+            if model.config.preprocessing == "report":
+                record["padded_train_perplexity"] = round(padded_perplexity(model, self.train_sample), 3)
+            tqdm.write(
+                f"{self.name}: step {record['step']} (epoch {record['step'] / record['steps_per_epoch']:.2f}): "
+                f"validation {record['val_perplexity']:.2f}, test {record['test_perplexity']:.2f}"
+            )
+        elif record["step"] % self.every == 0 or record["step"] == 1:
+            record.update(step_sizes(self.optimizer))
+            if self.chatty and record["step"] % (5 * self.every) == 0:
+                epoch = record["step"] / self.batches.steps_per_epoch
+                print(
+                    f"{self.name}: step {record['step']} (epoch {epoch:.2f}), loss {record['loss']:.3f}, "
+                    f"{record['elapsed_s']:.0f} s of training",
+                    flush=True,
+                )
+
+
 def train_run(spec: RunSpec) -> dict[str, Any]:
     """Train one run to its end, continuing its last checkpoint; a finished run is only read back."""
     cfg, out = spec.cfg, Path(spec.cfg.out_dir)
@@ -173,8 +212,7 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
         (out / "summary.json").unlink(missing_ok=True)
         print(f"{spec.name}: continues {spec.continue_from}, its first epoch", flush=True)
     summary_path.unlink(missing_ok=True)
-    hook = RunHook(spec.name, spec.texts["test"], spec.train_sample, spec.stats_every, spec.chatty)
-    trainer = Trainer(cfg, callbacks=[hook])
+    trainer = StudyTrainer(spec)
     trainer.prepare({name: {"text": texts} for name, texts in spec.texts.items()})
     return trainer.run(resume=has_checkpoint(out / "checkpoints"))
 
@@ -488,7 +526,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def command_line(argv: list[str]) -> str:
     """The command as run, the corpus path replaced by $TANGPOEM_CORPUS (it differs per machine)."""
     shown = [a for i, a in enumerate(argv) if not (a.startswith("--corpus") or (i and argv[i - 1] == "--corpus"))]
-    return ("TANGPOEM_CORPUS=DIR python scripts/compare_optimizers.py " + shlex.join(shown)).strip()
+    return ("TANGPOEM_CORPUS=DIR python experiments/compare_optimizers.py " + shlex.join(shown)).strip()
 
 
 def experiment(args: argparse.Namespace, argv: list[str]) -> None:

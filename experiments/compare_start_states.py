@@ -1,6 +1,6 @@
 """Which start state should a poem begin from? The two ways to train for one, side by side.
 
-    TANGPOEM_CORPUS=DIR python scripts/compare_start_states.py --steps 800 [--runs runs] [--doc docs/start-state.md]
+    TANGPOEM_CORPUS=DIR python experiments/compare_start_states.py --steps 800 [--runs runs] [--doc docs/start-state.md]
 
 - ``stored``: packed streams with the LSTM state carried from poem to poem (the project's recipe); the
   model stores the mean state at ``<bos>`` over 1,024 training poems and starts every poem there;
@@ -24,13 +24,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from side_by_side import train_side_by_side
+
 from tangpoem_hf.batching import encode_poems, make_batches
 from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.hub import read_training_info
 from tangpoem_hf.modeling import TangPoemLSTM
-from tangpoem_hf.training import train_side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("stored", "learned")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-train-args", default="", help="appended to both runs' train.py arguments")
     parser.add_argument("--no-train", action="store_true", help="only measure the run folders as they are")
     args = parser.parse_args(argv)
-    command = "python scripts/compare_start_states.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python experiments/compare_start_states.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     if not args.no_train:

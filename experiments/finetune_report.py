@@ -1,6 +1,6 @@
 """Fine-tune the bundled model on one poet and write ``docs/finetune.md`` with before/after figures.
 
-    nice -n 10 python scripts/finetune_report.py [--poet 李白] [--budget 600] [--corpus DIR]
+    nice -n 10 python experiments/finetune_report.py [--poet 李白] [--budget 600] [--corpus DIR]
 
 The poet's poems in the corpus's train split are the fine-tuning data, and the poet's validation
 split poems drive early stopping. The report gives perplexities before and after on the poet's
@@ -171,7 +171,7 @@ def write_report(path: Path, ctx: dict) -> None:
         stop = "the time budget"
     text = f"""# Fine-tuning the bundled model on {ctx["poet"]}
 
-Written by `scripts/finetune_report.py` on {ctx["date"]}; rerun with
+Written by `experiments/finetune_report.py` on {ctx["date"]}; rerun with
 
 ```
 {ctx["command"]}
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary, command, wall = run["summary"], run["command"], run["wall"]
         else:
             summary = finetune(cfg, opts)
-            command = "nice -n 10 python scripts/finetune_report.py " + " ".join(argv or sys.argv[1:])
+            command = "nice -n 10 python experiments/finetune_report.py " + " ".join(argv or sys.argv[1:])
             wall = time.perf_counter() - start
             run = {"summary": summary, "command": command, "wall": wall}
             (out / RUN_INFO).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")

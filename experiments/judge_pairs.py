@@ -2,7 +2,7 @@
 
 Write pairs (the judge's file and a hidden key, in separate files):
 
-    TANGPOEM_CORPUS=DIR python scripts/judge_pairs.py write --out judging/app --settings app --num 50 --form 七绝
+    TANGPOEM_CORPUS=DIR python experiments/judge_pairs.py write --out judging/app --settings app --num 50 --form 七绝
 
 Each pair is one real poem of the held-out splits (validation + test, never trained on) and one
 poem the model wrote for the same form and first character, in a random order per pair. The
@@ -13,7 +13,7 @@ answers which of each pair is the better poem, optionally with a reason::
 
 Score the answers against the key (``key.json``, kept from the judge):
 
-    python scripts/judge_pairs.py score --key judging/app/key.json --answers answers.json
+    python experiments/judge_pairs.py score --key judging/app/key.json --answers answers.json
 
 ``--settings`` is ``app`` (the app's defaults: rhyme, relaxed tone, no repeats, 4 candidates),
 ``plain`` (the same without candidates and no-repeat: one sample) or a JSON object of

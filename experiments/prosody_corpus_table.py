@@ -1,6 +1,6 @@
 """Run the regulated-verse checker over the whole Tang corpus and write ``docs/prosody.md``.
 
-    python scripts/prosody_corpus_table.py [--corpus DIR] [--out docs/prosody.md]
+    python experiments/prosody_corpus_table.py [--corpus DIR] [--out docs/prosody.md]
 
 Every poem the corpus loader classifies as 五绝/七绝/五律/七律 (all three splits) is checked. The
 table gives, per form, the rhyme pass rate and the relaxed (一三五不论) whole-poem tone pass rate,

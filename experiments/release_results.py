@@ -1,6 +1,6 @@
 """The release model against the peers' recipes, on the same test split with the same code.
 
-    TANGPOEM_CORPUS=DIR python scripts/release_results.py --release runs/release-v2 --budget 1200
+    TANGPOEM_CORPUS=DIR python experiments/release_results.py --release runs/release-v2 --budget 1200
 
 Trains the two peer recipes through this project's pipeline (packed batches, the stored start
 state, the same vocabulary and split), side by side, one torch thread each, for the same ``--budget``
@@ -33,6 +33,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from side_by_side import train_side_by_side  # noqa: E402
 
 from tangpoem_hf.checkpointing import has_checkpoint  # noqa: E402
 from tangpoem_hf.control import CONTROL_TOKENS  # noqa: E402
@@ -41,7 +42,7 @@ from tangpoem_hf.evaluation import perplexity  # noqa: E402
 from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
-from tangpoem_hf.training import default_lr, train_side_by_side  # noqa: E402
+from tangpoem_hf.training import default_lr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # The peers are other projects' recipes: they read the poem alone, with no control segment.
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "--extra-train-args", default="", help="appended to both peers' train.py arguments, e.g. '--device cuda'"
     )
     args = parser.parse_args(argv)
-    command = "python scripts/release_results.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python experiments/release_results.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)

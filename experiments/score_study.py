@@ -1,8 +1,8 @@
 """Which score should rank candidates? How well each one tells real held-out poems from ours.
 
-    TANGPOEM_CORPUS=DIR python scripts/score_study.py [--per-form 150] [--model M]
+    TANGPOEM_CORPUS=DIR python experiments/score_study.py [--per-form 150] [--model M]
 
-No blind judgments exist yet (``scripts/judge_pairs.py`` prepares them), so this measures the best
+No blind judgments exist yet (``experiments/judge_pairs.py`` prepares them), so this measures the best
 proxy we have: for held-out real poems (validation + test) and generated poems of the same form
 and first character, each candidate score's AUC at putting the real poem above the generated one
 (0.5: no better than chance). Every score is computed by teacher forcing the text through the

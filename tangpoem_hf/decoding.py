@@ -33,7 +33,7 @@ MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
 MAX_BATCH = 1000
 MAX_CANDIDATES = 32
-REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
+REPEAT_PENALTY = 1.0  # score points per stray repeated character (see experiments/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
 
 
@@ -591,7 +591,7 @@ def score_lines(
     """The candidates' ranking score: the mean log-probability per token under the model (the
     characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
     model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
-    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
+    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``experiments/score_study.py`` and
     docs/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
     chars, marks = token_logprobs(model, lines, title, keywords)
     return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)

@@ -89,41 +89,6 @@ def perplexity(
     return math.exp(total / count)
 
 
-@torch.inference_mode()
-def padded_perplexity(
-    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, length: int = REPORT_LENGTH
-) -> float:
-    """The report's training perplexity: exp of the mean cross-entropy over padded rows, padding counted.
-
-    As the report (and ``Trainer`` in ``report`` mode) computed its loss: each poem stripped of
-    punctuation, cut and padded to ``length`` slots, slots 1..length-1 predicted from those before
-    (from a zero state), and every target counted, padding too. Kept only to set the report's figures
-    beside ours: an easy pad after a poem's end lowers it, so it is not a perplexity of the poems.
-    """
-    if model.config.preprocessing != "report":
-        raise ValueError("padded_perplexity needs a model trained in the report's preprocessing (--mode report).")
-    tok = model.tokenizer
-    assert tok is not None
-    device = next(model.parameters()).device
-    poems = [p for p in encode_poems(texts, tok, "report") if len(p)]
-    if not poems:
-        raise ValueError("No scorable poems: every poem was empty.")
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(poems), batch_size):
-        chunk = poems[start : start + batch_size]
-        ids = torch.full((len(chunk), length), tok.pad_id, dtype=torch.long)
-        for i, p in enumerate(chunk):
-            ids[i, : min(len(p), length)] = torch.from_numpy(p[:length])
-        ids = ids.to(device)
-        logits = model(ids[:, :-1]).logits.float()
-        total += float(F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"))
-        count += ids[:, 1:].numel()
-    model.train(was_training)
-    return math.exp(total / count)
-
-
 def _char_weights(model: TangPoemLSTM, text: str, cut: int, fold_skipped: bool) -> tuple[list[int], list[float], int]:
     """Ids of one poem in the model's preprocessing, a 0/1 weight per target, and the scored count.
 

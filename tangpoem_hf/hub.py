@@ -172,7 +172,7 @@ def _body(
 
 
 def _comparison_table(comparison: Mapping[str, Any]) -> str:
-    """Other models measured the same way (written by scripts/release_results.py)."""
+    """Other models measured the same way (written by experiments/release_results.py)."""
     ppl, seconds, recipes = (comparison.get(k, {}) for k in ("test_perplexity", "training_seconds", "recipes"))
     rows = ["Compared on the same test split with the same code:", ""]
     rows += ["| model | recipe | training time | test perplexity |", "|---|---|---:|---:|"]

@@ -336,24 +336,3 @@ def test_check_reads_a_bare_poem_like_perplexity(capsys):
     assert main(["check", "白日依山尽黄河入海流欲穷千里目更上一层楼"]) in (0, 1)
     out = capsys.readouterr().out
     assert "五绝" in out and "4 lines of 5 characters" in out
-
-
-def test_compare_start_states_end_to_end(small_corpus, tmp_path):
-    """Both recipes trained side by side, each measured from its own start state, the doc written."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_start_states.py"
-    spec = importlib.util.spec_from_file_location("compare_start_states", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    tiny = "--embedding-dim 8 --hidden-size 8 --batch-size 4 --seq-len 8 --eval-every 2"
-    args = ["--steps", "3", "--runs", str(tmp_path / "runs"), "--corpus", str(small_corpus)]
-    args += ["--doc", str(tmp_path / "start.md"), "--extra-train-args", tiny]
-    assert script.main(args) == 0
-    doc = (tmp_path / "start.md").read_text(encoding="utf-8")
-    assert "| stored |" in doc and "| learned |" in doc and "| zeros |" in doc and "wins on the test split" in doc
-    learned = TangPoemLSTM.from_pretrained(tmp_path / "runs" / "start-learned" / "best")
-    stored = TangPoemLSTM.from_pretrained(tmp_path / "runs" / "start-stored" / "best")
-    assert learned.config.start_state == "learned" and stored.config.start_state == "stored"
-    assert script.main([*args, "--no-train"]) == 0  # measuring again needs no training

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from compare_optimizers import padded_perplexity
 from conftest import bias_model
 
-from tangpoem_hf.evaluation import padded_perplexity
 from tangpoem_hf.training import TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LONG, SHORT = "白日依山尽，黄河入海流。", "春眠。"
 
 
 def _script():
-    from test_train_speed import _script as load
+    import compare_optimizers
 
-    return load("scripts/compare_optimizers.py")
+    return compare_optimizers
 
 
 def test_padded_perplexity_counts_every_slot_padding_too():
@@ -119,7 +119,7 @@ def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_p
 
     doc = (whole / "optimizers.md").read_text()
     assert all(s in doc for s in SECTIONS) and "## Reproduce" in doc and "--corpus" not in doc
-    assert "TANGPOEM_CORPUS=DIR python scripts/compare_optimizers.py --embedding-dim 8" in doc
+    assert "TANGPOEM_CORPUS=DIR python experiments/compare_optimizers.py --embedding-dim 8" in doc
     assert "| 58 |" in doc and "| 43 |" in doc and "| 2 |" in doc  # the report's figures; epoch 2 in the tables
     assert (whole / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((whole / "runs" / "results.json").read_text())
@@ -137,17 +137,17 @@ def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_p
     capsys.readouterr()
 
     # The same experiment, killed in the middle of adagrad's second epoch, then rerun.
-    hook = script.RunHook.on_log
+    add_figures = script.StudyTrainer.add_figures
 
-    def interrupt(self, trainer, record):
-        hook(self, trainer, record)
+    def interrupt(self, record):
+        add_figures(self, record)
         if self.name == "main-adagrad" and record.get("step") == 60 and "loss" in record:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(script.RunHook, "on_log", interrupt)
+    monkeypatch.setattr(script.StudyTrainer, "add_figures", interrupt)
     assert script.main(_args(small_corpus, cut)) == 130
     assert "Interrupted" in capsys.readouterr().out and not (cut / "optimizers.md").exists()
-    monkeypatch.setattr(script.RunHook, "on_log", hook)
+    monkeypatch.setattr(script.StudyTrainer, "add_figures", add_figures)
     assert script.main(_args(small_corpus, cut)) == 0
     out = capsys.readouterr().out
     assert out.count("finished earlier") == 5  # four checks and main-adam are not trained again
@@ -163,7 +163,7 @@ def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_p
 def test_side_by_side_runs_stop_cleanly_when_killed_and_continue(small_corpus, tmp_path, monkeypatch):
     """--jobs 2 trains in worker processes, one thread each; a kill of the command reaches both, each
     checkpoints, and the rerun continues them to the numbers the runs get one after the other."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # spawned workers import the script by name
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))  # spawned workers import the script by name
     script = _script()
     rates = ["--lr-adam", "0.01", "--lr-adagrad", "0.1"]
     assert script.main([*_args(small_corpus, tmp_path / "one"), *rates, "--epochs", "1"]) == 0

@@ -1,28 +1,17 @@
-"""scripts/judge_pairs.py: blind pairs of generated and real held-out poems, and scoring a judge."""
+"""experiments/judge_pairs.py: blind pairs of generated and real held-out poems, and scoring a judge."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-from types import ModuleType
+
+import judge_pairs
 
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.text import split_lines
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("judge_pairs", ROOT / "scripts" / "judge_pairs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_pairs_hold_one_real_heldout_poem_and_one_of_ours(small_corpus, tiny_model_dir, tmp_path, capsys):
-    judge = _script()
+    judge = judge_pairs
     out = tmp_path / "judging"
     args = ["write", "--out", str(out), "--model", str(tiny_model_dir), "--corpus", str(small_corpus)]
     assert judge.main([*args, "--form", "五绝", "--num", "8", "--settings", "plain"]) == 0
@@ -47,7 +36,7 @@ def test_pairs_hold_one_real_heldout_poem_and_one_of_ours(small_corpus, tiny_mod
 
 
 def test_the_order_is_random_per_pair(tiny_model):
-    judge = _script()
+    judge = judge_pairs
     texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 6
     pairs, key = judge.make_pairs(tiny_model, texts, "五绝", 12, {}, seed=0)
     assert len(pairs) == 12 and {row["generated"] for row in key} == {"A", "B"}
@@ -58,7 +47,7 @@ def test_the_order_is_random_per_pair(tiny_model):
 def test_versus_pairs_two_settings_on_the_same_first_character(tiny_model):
     from tangpoem_hf.decoding import generate_poem
 
-    judge = _script()
+    judge = judge_pairs
     texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 3
     ruled = {"rhyme": True, "tone": "relaxed"}
     pairs, key = judge.make_pairs(tiny_model, texts, "五绝", 6, ruled, seed=0, versus={"no_repeat": True})
@@ -75,7 +64,7 @@ def test_versus_model_pits_two_models_with_the_same_settings(tiny_model):
 
     from tangpoem_hf.decoding import generate_poem
 
-    judge = _script()
+    judge = judge_pairs
     older = make_tiny_model(seed=1)
     texts = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"] * 3
     ruled = {"rhyme": True, "tone": "relaxed"}
@@ -87,7 +76,7 @@ def test_versus_model_pits_two_models_with_the_same_settings(tiny_model):
 
 
 def test_score_answers_against_the_key():
-    judge = _script()
+    judge = judge_pairs
     key = [{"pair": 1, "generated": "A"}, {"pair": 2, "generated": "B"}, {"pair": 3, "generated": "B"}]
     answers = {"1": {"better": "A", "reason": "a clear last line"}, "2": "A", "3": {"better": "B"}}
     result = judge.score_answers(answers, key)
@@ -97,7 +86,7 @@ def test_score_answers_against_the_key():
 
 
 def test_merge_shuffles_and_keeps_each_key_with_its_pair(tmp_path):
-    judge = _script()
+    judge = judge_pairs
     for name, generated in (("a", "A"), ("b", "B")):
         pairs = [{"pair": i, "A": f"{name}{i}A", "B": f"{name}{i}B"} for i in (1, 2, 3)]
         key = [{"pair": i, "generated": generated, "form": name} for i in (1, 2, 3)]
