@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
+from .push import add_push_parser
 from .text import is_han
 from .tokenizer import CharTokenizer
 
@@ -588,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(f, FINETUNE_DEFAULTS)
     _add_finetune_args(f, "the base model: a folder or a Hub id [the bundled model]")
     f.set_defaults(func=_finetune)
+
+    add_push_parser(sub)
     return parser
 
 

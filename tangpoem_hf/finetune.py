@@ -309,7 +309,7 @@ def _raw_splits(raw: Dataset, simplified: bool) -> DatasetDict:
 def dataset_splits(location: str, simplified: bool = True) -> DatasetDict:
     """A Hub dataset id or a local dataset folder (Parquet, JSON Lines...) → train/validation/test.
 
-    Cleaned ``text`` (as ``scripts/push_dataset.py`` publishes the corpus) is re-cleaned into the
+    Cleaned ``text`` (as ``tangpoem push dataset`` publishes the corpus) is re-cleaned into the
     model's script and keeps the dataset's splits; raw ``id`` + ``paragraphs`` records are cleaned
     and split like a chinese-poetry folder (copies kept together).
     """
