@@ -26,9 +26,9 @@ from side_by_side import train_side_by_side
 
 from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.corpus import build_splits, never_trained_on
-from tangpoem_hf.evaluation import token_losses
 from tangpoem_hf.hub import read_training_info
 from tangpoem_hf.modeling import TangPoemLSTM
+from tangpoem_hf.scoring import token_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 AVERAGE = "0.998"

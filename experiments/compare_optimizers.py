@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 from tangpoem_hf.batching import REPORT_LENGTH, encode_poems
 from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.errors import InputError
-from tangpoem_hf.evaluation import char_perplexity, perplexity
 from tangpoem_hf.modeling import TangPoemLSTM
+from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.training import TrainConfig, Trainer
 
 OPTIMIZERS = ("adam", "adagrad")

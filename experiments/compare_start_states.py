@@ -29,9 +29,9 @@ from side_by_side import train_side_by_side
 from tangpoem_hf.batching import encode_poems, make_batches
 from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.corpus import build_splits
-from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.hub import read_training_info
 from tangpoem_hf.modeling import TangPoemLSTM
+from tangpoem_hf.scoring import perplexity
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("stored", "learned")

@@ -8,7 +8,7 @@ seconds of training, so each sees the same machine load; a run folder that exist
 a killed comparison goes on where it stopped (``--extra-train-args --bf16`` on a CPU with native
 bf16). Then it measures every model's test perplexity (real tokens, no padding, from each model's
 start state, on the test poems that none of them trained on) with
-:func:`tangpoem_hf.evaluation.perplexity`, writes
+:func:`tangpoem_hf.scoring.perplexity`, writes
 ``docs/results.md`` and ``docs/results.png`` (validation perplexity against training time), and
 records the comparison in the bundled model's ``training.json`` and card.
 
@@ -38,10 +38,10 @@ from side_by_side import train_side_by_side  # noqa: E402
 from tangpoem_hf.checkpointing import has_checkpoint  # noqa: E402
 from tangpoem_hf.control import CONTROL_TOKENS  # noqa: E402
 from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, never_trained_on  # noqa: E402
-from tangpoem_hf.evaluation import perplexity  # noqa: E402
 from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
+from tangpoem_hf.scoring import perplexity  # noqa: E402
 from tangpoem_hf.training import default_lr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def markdown(
         f"Written by `{command}`. Hardware: {args.hardware}. Every model was trained with this project's",
         "pipeline (packed batches of 64-token chunks with the LSTM state carried over, the same",
         "simplified-script vocabulary of characters seen at least twice) and measured with the same code:",
-        "`tangpoem_hf.evaluation.perplexity`, per real token (characters, ，/。 and the end marker; no padding),",
+        "`tangpoem_hf.scoring.perplexity`, per real token (characters, ，/。 and the end marker; no padding),",
         "every poem from the model's own start state (the mean state at `<bos>` over training poems, stored",
         f"with the model). The test poems are the {test_note}",
         "",

@@ -457,8 +457,8 @@ def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control
 
 
 def _perplexity(args: argparse.Namespace) -> int:
-    from .evaluation import perplexity
     from .modeling import load_model
+    from .scoring import perplexity
 
     path = Path(args.file)
     if not path.is_file():

@@ -56,8 +56,8 @@ from .corpus import (
     never_trained_on,
 )
 from .errors import CorpusError, InputError
-from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+from .scoring import perplexity
 from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config

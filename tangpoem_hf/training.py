@@ -41,8 +41,8 @@ from .checkpointing import (
 from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
 from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
-from .evaluation import token_losses
 from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
+from .scoring import token_losses
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH

@@ -17,8 +17,8 @@ from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import ModelFileError
-from tangpoem_hf.evaluation import char_losses, char_perplexity, perplexity
 from tangpoem_hf.modeling import adaptive_nll
+from tangpoem_hf.scoring import char_losses, char_perplexity, perplexity
 from tangpoem_hf.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
