@@ -37,9 +37,8 @@ from typing import Any
 
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
-from tangpoem_hf.evaluation import FORM_SHAPES
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
-from tangpoem_hf.text import split_lines
+from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 PRESETS: dict[str, dict[str, Any]] = {
     "app": {"rhyme": True, "tone": "relaxed", "no_repeat": True, "candidates": 4},

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tangpoem_hf.corpus import SPLITS, build_splits
 from tangpoem_hf.prosody import PING, TABLE_PATH, ZE, RhymeGroup, RhymeTable, check_poem, load_table
-from tangpoem_hf.text import to_simplified
+from tangpoem_hf.text import FORM_SHAPES, to_simplified
 
-FORMS = ("五绝", "五律", "七绝", "七律")
+FORMS = tuple(sorted(FORM_SHAPES, key=FORM_SHAPES.get))  # 五绝, 五律, 七绝, 七律: by line size, then length
 INDEPENDENT = {"五绝": (74, 49), "五律": (82, 58), "七绝": (90, 79), "七律": (84, 75)}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "prosody.md"
 

@@ -19,9 +19,8 @@ import torch
 from tangpoem_hf.constraints import stray_repeats
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poems, score_lines, token_logprobs
-from tangpoem_hf.evaluation import FORM_SHAPES
 from tangpoem_hf.modeling import load_model
-from tangpoem_hf.text import split_lines
+from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 
 def auc(real: list[float], fake: list[float]) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
 from .push import add_push_parser
-from .text import is_han
+from .text import FORM_SHAPES, FORMS, is_han
 from .tokenizer import CharTokenizer
 
 TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
@@ -352,7 +352,7 @@ def _check(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .corpus import CORPUS_ENV
     from .errors import CorpusError
-    from .evaluation import FORM_SHAPES, build_reference, evaluate_model, render_markdown
+    from .evaluation import build_reference, evaluate_model, render_markdown
     from .modeling import load_model
 
     if not (args.corpus or os.environ.get(CORPUS_ENV)):
@@ -551,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "poem", help="a poem (lines split by ，。 or newlines) or a file of poems: blank-line separated, or one per row"
     )
-    c.add_argument("--form", choices=("五绝", "七绝", "五律", "七律"), help="require this form")
+    c.add_argument("--form", choices=FORMS, help="require this form")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_check)
 

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 
 from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
-from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls, keywords_fit
+from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, has_controls, keywords_fit
 from .errors import InputError
 from .modeling import TangPoemLSTM
 from .prosody import poem_lines, prosody_constraints
-from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
+from .text import COMMA, PERIOD, form_name, is_han, join_lines, line_end, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
 
 MAX_INPUT_CHARS = 200
@@ -61,7 +61,7 @@ class Poem:
         rows, parts = [], []
         total = self.total_lines or len(self.lines)
         for i, line in enumerate(self.lines):
-            parts.append(line + (COMMA if i % 2 == 0 and i + 1 < total else PERIOD))
+            parts.append(line + line_end(i, total))
             if i % 2 == 1 or i + 1 == total:
                 rows.append("".join(parts))
                 parts = []
@@ -473,7 +473,7 @@ class PoemWalk:
         self.finished = self.slot == self.spec.slots
         step = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
         if col == self.spec.form - 1:
-            mark = self.punct.get(COMMA if line % 2 == 0 and not self.finished else PERIOD)
+            mark = self.punct.get(line_end(line, self.spec.lines))
             if mark is not None:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
@@ -568,7 +568,7 @@ def token_logprobs(
     """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
     read the way the decoder reads them (from ``<bos>`` and, for a control model, the control)."""
     tok = model.tokenizer
-    text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
+    text = join_lines(lines)
     context = poem_context(tok, len(lines[0]), len(lines), title, keywords)
     ids = context + tok.encode(text, add_eos=True)
     device = next(model.parameters()).device

@@ -17,10 +17,9 @@ from .errors import InputError
 from .modeling import TangPoemLSTM
 from .prosody import check_poem, load_table
 from .scoring import perplexity
-from .text import split_lines
+from .text import FORM_SHAPES, split_lines
 from .tokenizer import CharTokenizer
 
-FORM_SHAPES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
 SETTINGS = {  # name → generate_poems keyword arguments
     "unconstrained": {},
     "rhyme + relaxed tone": {"rhyme": True, "tone": "relaxed"},

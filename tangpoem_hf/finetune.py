@@ -46,11 +46,9 @@ from .checkpointing import has_checkpoint
 from .control import CONTROL_TOKENS, has_controls
 from .corpus import (
     FILE_GLOB,
-    FORMS,
     LEGACY_SPLIT,
     SPLIT_VERSION,
     build_splits,
-    classify_form,
     clean_and_split,
     corpus_location,
     never_trained_on,
@@ -58,7 +56,7 @@ from .corpus import (
 from .errors import CorpusError, InputError
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 from .scoring import perplexity
-from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
+from .text import FORM_CLASSES, classify_form, clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config
 
@@ -357,9 +355,9 @@ def filter_splits(
     """
     want_authors, want_tags = _normalised(list(authors)), _normalised(list(tags))
     want_forms = _normalised(list(forms))
-    unknown = sorted(want_forms - set(FORMS))
+    unknown = sorted(want_forms - set(FORM_CLASSES))
     if unknown:
-        raise InputError(f"--form must be one of {', '.join(FORMS)}, not {', '.join(unknown)}.")
+        raise InputError(f"--form must be one of {', '.join(FORM_CLASSES)}, not {', '.join(unknown)}.")
     if not (want_authors or want_forms or want_tags):
         return splits
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from .batching import REPORT_LENGTH, encode_poems, prepare_text
-from .control import Control, classify_form, control_ids
+from .control import Control, control_ids
 from .modeling import IGNORE_INDEX, TangPoemLSTM
-from .text import is_han
+from .text import classify_form, is_han
 
 
 def encode_scored(
