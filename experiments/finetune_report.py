@@ -28,7 +28,8 @@ from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.corpus import build_splits, corpus_location, never_trained_on
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import TangPoemError
-from tangpoem_hf.finetune import BUNDLED, FinetuneOptions, base_split_version, filter_splits, finetune, load_base
+from tangpoem_hf.finetune import BUNDLED, FinetuneOptions, base_split_version, finetune, load_base
+from tangpoem_hf.finetune_data import filter_splits
 from tangpoem_hf.scoring import perplexity
 from tangpoem_hf.text import split_lines
 from tangpoem_hf.training import TrainConfig
