@@ -1,6 +1,6 @@
 """Which AWD-LSTM regularisers help the poem model? Each added in turn, at equal CPU time, side by side.
 
-    TANGPOEM_CORPUS=DIR python experiments/ablate_regularisation.py --budget 1500 [--doc docs/results.md]
+    TANGPOEM_CORPUS=DIR python experiments/ablate_regularisation.py --budget 1500 [--doc docs/reports/results.md]
 
 Every arm continues the bundled model (2 × LSTM 512, trained 8,716 s on the legacy split) with the
 control segment added (``tangpoem finetune --init-from bundled --add-control``), Adam at 5e-4,

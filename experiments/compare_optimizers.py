@@ -12,7 +12,7 @@ and resumes from its last atomic checkpoint; finished runs are not redone):
    the main run of the same optimiser took.
 
 Step sizes are logged every ``--stats-every`` steps by a trainer that adds to its log. Writes
-``docs/optimizers.md`` and ``docs/optimizers.png`` from the run folders' logs.
+``docs/reports/optimizers.md`` and ``docs/reports/optimizers.png`` from the run folders' logs.
 
     TANGPOEM_CORPUS=DIR nice -n 15 python experiments/compare_optimizers.py --jobs 2
 """
@@ -327,7 +327,7 @@ def render(
     args: argparse.Namespace,
     command: str,
 ) -> str:
-    """docs/optimizers.md from the runs' logs."""
+    """docs/reports/optimizers.md from the runs' logs."""
     a, g = main["adam"], main["adagrad"]
     ea, eg = per_epoch(a), per_epoch(g)
     last = min(max(ea), max(eg))
@@ -514,8 +514,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one thread each [1]")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run [1 with --jobs > 1, else torch's]")
     p.add_argument("--out-dir", type=Path, default=Path("runs/optimizers"), help="run folders")
-    p.add_argument("--doc", type=Path, default=Path("docs/optimizers.md"))
-    p.add_argument("--png", type=Path, default=Path("docs/optimizers.png"))
+    p.add_argument("--doc", type=Path, default=Path("docs/reports/optimizers.md"))
+    p.add_argument("--png", type=Path, default=Path("docs/reports/optimizers.png"))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.check_epochs < 1 or args.epochs < 1:

@@ -1,6 +1,7 @@
 """Which start state should a poem begin from? The two ways to train for one, side by side.
 
-    TANGPOEM_CORPUS=DIR python experiments/compare_start_states.py --steps 800 [--runs runs] [--doc docs/start-state.md]
+    TANGPOEM_CORPUS=DIR python experiments/compare_start_states.py --steps 800 [--runs runs] \
+        [--doc docs/reports/start-state.md]
 
 - ``stored``: packed streams with the LSTM state carried from poem to poem (the project's recipe); the
   model stores the mean state at ``<bos>`` over 1,024 training poems and starts every poem there;
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=800, help="training steps of each recipe [800]")
     parser.add_argument("--runs", default="runs", help="where the two run folders live [runs]")
     parser.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
-    parser.add_argument("--doc", default=str(ROOT / "docs" / "start-state.md"), help="the markdown to write")
+    parser.add_argument(
+        "--doc", default=str(ROOT / "docs" / "reports" / "start-state.md"), help="the markdown to write"
+    )
     parser.add_argument("--extra-train-args", default="", help="appended to both runs' train.py arguments")
     parser.add_argument("--no-train", action="store_true", help="only measure the run folders as they are")
     args = parser.parse_args(argv)

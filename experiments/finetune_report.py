@@ -1,4 +1,4 @@
-"""Fine-tune the bundled model on one poet and write ``docs/finetune.md`` with before/after figures.
+"""Fine-tune the bundled model on one poet and write ``docs/reports/finetune.md`` with before/after figures.
 
     nice -n 10 python experiments/finetune_report.py [--poet 李白] [--budget 600] [--corpus DIR]
 
@@ -39,7 +39,7 @@ RUN_INFO = "report_run.json"  # the finished run's summary, command and wall tim
 HELD_OUT = ("validation", "test")
 GOAL_POET_DROP = 0.15
 GOAL_GENERAL_RISE = 0.05
-# How the settings of the committed docs/finetune.md were chosen: short trials from the same bundled
+# How the settings of the committed docs/reports/finetune.md were chosen: short trials from the same bundled
 # model, judged only on 李白's validation poems and a third of the general validation split.
 TUNING_NOTES = """How the settings were chosen (on 2026-11-27, with the bundled model of that day on the split by
 poem id, so the percentages are of their time): short trials from one base, judged only on 李白's validation
@@ -88,7 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the output layer")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
     p.add_argument("--out-dir", default="runs/finetune-report", help="the fine-tuning run folder (replaced)")
-    p.add_argument("--output", default=str(REPO / "docs" / "finetune.md"))
+    p.add_argument("--output", default=str(REPO / "docs" / "reports" / "finetune.md"))
     p.add_argument(
         "--reuse-run", action="store_true", help="report on the finished run in --out-dir instead of training again"
     )

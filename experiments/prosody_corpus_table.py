@@ -1,6 +1,6 @@
-"""Run the regulated-verse checker over the whole Tang corpus and write ``docs/prosody.md``.
+"""Run the regulated-verse checker over the whole Tang corpus and write ``docs/reports/prosody.md``.
 
-    python experiments/prosody_corpus_table.py [--corpus DIR] [--out docs/prosody.md]
+    python experiments/prosody_corpus_table.py [--corpus DIR] [--out docs/reports/prosody.md]
 
 Every poem the corpus loader classifies as 五绝/七绝/五律/七律 (all three splits) is checked. The
 table gives, per form, the rhyme pass rate and the relaxed (一三五不论) whole-poem tone pass rate,
@@ -20,7 +20,7 @@ from tangpoem_hf.text import FORM_SHAPES, to_simplified
 
 FORMS = tuple(sorted(FORM_SHAPES, key=FORM_SHAPES.get))  # 五绝, 五律, 七绝, 七律: by line size, then length
 INDEPENDENT = {"五绝": (74, 49), "五律": (82, 58), "七绝": (90, 79), "七律": (84, 75)}
-DOC = Path(__file__).resolve().parents[1] / "docs" / "prosody.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reports" / "prosody.md"
 
 
 class LenientTable(RhymeTable):

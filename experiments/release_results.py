@@ -9,7 +9,7 @@ a killed comparison goes on where it stopped (``--extra-train-args --bf16`` on a
 bf16). Then it measures every model's test perplexity (real tokens, no padding, from each model's
 start state, on the test poems that none of them trained on) with
 :func:`tangpoem_hf.scoring.perplexity`, writes
-``docs/results.md`` and ``docs/results.png`` (validation perplexity against training time), and
+``docs/reports/results.md`` and ``docs/reports/results.png`` (validation perplexity against training time), and
 records the comparison in the bundled model's ``training.json`` and card.
 
 - report: embedding 512 → LSTM 512 → Linear, Adagrad, batch 64 (the course report);
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundled", default=str(BUNDLED_MODEL_DIR), help="the bundled model folder to annotate")
     parser.add_argument("--release-command", action="append", default=[], help="commands that made it (repeat)")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU, 2 cores ({os.cpu_count()} visible)")
-    parser.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md and results.png go")
+    parser.add_argument("--docs", default=str(ROOT / "docs" / "reports"), help="where results.md and results.png go")
     parser.add_argument("--discussion", help="a markdown file of findings, placed under the goal line")
     parser.add_argument(
         "--extra-train-args", default="", help="appended to both peers' train.py arguments, e.g. '--device cuda'"
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_seconds": {r["label"]: round(r["train_seconds"], 1) for r in rows},
         "recipes": {r["label"]: r["recipe"] for r in rows},
         "lower_than_better_peer": round(1 - release["test"] / best["test"], 4),
-        "details": "docs/results.md",
+        "details": "docs/reports/results.md",
     }
     Path(args.bundled, "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
     stage_model_folder(args.bundled, args.bundled, perplexity=info.get("test_perplexity"), perplexity_split="test")

@@ -30,7 +30,7 @@ checkpoint is refused without ``--resume``.
 
 On a machine shared with other busy processes, ``OPENBLAS_NUM_THREADS=1`` gives steadier (often
 faster) steps: each time step's small matmul otherwise waits for a descheduled second BLAS thread
-(see docs/numpy-lstm-benchmark.md).
+(see docs/reports/numpy-lstm-benchmark.md).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "average": "validate and save an exponential moving average of the weights with this decay (0: none)",
     "start_state": "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
     "(one poem per row, from a learned start state)",
-    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
+    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see "
+    "docs/reports/training-speed.md)",
     "optimizer": "adam, adamw, adagrad or sgd",
     "lr": "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
     "scaled by the square root of global batch / 64, linearly for sgd)",
@@ -566,7 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num", type=int, default=500, help="poems per form and setting [500]")
     e.add_argument("--form", action="append", help="五绝, 七绝, 五律 or 七律; repeat for several [all four]")
     e.add_argument("--seed", type=int, default=0, help="random seed [0]")
-    e.add_argument("--write-docs", nargs="?", const="docs/evaluation.md", help="write markdown [docs/evaluation.md]")
+    e.add_argument(
+        "--write-docs",
+        nargs="?",
+        const="docs/reports/evaluation.md",
+        help="write markdown [docs/reports/evaluation.md]",
+    )
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=_evaluate)
 

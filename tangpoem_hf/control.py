@@ -5,7 +5,7 @@ poem and ``<eos>``. Title and keywords are spelled in ordinary characters; the c
 appended to the vocabulary, so no existing id moves. The control is context only: its positions
 are never training or scoring targets (:func:`control_positions`).
 
-Keywords are extracted from each poem itself (:func:`extract_keywords`, docs/control.md): TF-IDF of
+Keywords are extracted from each poem itself (:func:`extract_keywords`, docs/guide/control.md): TF-IDF of
 the character 2-grams that stand where a word can stand in a line (the caesura of 五言 and 七言).
 During training the title and the keywords are each dropped at random, per poem and epoch, as a
 pure function of (seed, epoch), so every combination works at generation and ``--resume`` stays exact.

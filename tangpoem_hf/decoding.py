@@ -592,7 +592,7 @@ def score_lines(
     characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
     model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
     (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``experiments/score_study.py`` and
-    docs/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
+    docs/reports/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
     chars, marks = token_logprobs(model, lines, title, keywords)
     return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
 

@@ -184,7 +184,7 @@ _COLUMNS = (
 
 
 def render_markdown(result: dict[str, Any], command: str = "", model_label: str = "") -> str:
-    """``docs/evaluation.md``: one table per form, then a few sample poems."""
+    """``docs/reports/evaluation.md``: one table per form, then a few sample poems."""
     out = [
         "# Evaluation",
         "",
@@ -195,8 +195,9 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         "characters of training poems of the form. Rates are shares of poems (format, rhyme, tone), "
         "of characters/bigrams (distinct-n), of lines (copied: appears verbatim in the training split) "
         "and of 4-grams (seen in training). The real poems are the validation and test poems the model "
-        "never trained on, checked by the same checker (see docs/prosody.md for the whole corpus). Perplexity is the "
-        "model's per-token perplexity: on its own poems of each setting, and on the real held-out poems. "
+        "never trained on, checked by the same checker (see [prosody.md](prosody.md) for the whole corpus). "
+        "Perplexity is the model's per-token perplexity: on its own poems of each setting, and on the real "
+        "held-out poems. "
         "Distinct-n is counted over the whole set, so it falls as the set grows: the real sets are smaller. "
         "How readers judge the poems, blind against real ones and setting against setting: "
         "[judging.md](judging.md).",

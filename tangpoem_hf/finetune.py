@@ -22,7 +22,7 @@ embedding row and output weight row are copies of ``<unk>``'s, and its output bi
 ``new_chars="unk"`` keeps the vocabulary and maps the new characters to ``<unk>`` instead.
 
 Forgetting. Fine-tuning on one poet pulls the model away from Tang poetry at large; ``replay``
-mixes other poems of the corpus back in. In docs/finetune.md (李白), replay 1.5 with a cosine
+mixes other poems of the corpus back in. In docs/reports/finetune.md (李白), replay 1.5 with a cosine
 schedule gave the poet's held-out perplexity −16.5% for +5.0% on the general test split, where
 trials without replay paid about twice as much general perplexity for the same gain.
 """

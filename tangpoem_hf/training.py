@@ -96,7 +96,7 @@ class TrainConfig:
     hidden_size: int = 512
     num_layers: int = 1
     dropout: float = 0.0
-    # AWD-LSTM regularisation (see TangPoemConfig and docs/results.md for what each was worth).
+    # AWD-LSTM regularisation (see TangPoemConfig and docs/reports/results.md for what each was worth).
     weight_drop: float = 0.0
     embed_drop: float = 0.0
     locked_dropout: bool = False
