@@ -8,7 +8,8 @@ segment, the poem, ``<eos>``) and only the poem's own tokens are targets.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -40,6 +41,25 @@ def encode_scored(
     return out
 
 
+@contextmanager
+def _evaluating(model: TangPoemLSTM) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _padded(rows: Sequence[Sequence[int] | np.ndarray], pad_id: int) -> torch.Tensor:
+    """Rows of ids as one (rows, longest) tensor, padded at the end."""
+    ids = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return ids
+
+
 @torch.inference_mode()
 def token_losses(
     model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, controls: Sequence[Control] | None = None
@@ -57,22 +77,19 @@ def token_losses(
     poems = [p for p in encode_scored(model, texts, controls) if len(p[0]) >= 2]
     poems.sort(key=lambda p: len(p[0]))
     total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(poems), batch_size):
-        chunk = poems[start : start + batch_size]
-        width = max(len(p) for p, _ in chunk)
-        ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
-        for i, (p, _) in enumerate(chunk):
-            ids[i, : len(p)] = torch.from_numpy(p)
-        y = ids[:, 1:].masked_fill(ids[:, 1:] == tok.pad_id, IGNORE_INDEX)
-        for i, (_, context) in enumerate(chunk):
-            y[i, : context - 1] = IGNORE_INDEX  # the control tokens after <bos>, and <poem>
-        x, y = ids[:, :-1].to(device), y.to(device)
-        logits = model(x).logits.float()
-        total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"))
-        count += int((y != IGNORE_INDEX).sum())
-    model.train(was_training)
+    with _evaluating(model):
+        for start in range(0, len(poems), batch_size):
+            chunk = poems[start : start + batch_size]
+            ids = _padded([p for p, _ in chunk], tok.pad_id)
+            y = ids[:, 1:].masked_fill(ids[:, 1:] == tok.pad_id, IGNORE_INDEX)
+            for i, (_, context) in enumerate(chunk):
+                y[i, : context - 1] = IGNORE_INDEX  # the control tokens after <bos>, and <poem>
+            x, y = ids[:, :-1].to(device), y.to(device)
+            logits = model(x).logits.float()
+            total += float(
+                F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+            )
+            count += int((y != IGNORE_INDEX).sum())
     return total, count
 
 
@@ -139,22 +156,18 @@ def char_losses(
     rows = sorted((_char_weights(model, t, cut, fold_skipped) for t in texts), key=lambda r: len(r[0]))
     rows = [r for r in rows if r[2] > 0]
     total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        width = max(len(r[0]) for r in chunk)
-        ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
-        weights = torch.zeros(len(chunk), width - 1)
-        for i, (p, w, n) in enumerate(chunk):
-            ids[i, : len(p)] = torch.tensor(p)
-            weights[i, : len(w)] = torch.tensor(w)
-            count += n
-        ids = ids.to(device)
-        logits = model(ids[:, :-1]).logits.float()
-        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        total += float((nll * weights.to(device)).sum())
-    model.train(was_training)
+    with _evaluating(model):
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            ids = _padded([p for p, _, _ in chunk], tok.pad_id)
+            weights = torch.zeros(ids.shape[0], ids.shape[1] - 1)
+            for i, (_, w, n) in enumerate(chunk):
+                weights[i, : len(w)] = torch.tensor(w)
+                count += n
+            ids = ids.to(device)
+            logits = model(ids[:, :-1]).logits.float()
+            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            total += float((nll * weights.to(device)).sum())
     return total, count
 
 
