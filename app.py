@@ -34,6 +34,7 @@ from tangpoem_hf.decoding import MAX_CANDIDATES, MAX_LINES, MIN_LINES, Poem, Poe
 from tangpoem_hf.errors import InputError, TangPoemError
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
 from tangpoem_hf.serving import PoemServer
+from tangpoem_hf.text import split_rows
 
 MODEL_ID = model_id_from_env()
 # Up to eight poems in progress, decoded together as one batch by the PoemServer, and a bounded
@@ -176,15 +177,11 @@ def rewrite(
 
 def redo_line(poem: str, line: int | None, *settings: Any) -> Iterator[tuple[Any, ...]]:
     """Rewrite only line ``line`` (from 1): every other line is kept."""
-    count = len(poem_text_lines(poem))
+    count = len(split_rows(poem or ""))
     if line is None:
         log_refusal("Choose the line to rewrite.")
         raise gr.Error("Choose the line to rewrite.", title="输入有误 · Input error", print_exception=False)
     yield from rewrite(poem, [n for n in range(1, count + 1) if n != line], *settings)
-
-
-def poem_text_lines(text: str | None) -> list[str]:
-    return [part for part in (text or "").replace("，", "\n").replace("。", "\n").split("\n") if part.strip()]
 
 
 def show_controls(poem: Poem | None, script: str, locks: list[int] | None, reset: bool) -> tuple[Any, ...]:

@@ -3,7 +3,7 @@ are judged blind against today's app defaults.
 
     TANGPOEM_CORPUS=DIR python experiments/decoding_study.py run     [--out runs/decoding-study] [--per-form 20]
     python experiments/decoding_study.py pairs   [--out …] [--arms A B …]   # ≤ 6 arms, blind pair files
-    python experiments/decoding_study.py report  [--out …] [--docs docs/judging.md]
+    python experiments/decoding_study.py report  [--out …] [--docs docs/reports/judging.md]
 
 ``run`` prompts as a new user would: the first character of real held-out quatrains (the test
 split, only poems the model never read: :func:`~tangpoem_hf.corpus.never_trained_on`), seed = the
@@ -17,7 +17,7 @@ candidate) drawn right before it for every fourth prompt, so load on the machine
 
 ``pairs`` writes, for each chosen arm, ``OUT/pairs/ARM/pairs.md`` (what a judge sees: the arm's
 poem and the baseline's for the same prompt and seed, A/B at random) and ``key.json`` (hidden),
-with ``scripts/judge_pairs.py``'s writer; without ``--arms`` it picks the best six by the
+with ``experiments/judge_pairs.py``'s writer; without ``--arms`` it picks the best six by the
 automatic metrics. Prompts where both poems are the same are left out and counted as ties.
 After judging, save each judge's answers as ``OUT/pairs/ARM/answers.json`` (or score them with
 ``judge_pairs.py score``); ``report`` scores them and writes the table (arm, wins / pairs,
@@ -27,7 +27,6 @@ two-sided sign-test p, time per poem, unattested-bigram share) into ``--docs``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import random
@@ -36,17 +35,16 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import judge_pairs
 import torch
 
 from tangpoem_hf.coherence import load_table as load_coherence
 from tangpoem_hf.corpus import LEGACY_SPLIT, SPLIT_VERSION, build_splits, never_trained_on
 from tangpoem_hf.decoding import generate_poem, token_logprobs
-from tangpoem_hf.evaluation import FORM_SHAPES
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM, load_model
-from tangpoem_hf.text import split_lines
+from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = {"rhyme": True, "tone": "relaxed", "no_repeat": True}
@@ -81,15 +79,6 @@ ARMS: dict[str, dict[str, Any]] = {
 MAX_JUDGED = 6
 TIME_EVERY = 4  # a plain sample is timed before every fourth prompt
 DOC_BEGIN, DOC_END = "<!-- decoding-study:begin -->", "<!-- decoding-study:end -->"
-
-
-def judge_pairs() -> ModuleType:
-    """scripts/judge_pairs.py, whose writer and scorer the study reuses."""
-    spec = importlib.util.spec_from_file_location("judge_pairs", ROOT / "scripts" / "judge_pairs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- prompts and metrics ------------------------------------------------------------------------
@@ -263,7 +252,6 @@ def pairs_folder(out: Path, arm: str, versus: str = BASELINE) -> Path:
 def write_pairs(out: Path, arm: str, seed: int = 0, versus: str = BASELINE) -> int:
     """The arm's poems against ``versus``'s (the baseline's by default), A/B at random per pair, in
     a shuffled order; returns the number of pairs (identical poems are left out, counted as ties)."""
-    jp = judge_pairs()
     settings, ours = read_arm(out / "arms" / f"{arm}.jsonl")
     _, base = read_arm(out / "arms" / f"{versus}.jsonl")
     ids = [i for i in ours if i in base]
@@ -280,7 +268,9 @@ def write_pairs(out: Path, arm: str, seed: int = 0, versus: str = BASELINE) -> i
         pairs.append({"pair": k, "A": a, "B": b})
         key.append({"pair": k, "generated": "A" if first else "B", "prompt": i})
     folder = pairs_folder(out, arm, versus)
-    jp.write(folder, pairs, key, {**(settings or {}), "versus": ARMS[versus], "versus_arm": versus, "ties": ties})
+    judge_pairs.write(
+        folder, pairs, key, {**(settings or {}), "versus": ARMS[versus], "versus_arm": versus, "ties": ties}
+    )
     return len(pairs)
 
 
@@ -297,7 +287,6 @@ def sign_test(wins: int, n: int) -> float:
 
 def report(out: Path, docs: Path | None, command: str) -> str:
     """The judging table (arms with answers), written between the study's markers in ``docs``."""
-    jp = judge_pairs()
     table = metrics(out)
     rows = [
         "| arm | against | wins / pairs | win rate | p (sign test) | ties | s / poem | × plain | unattested bigrams |",
@@ -308,7 +297,7 @@ def report(out: Path, docs: Path | None, command: str) -> str:
         if not answers.is_file():
             continue
         key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
-        s = jp.score_answers(json.loads(answers.read_text(encoding="utf-8")), key["key"])
+        s = judge_pairs.score_answers(json.loads(answers.read_text(encoding="utf-8")), key["key"])
         arm, _, versus = folder.name.partition("~")
         m = table[arm]
         rows.append(
@@ -362,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--versus", default=BASELINE, choices=list(ARMS), help=f"the other side of each pair [{BASELINE}]")
     s = sub.add_parser("report", help="score the judges' answers and write the table")
     s.add_argument("--out", type=Path, default=ROOT / "runs" / "decoding-study")
-    s.add_argument("--docs", type=Path, default=ROOT / "docs" / "judging.md")
+    s.add_argument("--docs", type=Path, default=ROOT / "docs" / "reports" / "judging.md")
     args = parser.parse_args(argv)
     if args.command == "run":
         torch.set_num_threads(args.threads)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from tangpoem_hf.coherence import TABLE_PATH, cooccurrence, low_rank, save_table, shrunken_pmi
 from tangpoem_hf.corpus import SPLIT_VERSION, build_splits
-from tangpoem_hf.evaluation import FORM_SHAPES
-from tangpoem_hf.text import split_lines
+from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 
 def main() -> None:

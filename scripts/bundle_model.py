@@ -24,9 +24,9 @@ import torch
 
 from tangpoem_hf.control import Control, cached_keywords, clean_title
 from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, cache_dir, never_trained_on
-from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.hub import read_training_info, stage_model_folder
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+from tangpoem_hf.scoring import perplexity
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

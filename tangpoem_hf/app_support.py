@@ -17,14 +17,14 @@ import opencc
 from .control import has_controls
 from .decoding import MAX_LINES, MIN_LINES, Poem, PoemRequest, check_chars, rewrite_request
 from .errors import InputError
-from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
+from .text import COMMA, PERIOD, SIZE_NAMES, form_title, is_han, split_rows, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
 
 MODEL_ENV = "MODEL_ID"
 
 # UI values (what the radios send, also over the API) and the English aliases API users may send.
 MODES = {"续写": "continue", "藏头": "acrostic", "continue": "continue", "acrostic": "acrostic"}
-FORMS = {"五言": 5, "七言": 7, "5": 5, "7": 7}
+FORMS = {**{name: size for size, name in SIZE_NAMES.items()}, "5": 5, "7": 7}
 SCRIPTS = {"简体": "simplified", "繁體": "traditional", "simplified": "simplified", "traditional": "traditional"}
 
 CHARS_NAME = "字 · Characters"
@@ -188,7 +188,7 @@ def rewrite_ui_request(
     if not isinstance(poem, str) or not poem.strip():
         raise InputError("There is no poem to rewrite yet: write one first.")
     numbers = [] if keep is None else list(keep) if isinstance(keep, (list, tuple)) else [keep]
-    lines = [line.strip() for line in poem.replace("，", "\n").replace("。", "\n").split("\n") if line.strip()]
+    lines = split_rows(poem)
     count = len(lines)
     mode, characters, *rest = values
     if not str(characters or "").strip():
@@ -226,23 +226,6 @@ PLACEHOLDER_HTML = (
 )
 
 
-def form_name(form: int, lines: int) -> str:
-    """五言绝句, 七言律诗, or 五言十二句 for the uncommon lengths."""
-    size = "五言" if form == 5 else "七言"
-    if lines == 4:
-        return size + "绝句"
-    if lines == 8:
-        return size + "律诗"
-    return f"{size}{_chinese_number(lines)}句"
-
-
-def _chinese_number(n: int) -> str:
-    digits = "〇一二三四五六七八九"
-    if n < 10:
-        return digits[n]
-    return "十" + (digits[n - 10] if n > 10 else "")
-
-
 def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     """The poem as centred couplet rows, the growing line followed by empty slots and a cursor."""
     if poem is None:
@@ -272,7 +255,7 @@ def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     lang = "zh-Hant" if script == "traditional" else "zh-Hans"
     body = "".join(f'<p class="tp-row">{row}</p>' for row in rows)
     status = "" if poem.finished else " tp-streaming"
-    meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
+    meta = f"{form_title(poem.form, total)} · seed {poem.seed}"
     if script == "traditional":
         meta = to_traditional(meta)
     # A rule the user asked for that the poem had to break is said under it, never hidden.

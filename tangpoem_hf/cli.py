@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
-from .text import is_han
+from .push import add_push_parser
+from .text import FORM_SHAPES, FORMS, is_han
 from .tokenizer import CharTokenizer
 
 TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
@@ -34,7 +35,8 @@ TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
     "average": "validate and save an exponential moving average of the weights with this decay (0: none)",
     "start_state": "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
     "(one poem per row, from a learned start state)",
-    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
+    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see "
+    "docs/reports/training-speed.md)",
     "optimizer": "adam, adamw, adagrad or sgd",
     "lr": "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
     "scaled by the square root of global batch / 64, linearly for sgd)",
@@ -351,7 +353,7 @@ def _check(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .corpus import CORPUS_ENV
     from .errors import CorpusError
-    from .evaluation import FORM_SHAPES, build_reference, evaluate_model, render_markdown
+    from .evaluation import build_reference, evaluate_model, render_markdown
     from .modeling import load_model
 
     if not (args.corpus or os.environ.get(CORPUS_ENV)):
@@ -456,8 +458,8 @@ def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control
 
 
 def _perplexity(args: argparse.Namespace) -> int:
-    from .evaluation import perplexity
     from .modeling import load_model
+    from .scoring import perplexity
 
     path = Path(args.file)
     if not path.is_file():
@@ -550,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "poem", help="a poem (lines split by ，。 or newlines) or a file of poems: blank-line separated, or one per row"
     )
-    c.add_argument("--form", choices=("五绝", "七绝", "五律", "七律"), help="require this form")
+    c.add_argument("--form", choices=FORMS, help="require this form")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_check)
 
@@ -565,7 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num", type=int, default=500, help="poems per form and setting [500]")
     e.add_argument("--form", action="append", help="五绝, 七绝, 五律 or 七律; repeat for several [all four]")
     e.add_argument("--seed", type=int, default=0, help="random seed [0]")
-    e.add_argument("--write-docs", nargs="?", const="docs/evaluation.md", help="write markdown [docs/evaluation.md]")
+    e.add_argument(
+        "--write-docs",
+        nargs="?",
+        const="docs/reports/evaluation.md",
+        help="write markdown [docs/reports/evaluation.md]",
+    )
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=_evaluate)
 
@@ -588,6 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(f, FINETUNE_DEFAULTS)
     _add_finetune_args(f, "the base model: a folder or a Hub id [the bundled model]")
     f.set_defaults(func=_finetune)
+
+    add_push_parser(sub)
     return parser
 
 

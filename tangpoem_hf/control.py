@@ -5,7 +5,7 @@ poem and ``<eos>``. Title and keywords are spelled in ordinary characters; the c
 appended to the vocabulary, so no existing id moves. The control is context only: its positions
 are never training or scoring targets (:func:`control_positions`).
 
-Keywords are extracted from each poem itself (:func:`extract_keywords`, docs/control.md): TF-IDF of
+Keywords are extracted from each poem itself (:func:`extract_keywords`, docs/guide/control.md): TF-IDF of
 the character 2-grams that stand where a word can stand in a line (the caesura of 五言 and 七言).
 During training the title and the keywords are each dropped at random, per poem and epoch, as a
 pure function of (seed, epoch), so every combination works at generation and ``--resume`` stays exact.
@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .text import is_han, split_lines, to_simplified
+from .text import FORM_CLASSES, classify_form, is_han, split_lines, to_simplified
 from .tokenizer import CharTokenizer
 
-FORMS = ("五绝", "七绝", "五律", "七律", "other")  # what classify_form tells apart
-FORM_TOKENS = {form: f"<form:{form}>" for form in FORMS}
+FORM_TOKENS = {form: f"<form:{form}>" for form in FORM_CLASSES}
 TITLE, KEYWORD, POEM = "<title>", "<kw>", "<poem>"
 CONTROL_TOKENS = (*FORM_TOKENS.values(), TITLE, KEYWORD, POEM)
 MAX_KEYWORDS = 4
@@ -58,22 +57,6 @@ class Control:
 
     title: str = ""
     keywords: tuple[str, ...] = ()
-
-
-def classify_form(text: str) -> str:
-    """五绝/七绝/五律/七律 by line count and length; anything irregular is "other"."""
-    lines = split_lines(text)
-    lengths = {len(line) for line in lines}
-    if len(lengths) != 1 or text.count("，") + text.count("。") != len(lines):
-        return "other"
-    return form_name(lengths.pop(), len(lines))
-
-
-def form_name(form: int, lines: int) -> str:
-    """五绝/七绝/五律/七律 for 4 or 8 lines of 5 or 7 characters; anything else is "other"."""
-    if form in (5, 7) and lines in (4, 8):
-        return ("五" if form == 5 else "七") + ("绝" if lines == 4 else "律")
-    return "other"
 
 
 def clean_title(title: str, simplified: bool = True) -> str:

@@ -24,12 +24,12 @@ import torch
 from .coherence import load_table as load_coherence
 from .coherence import table_ids
 from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
-from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls, keywords_fit
+from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, has_controls, keywords_fit
 from .errors import InputError
 from .forking import can_fork, select_state
 from .modeling import TangPoemLSTM
 from .prosody import poem_lines, prosody_constraints
-from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
+from .text import COMMA, PERIOD, form_name, is_han, join_lines, line_end, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
 
 MAX_INPUT_CHARS = 200
@@ -40,7 +40,7 @@ MAX_BEAM = 16
 SEARCHES = ("poem", "lines")  # rank whole poems (candidates), or keep the best partial poems after each line
 SCORES = ("mean", "sum")  # the model's log-probability per token, or the poem's total
 MAX_COHERENCE = 100.0
-REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
+REPEAT_PENALTY = 1.0  # score points per stray repeated character (see experiments/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
 
 
@@ -68,7 +68,7 @@ class Poem:
         rows, parts = [], []
         total = self.total_lines or len(self.lines)
         for i, line in enumerate(self.lines):
-            parts.append(line + (COMMA if i % 2 == 0 and i + 1 < total else PERIOD))
+            parts.append(line + line_end(i, total))
             if i % 2 == 1 or i + 1 == total:
                 rows.append("".join(parts))
                 parts = []
@@ -517,7 +517,7 @@ class PoemWalk:
         self.finished = self.slot == self.spec.slots
         step = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
         if col == self.spec.form - 1:
-            mark = self.punct.get(COMMA if line % 2 == 0 and not self.finished else PERIOD)
+            mark = self.punct.get(line_end(line, self.spec.lines))
             if mark is not None:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
@@ -687,7 +687,7 @@ def token_logprobs(
     """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
     read the way the decoder reads them (from ``<bos>`` and, for a control model, the control)."""
     tok = model.tokenizer
-    text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
+    text = join_lines(lines)
     context = poem_context(tok, len(lines[0]), len(lines), title, keywords)
     ids = context + tok.encode(text, add_eos=True)
     device = next(model.parameters()).device
@@ -710,8 +710,8 @@ def score_lines(
     """The candidates' ranking score: the mean log-probability per token under the model (the
     characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
     model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
-    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
-    docs/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
+    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``experiments/score_study.py`` and
+    docs/reports/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
     chars, marks = token_logprobs(model, lines, title, keywords)
     return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
 

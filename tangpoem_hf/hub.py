@@ -46,7 +46,7 @@ UPLOADED_MODEL_FILES = [*MODEL_FILES, CARD_NAME, TRAINING_INFO_NAME]
 LIBRARY_NAME = "tangpoem"
 LICENSE = "mit"
 MODEL_TAGS = ["poetry", "tang-poetry", "chinese", "lstm", "char-level", "pytorch"]
-DEFAULT_DATASET_NAME = "tang-poems"  # what scripts/push_dataset.py publishes, under the user's namespace
+DEFAULT_DATASET_NAME = "tang-poems"  # what tangpoem push dataset publishes, under the user's namespace
 CORPUS_URL = "https://github.com/chinese-poetry/chinese-poetry"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -78,7 +78,7 @@ def default_api() -> HfApi:
 
 
 def default_dataset(repo_id: str | None) -> list[str]:
-    """``USER/tang-poems``: the corpus as ``scripts/push_dataset.py`` publishes it for that user."""
+    """``USER/tang-poems``: the corpus as ``tangpoem push dataset`` publishes it for that user."""
     if repo_id and "/" in repo_id:
         return [f"{repo_id.split('/')[0]}/{DEFAULT_DATASET_NAME}"]
     return []
@@ -172,7 +172,7 @@ def _body(
 
 
 def _comparison_table(comparison: Mapping[str, Any]) -> str:
-    """Other models measured the same way (written by scripts/release_results.py)."""
+    """Other models measured the same way (written by experiments/release_results.py)."""
     ppl, seconds, recipes = (comparison.get(k, {}) for k in ("test_perplexity", "training_seconds", "recipes"))
     rows = ["Compared on the same test split with the same code:", ""]
     rows += ["| model | recipe | training time | test perplexity |", "|---|---|---:|---:|"]

@@ -95,7 +95,7 @@ class TangPoemConfig:
     div_value: float = 4.0  # adaptive: each tail cluster's projection is this much narrower than the last
     # The LSTM state every poem starts from: "zeros" (older models), "stored" (the mean state at <bos>
     # of a pass over training poems, for models trained on packed streams) or "learned" (a parameter,
-    # for models trained one poem per row). See docs/results.md for the measurement behind the choice.
+    # for models trained one poem per row). See docs/reports/results.md for the measurement behind the choice.
     start_state: str = "zeros"
     # Whether the model reads a control segment (form, title, keywords) before each poem; its
     # vocab.json then ends with the control tokens (tangpoem_hf.control). Older models: False.

@@ -27,13 +27,12 @@ import torch
 
 from .constraints import Broken, Constraint, PoemSpec
 from .errors import InputError
-from .text import is_han, normalize_punctuation, punctuate, to_simplified
+from .text import OTHER, form_name, is_han, normalize_punctuation, punctuate, to_simplified
 from .tokenizer import CharTokenizer
 
 TABLE_PATH = Path(__file__).parent / "resources" / "pingshui.json"
 PING, ZE = "平", "仄"
 TONE_MODES = ("relaxed", "strict")
-FORM_NAMES = {(5, 4): "五绝", (7, 4): "七绝", (5, 8): "五律", (7, 8): "七律"}
 
 # --- the table ---------------------------------------------------------------------------------
 
@@ -285,8 +284,8 @@ def check_poem(text: str, form: str | None = None, table: RhymeTable | None = No
     table = table or load_table()
     lines = poem_lines(text)
     sizes = {len(x) for x in lines}
-    detected = FORM_NAMES.get((sizes.pop(), len(lines))) if len(sizes) == 1 else None
-    if detected is None:
+    detected = form_name(sizes.pop(), len(lines)) if len(sizes) == 1 else OTHER
+    if detected == OTHER:
         msg = f"{len(lines)} lines of {sorted({len(x) for x in lines})} characters, not 4 or 8 lines of 5 or 7"
         return PoemReport(text, lines, None, False, msg)
     if form is not None and detected != form:

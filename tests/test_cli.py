@@ -91,7 +91,7 @@ def test_train_command_runs(small_corpus, tmp_path, capsys):
 
 
 def test_train_resume_takes_the_saved_configuration(small_corpus, tmp_path, capsys):
-    """`--out-dir X --resume` alone continues the run as configured (the README's command)."""
+    """`--out-dir X --resume` alone continues the run as configured (docs/guide/training.md's command)."""
     out = tmp_path / "r"
     args = [*tiny_train_args(small_corpus, out), "--lr-schedule", "cosine", "--checkpoint-every", "3"]
     args[args.index("--max-steps") + 1] = "6"

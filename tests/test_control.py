@@ -25,8 +25,8 @@ from tangpoem_hf.control import (
 )
 from tangpoem_hf.decoding import PoemWalk, generate_poem, generate_poems, score_lines
 from tangpoem_hf.errors import InputError, ModelFileError
-from tangpoem_hf.evaluation import token_losses
 from tangpoem_hf.modeling import IGNORE_INDEX
+from tangpoem_hf.scoring import token_losses
 from tangpoem_hf.text import clean_poem_text, split_lines
 from tangpoem_hf.training import TrainConfig, Trainer
 
@@ -267,7 +267,7 @@ def test_perplexity_notes_that_a_model_without_controls_ignores_the_theme(tiny_m
 
 
 def test_character_perplexity_reads_a_control_model_its_form_first():
-    from tangpoem_hf.evaluation import char_losses
+    from tangpoem_hf.scoring import char_losses
 
     model, old = control_model(), make_tiny_model()
     total, count = char_losses(model, TEXTS[:4])

@@ -17,15 +17,8 @@ from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.cli import main
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
-from tangpoem_hf.finetune import (
-    FinetuneOptions,
-    build_finetune_data,
-    filter_splits,
-    finetune,
-    grow_vocabulary,
-    hash_validation,
-    text_file_splits,
-)
+from tangpoem_hf.finetune import FinetuneOptions, finetune, grow_vocabulary
+from tangpoem_hf.finetune_data import build_finetune_data, filter_splits, hash_validation, text_file_splits
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 from tangpoem_hf.text import punctuate
 from tangpoem_hf.training import TrainConfig
@@ -124,6 +117,29 @@ def test_finetune_grows_vocabulary_saves_and_generates(base_dir: Path, poems_fil
     assert math.isfinite(info["base_val_perplexity"])
     for name in ("train_log.jsonl", "curves.png", "best/README.md"):
         assert (out / name).exists(), name
+
+
+def test_finetune_prepares_data_then_model_then_trainer_once_each(
+    base_dir: Path, poems_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pass: the corpus is read, the vocabulary grown and the trainer prepared once each, in that order."""
+    from tangpoem_hf import finetune as module
+    from tangpoem_hf import finetune_data, training
+
+    calls: list[str] = []
+
+    def recorded(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(finetune_data, "text_file_splits", recorded("data", finetune_data.text_file_splits))
+    monkeypatch.setattr(module, "grow_vocabulary", recorded("model", module.grow_vocabulary))
+    monkeypatch.setattr(training.Trainer, "prepare", recorded("trainer", training.Trainer.prepare))
+    finetune(small_cfg(tmp_path / "run", poems_file, max_steps=2), FinetuneOptions(init_from=str(base_dir)))
+    assert calls == ["data", "model", "trainer"]
 
 
 @pytest.mark.skipif(not HAS_BUNDLED, reason="the bundled model is not trained yet")
