@@ -33,6 +33,8 @@ import math
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -474,6 +476,20 @@ def _run_vocabulary(out_dir: Path, base: CharTokenizer) -> list[str] | None:
     return tokens[len(base) :]
 
 
+@contextmanager
+def datasets_bars_off() -> Iterator[None]:
+    """``datasets`` draws a bar for every map and filter (Generating, Cleaning, Filtering train…);
+    a fine-tuning run shows only its own training bar, and a caller's setting comes back after."""
+    was_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            datasets.enable_progress_bars()
+
+
+@datasets_bars_off()
 def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api: Any = None) -> dict[str, Any]:
     """Fine-tune, write ``best/`` with a model card naming the base, optionally push; return a summary."""
     if opts.new_chars not in NEW_CHAR_POLICIES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -413,3 +414,20 @@ def test_finetune_max_steps_alone_is_not_cut_by_the_default_epochs(
     # 8 poems: batches shrink to one step an epoch, so the default 10 epochs used to stop it at step 10
     assert main(["finetune", *args, "--max-steps", "30", "--no-progress"]) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == "Stopped at step 30: --max-steps 30."
+
+
+def test_finetuning_shows_one_progress_bar(base_dir: Path, tmp_path: Path, capfd) -> None:
+    """The trainer's bar only: datasets' own bars for each map and filter (Filtering train…) stay off."""
+    corpus = tagged_corpus(tmp_path / "tagged")
+    args = ["finetune", "--init-from", str(base_dir), "--corpus", str(corpus), "--author", "李白"]
+    code = main([*args, "--out-dir", str(tmp_path / "li"), "--max-steps", "2", "--batch-size", "2", "--seq-len", "16"])
+    err = capfd.readouterr().err
+    bars = set(re.findall(r"([^\r\n:]+): +(?:\d+%\||\d+ examples)", err))  # "train:  50%|…", "Filter: 100%|…"
+    assert code == 0 and len(bars) == 1, err
+
+
+def test_datasets_bars_come_back_after_finetuning(base_dir: Path, poems_file: Path, tmp_path: Path) -> None:
+    import datasets
+
+    finetune(small_cfg(tmp_path / "f", poems_file, max_steps=1), FinetuneOptions(init_from=str(base_dir)))
+    assert not datasets.are_progress_bars_disabled()  # a caller's own datasets work keeps its bars
