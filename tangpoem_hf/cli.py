@@ -306,9 +306,11 @@ def _verse_defaults(args: argparse.Namespace) -> tuple[bool, str | None]:
         raise InputError(
             "--free turns rhyme and tone off: leave it out, or leave out --rhyme, --tone and --rhyme-group."
         )
+    from .prosody import verse_defaults
+
     heads = len(args.acrostic.strip()) if isinstance(args.acrostic, str) else None
-    regulated = not args.free and (args.lines or heads or 4) in (4, 8)
-    return args.rhyme or regulated, args.tone or ("relaxed" if regulated else None)
+    regulated = {} if args.free else verse_defaults(args.lines or heads or 4)
+    return args.rhyme or bool(regulated.get("rhyme")), args.tone or regulated.get("tone")
 
 
 def _check(args: argparse.Namespace) -> int:

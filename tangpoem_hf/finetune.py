@@ -60,6 +60,7 @@ from .corpus import (
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+from .paths import portable_path
 from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config
@@ -505,7 +506,8 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     base_cfg = base.config
     if cfg.freeze_embedding and base_cfg.tie_weights:
         raise InputError("--freeze-embedding would freeze the output layer too: the base model ties their weights.")
-    base_label = opts.init_from if opts.init_from not in (None, "", BUNDLED) else f"{BUNDLED} ({BUNDLED_MODEL_DIR})"
+    bundled = opts.init_from in (None, "", BUNDLED)
+    base_label = f"{BUNDLED} (tangpoem_hf/{BUNDLED_MODEL_DIR.name})" if bundled else portable_path(opts.init_from)
     base_id = card_base_model(opts)
     if opts.push_to_hub and base_id is None:
         warnings.warn(

@@ -35,6 +35,13 @@ PING, ZE = "平", "仄"
 TONE_MODES = ("relaxed", "strict")
 FORM_NAMES = {(5, 4): "五绝", (7, 4): "七绝", (5, 8): "五律", (7, 8): "七律"}
 
+
+def verse_defaults(lines: int) -> dict[str, object]:
+    """Rhyme and the relaxed tone rule for a 绝句 or 律诗 (4 or 8 lines), nothing for other lengths:
+    what ``tangpoem generate`` asks for unless told otherwise, and so what a model card shows."""
+    return {"rhyme": True, "tone": "relaxed"} if lines in (4, 8) else {}
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
 from .evaluation import token_losses
 from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
+from .paths import portable_record
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
@@ -708,7 +709,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
         info = {
-            "train_config": asdict(self.cfg),
+            "train_config": portable_record(asdict(self.cfg)),  # the model travels; this machine's paths do not
             "train_seconds": round(self.elapsed, 1),
             "split": self.split_version,
             **(extra or {}),

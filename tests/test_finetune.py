@@ -431,3 +431,22 @@ def test_datasets_bars_come_back_after_finetuning(base_dir: Path, poems_file: Pa
 
     finetune(small_cfg(tmp_path / "f", poems_file, max_steps=1), FinetuneOptions(init_from=str(base_dir)))
     assert not datasets.are_progress_bars_disabled()  # a caller's own datasets work keeps its bars
+
+
+def test_a_finetuned_card_says_what_it_was_finetuned_on(base_dir: Path, tmp_path: Path) -> None:
+    """Base, data (poet, how many poems), which split the figure comes from and how many poems it
+    covers, set beside the base model's figure on the same poems; and no absolute path anywhere."""
+    corpus = tagged_corpus(tmp_path / "tagged")
+    cfg = small_cfg(tmp_path / "li", corpus, max_steps=2)
+    assert Path(cfg.corpus).is_absolute() and Path(cfg.out_dir).is_absolute() and base_dir.is_absolute()
+    finetune(cfg, FinetuneOptions(init_from=str(base_dir), authors=["李白"]))
+    best = tmp_path / "li" / "best"
+    card, info = (best / "README.md").read_text(), (best / "training.json").read_text()
+    for text in (card, info):
+        assert str(tmp_path) not in text and "/tmp" not in text
+    described = "8 training poems: the poems of the chinese-poetry corpus (folder `tagged`) with poet 李白"
+    assert f"Fine-tuned from `base` on {described} (held out: 4 validation" in card
+    assert "Held-out perplexity on the validation split of the fine-tuning data, 4 poems (" in card
+    assert "The base model, before fine-tuning, on the same poems: " in card
+    assert "not comparable with a perplexity on the whole corpus's test split" in card
+    assert "Held-out perplexity (validation split" not in card  # where a corpus figure would stand
