@@ -29,6 +29,7 @@ SCRIPTS = {"简体": "simplified", "繁體": "traditional", "simplified": "simpl
 
 CHARS_NAME = "字 · Characters"
 THEME_NAME = "主题 · Theme"
+POEM_NAME = "诗 · Poem"
 
 # Other spellings of a character that OpenCC knows: Taiwan/Hong Kong standards and Japanese
 # shinjitai (via traditional). Used only to suggest a replacement for an unknown character.
@@ -187,6 +188,8 @@ def rewrite_ui_request(
     characters, the poem's own first character (续写) or line heads (藏头) are kept."""
     if not isinstance(poem, str) or not poem.strip():
         raise InputError("There is no poem to rewrite yet: write one first.")
+    # The poem is checked before its heads stand in for empty characters, so bad text blames the poem.
+    validate_chars(tokenizer, "".join(poem.split()), POEM_NAME, allow_punct=True)
     numbers = [] if keep is None else list(keep) if isinstance(keep, (list, tuple)) else [keep]
     lines = split_rows(poem)
     count = len(lines)
@@ -212,10 +215,12 @@ def line_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]
     return [(f"{i + 1} · {line}", i + 1) for i, line in enumerate(shown.lines)]
 
 
-def candidate_choices(poem: Poem) -> list[tuple[str, int]]:
-    """(label, index) for the candidates drawn for one poem, best first: ``1 · -3.41 ★``."""
+def candidate_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]]:
+    """(label, index) for the candidates drawn for one poem, best first: each label is its rank and
+    the whole poem on one line (the ranking score, a mean log-probability, means nothing to a reader)."""
     ranked = [poem, *poem.others]
-    return [(f"{k + 1} · {p.score:.2f}" + (" ★" if k == 0 else ""), k) for k, p in enumerate(ranked)]
+    shown = [p.traditional() if script == "traditional" else p for p in ranked]
+    return [(f"{k + 1}. {p.text.replace(chr(10), '')}", k) for k, p in enumerate(shown)]
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import unicodedata
 from dataclasses import fields
 from pathlib import Path
 
@@ -307,9 +308,11 @@ def _verse_defaults(args: argparse.Namespace) -> tuple[bool, str | None]:
         raise InputError(
             "--free turns rhyme and tone off: leave it out, or leave out --rhyme, --tone and --rhyme-group."
         )
+    from .prosody import verse_defaults
+
     heads = len(args.acrostic.strip()) if isinstance(args.acrostic, str) else None
-    regulated = not args.free and (args.lines or heads or 4) in (4, 8)
-    return args.rhyme or regulated, args.tone or ("relaxed" if regulated else None)
+    regulated = {} if args.free else verse_defaults(args.lines or heads or 4)
+    return args.rhyme or bool(regulated.get("rhyme")), args.tone or regulated.get("tone")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -439,22 +442,46 @@ def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
     return rows
 
 
-def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control:
-    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) as the control a
-    control model reads before the poem; characters the model lacks are an error naming the row."""
+def scoring_theme(row: dict, number: int) -> tuple[str, tuple[str, ...]]:
+    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) checked as
+    ``generate`` checks them; anything else is one sentence naming the poem, never a silent drop.
+
+    A title keeps its Han characters up to ``MAX_TITLE`` (as training reads corpus titles, whose
+    「·」 and 「（一作…）」 notes are common) but may hold no letters or digits; keywords are one to
+    ``MAX_KEYWORDS`` distinct words of Chinese characters. Whether the model knows the characters is
+    :func:`scoring_control`'s question.
+    """
     title, keywords = row.get("title") or "", row.get("keywords") or []
     if isinstance(keywords, str):
-        keywords = keywords.split()
+        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
     if not isinstance(title, str) or not isinstance(keywords, list) or not all(isinstance(w, str) for w in keywords):
         raise InputError(f"Poem {number}: title must be text and keywords a list of words (or one text).")
-    title = "".join(ch for ch in tokenizer.normalize(title) if is_han(ch))
-    words = tuple(tokenizer.normalize(w.strip()) for w in keywords if w.strip())
+    bad = sorted({ch for ch in title if not is_han(ch) and unicodedata.category(ch)[0] in "LN"})
+    if bad or (title.strip() and not any(is_han(ch) for ch in title)):
+        shown = ", ".join(map(repr, bad)) or repr(title.strip())
+        raise InputError(f"Poem {number}: its title may hold only Chinese characters, but contains {shown}.")
+    words = tuple(w.strip() for w in keywords if w.strip())
+    if len(words) > MAX_KEYWORDS:
+        raise InputError(f"Poem {number}: give one to {MAX_KEYWORDS} keywords, not {len(words)}.")
+    for word in words:
+        if not all(is_han(ch) for ch in word):
+            raise InputError(f"Poem {number}: the keyword {word!r} may hold only Chinese characters.")
+    if len(set(words)) < len(words):
+        raise InputError(f"Poem {number}: a keyword is given twice in {' '.join(words)}.")
+    return "".join(ch for ch in title.split("（")[0] if is_han(ch))[:MAX_TITLE], words
+
+
+def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control:
+    """A scoring row's title and keywords (:func:`scoring_theme`) as the control a control model
+    reads before the poem; characters the model lacks are an error naming the row."""
+    title, words = scoring_theme(row, number)
+    title, words = tokenizer.normalize(title), tuple(tokenizer.normalize(w) for w in words)
     unknown = sorted({ch for ch in title + "".join(words) if ch not in tokenizer})
     if unknown:
         raise InputError(
             f"Poem {number}: the model does not know the character(s) {''.join(unknown)} in its title or keywords."
         )
-    return Control(title[:MAX_TITLE], words[:MAX_KEYWORDS])
+    return Control(title, words)
 
 
 def _perplexity(args: argparse.Namespace) -> int:
@@ -466,6 +493,8 @@ def _perplexity(args: argparse.Namespace) -> int:
         raise InputError(f"{path} is not a file.")
     model = load_model(args.model)
     rows = read_scoring_file(path, model.tokenizer.simplified)
+    for number, row in enumerate(rows, 1):  # a bad theme is refused whether or not the model reads it
+        scoring_theme(row, number)
     controls = None
     if model.config.control:
         controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
@@ -604,12 +633,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
     except TangPoemError as exc:
         print(f"tangpoem: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`tangpoem check … | head -1`): end quietly, as a Unix filter does. What
+        # is still buffered would fail again at exit, so stdout is pointed at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter whose reader went away
 
 
 if __name__ == "__main__":

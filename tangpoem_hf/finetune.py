@@ -34,10 +34,13 @@ import math
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from datasets import Dataset, DatasetDict
 
@@ -48,6 +51,7 @@ from .corpus import LEGACY_SPLIT, SPLIT_VERSION, never_trained_on
 from .errors import InputError
 from .finetune_data import DEFAULT_VAL_PERCENT, FinetuneData, build_finetune_data
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+from .paths import portable_path
 from .scoring import perplexity
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config
@@ -303,6 +307,20 @@ def prepare_trainer(
     return trainer
 
 
+@contextmanager
+def datasets_bars_off() -> Iterator[None]:
+    """``datasets`` draws a bar for every map and filter (Generating, Cleaning, Filtering train…);
+    a fine-tuning run shows only its own training bar, and a caller's setting comes back after."""
+    was_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            datasets.enable_progress_bars()
+
+
+@datasets_bars_off()
 def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api: Any = None) -> dict[str, Any]:
     """Fine-tune, write ``best/`` with a model card naming the base, optionally push; return a summary.
 
@@ -319,7 +337,8 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     base = load_base(opts.init_from)
     if cfg.freeze_embedding and base.config.tie_weights:
         raise InputError("--freeze-embedding would freeze the output layer too: the base model ties their weights.")
-    base_label = opts.init_from if opts.init_from not in (None, "", BUNDLED) else f"{BUNDLED} ({BUNDLED_MODEL_DIR})"
+    bundled = opts.init_from in (None, "", BUNDLED)
+    base_label = f"{BUNDLED} (tangpoem_hf/{BUNDLED_MODEL_DIR.name})" if bundled else portable_path(opts.init_from)
     base_id = card_base_model(opts)
     if opts.push_to_hub and base_id is None:
         warnings.warn(

@@ -34,6 +34,13 @@ TABLE_PATH = Path(__file__).parent / "resources" / "pingshui.json"
 PING, ZE = "平", "仄"
 TONE_MODES = ("relaxed", "strict")
 
+
+def verse_defaults(lines: int) -> dict[str, object]:
+    """Rhyme and the relaxed tone rule for a 绝句 or 律诗 (4 or 8 lines), nothing for other lengths:
+    what ``tangpoem generate`` asks for unless told otherwise, and so what a model card shows."""
+    return {"rhyme": True, "tone": "relaxed"} if lines in (4, 8) else {}
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -249,6 +256,9 @@ class PoemReport:
         )
         off = {(m.line, m.position) for m in self.strict_mismatches}
         hard = {(m.line, m.position) for m in self.relaxed_mismatches}
+        # Each CJK character is two columns wide, so the headings are padded to the lines' width.
+        width = 2 * max(map(len, self.lines))
+        out.append(f"    {'line':<{width}}  {'pattern':<{width}}  {'yours':<{width}}  off")
         for i, (line, want, got) in enumerate(zip(self.lines, self.pattern_lines, self.tones), start=1):
             marks = "".join("✗" if (i, p) in hard else "·" if (i, p) in off else " " for p in range(1, len(line) + 1))
             out.append(f"    {line}  {want}  {got}  {marks}")
@@ -259,7 +269,10 @@ class PoemReport:
         )
         if self.unknown:
             out.append(f"  unclassifiable characters: {''.join(self.unknown)}")
-        out.append("  (✗ breaks the relaxed rule, · only the strict one; ⊙ two readings, ？ not in the table)")
+        out.append(
+            "  (pattern: the 平仄 the form asks for; yours: the poem's own; off: ✗ breaks the relaxed rule, "
+            "· only the strict one; ⊙ two readings, ？ not in the table)"
+        )
         return "\n".join(out)
 
 
@@ -279,6 +292,16 @@ def _tone_mark(tones: frozenset[str]) -> str:
     return "⊙" if len(tones) == 2 else next(iter(tones)) if tones else "？"
 
 
+def _shape(lines: list[str]) -> str:
+    """What a poem's lines hold, in words: "1 line of 5 characters", "4 lines of 5 and 7 characters"."""
+    sizes = sorted({len(x) for x in lines})
+    count = f"{len(lines)} line{'' if len(lines) == 1 else 's'}"
+    if not sizes:
+        return "no line of Chinese characters"
+    lengths = " and ".join([", ".join(map(str, sizes[:-1])), str(sizes[-1])] if len(sizes) > 1 else [str(sizes[0])])
+    return f"{count} of {lengths} character{'' if sizes == [1] else 's'}"
+
+
 def check_poem(text: str, form: str | None = None, table: RhymeTable | None = None) -> PoemReport:
     """Check one poem's format, rhyme and tones; ``form`` (e.g. "七绝") demands that form."""
     table = table or load_table()
@@ -286,7 +309,7 @@ def check_poem(text: str, form: str | None = None, table: RhymeTable | None = No
     sizes = {len(x) for x in lines}
     detected = form_name(sizes.pop(), len(lines)) if len(sizes) == 1 else OTHER
     if detected == OTHER:
-        msg = f"{len(lines)} lines of {sorted({len(x) for x in lines})} characters, not 4 or 8 lines of 5 or 7"
+        msg = f"{_shape(lines)}; a 绝句 has 4 lines and a 律诗 8, all of 5 or all of 7 characters"
         return PoemReport(text, lines, None, False, msg)
     if form is not None and detected != form:
         return PoemReport(text, lines, detected, False, f"a {detected}, not the {form} asked for")

@@ -42,6 +42,7 @@ from .control import Control, ControlledPoems, cached_keywords, clean_title, has
 from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
 from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
+from .paths import portable_record
 from .scoring import token_losses
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
@@ -702,7 +703,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
         info = {
-            "train_config": asdict(self.cfg),
+            "train_config": portable_record(asdict(self.cfg)),  # the model travels; this machine's paths do not
             "train_seconds": round(self.elapsed, 1),
             "split": self.split_version,
             **(extra or {}),

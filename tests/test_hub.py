@@ -7,6 +7,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard, constants
 from tangpoem_hf import ModelFileError, TangPoemLSTM, hub
 from tangpoem_hf.cli import build_parser, main
 from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 from tangpoem_hf.push import push as run_push
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -442,3 +444,28 @@ def test_dataset_push_through_the_api(corpus: Path, api: RecordingHfApi) -> None
     )
     assert "data/train-00000-of-00001.parquet" in api.uploads[0]["files"]
     assert api.uploads[0]["repo_type"] == "dataset"
+
+
+# --- cards that say what they hold ---------------------------------------------------------------
+
+# An absolute path after a space, quote, bracket or backtick: this machine's layout, not the model's.
+ABSOLUTE_PATH = re.compile(r"""[\s"'(`](/[\w.-]+){2,}""")
+
+
+def test_the_bundled_card_has_no_absolute_path_and_describes_its_data() -> None:
+    card = (BUNDLED_MODEL_DIR / "README.md").read_text(encoding="utf-8")
+    info = (BUNDLED_MODEL_DIR / "training.json").read_text(encoding="utf-8")
+    assert not ABSOLUTE_PATH.search(card) and not ABSOLUTE_PATH.search(info)
+    assert "on 54,155 training poems: all the poems of the chinese-poetry corpus (folder `quantangshi`)" in card
+    assert "Held-out perplexity (test split, 935 poems, " in card
+
+
+def test_card_samples_are_drawn_with_the_cli_defaults(model_dir: Path) -> None:
+    """A 绝句 or 律诗 rhymes and keeps the relaxed tone rule, as `tangpoem generate` draws it."""
+    model = TangPoemLSTM.from_pretrained(model_dir)
+    samples = dict(hub.sample_poems(model))
+    for description, kwargs in hub.SAMPLE_REQUESTS:
+        if f"{description} (seed 0)" in samples:
+            expected = generate_poem(model, seed=0, rhyme=True, tone="relaxed", **kwargs).text
+            assert samples[f"{description} (seed 0)"] == expected, description
+    assert samples
