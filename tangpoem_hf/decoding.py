@@ -21,13 +21,15 @@ from typing import Any
 
 import torch
 
-from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
-from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls, keywords_fit
+from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, stray_repeats
+from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls
 from .errors import InputError
+from .keywords import keywords_fit
 from .modeling import TangPoemLSTM
-from .prosody import poem_lines, prosody_constraints
+from .prosody import poem_lines
 from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
+from .verse import verse_constraints
 
 MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
@@ -306,9 +308,9 @@ class PoemRequest:
         (no seed: a fresh random one, reported in the poem); ``title`` (a control model only) is
         read by the model before the poem and not printed; ``keywords`` (1–4 words, a list or one
         text split at spaces) each stand whole in the poem where the model likes them best
-        (:class:`~tangpoem_hf.constraints.Keywords`), and a control model reads them too; ``rhyme``,
+        (:class:`~tangpoem_hf.verse.VerseRules`), and a control model reads them too; ``rhyme``,
         ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse
-        (:mod:`tangpoem_hf.prosody`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
+        (:mod:`tangpoem_hf.verse`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
         character from standing twice (叠字 and forced characters excepted); ``candidates`` draws
         that many poems for each of the ``num`` poems and keeps the best by :func:`score_lines`;
         ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`).
@@ -325,8 +327,8 @@ class PoemRequest:
             raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
         if not isinstance(no_repeat, bool):
             raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
-        verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
-        rules = (*([Keywords()] if spec.keywords else []), *verse, *([NoRepeat()] if no_repeat else []), *constraints)
+        verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group, keywords=bool(spec.keywords))
+        rules = (*verse, *([NoRepeat()] if no_repeat else []), *constraints)
         return cls(spec, t, k, p, s, rules, n, c)
 
 
@@ -453,7 +455,7 @@ class PoemWalk:
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)
         for c, state in zip(self.constraints, self.states):
-            c.observe(slot, self.spec, state, chosen)
+            c.observe(slot, self.spec, state, chosen, logits)
         ids = chosen.tolist()
         for row, i in zip(self.rows, ids):
             row.append(i)

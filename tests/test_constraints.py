@@ -17,8 +17,9 @@ from test_prosody import _model, _vocab_chars
 from tangpoem_hf import InputError
 from tangpoem_hf.constraints import PoemSpec
 from tangpoem_hf.decoding import PoemRequest, generate_poem, generate_poems
-from tangpoem_hf.prosody import RhymeConstraint, ToneConstraint, check_poem, load_table, prosody_constraints
+from tangpoem_hf.prosody import check_poem, load_table, patterns
 from tangpoem_hf.serving import PoemServer
+from tangpoem_hf.verse import VerseRules, verse_constraints
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tangpoem_hf"
 
@@ -32,9 +33,9 @@ def model():
 
 
 def test_one_constraint_instance_serves_two_concurrent_requests(model):
-    """Two server requests share one RegulatedVerse object and are decoded step by step together;
+    """Two server requests share one VerseRules object and are decoded step by step together;
     each poem equals the poem decoded alone with its own fresh constraint."""
-    shared = prosody_constraints(rhyme=True, tone="strict")
+    shared = verse_constraints(rhyme=True, tone="strict")
     asks = [{"form": 5, "lines": 8, "seed": 3}, {"form": 5, "lines": 8, "seed": 4, "first": "白日"}]
     alone = [generate_poem(model, rhyme=True, tone="strict", **a) for a in asks]
     entered, release = threading.Event(), threading.Event()
@@ -89,14 +90,13 @@ def test_a_two_reading_line_one_end_is_never_a_rhyme_again(model):
     spec = PoemSpec(form=5, lines=4)
     kan = tok.index["看"]  # 上平十四寒 and 去声十五翰: whether line 1 rhymes stays open
     assert load_table().tones("看") == {"平", "仄"}
-    tone, rhyme = ToneConstraint("strict"), RhymeConstraint()
-    tstate = tone.start(spec, tok, 1)
-    rstate = rhyme.start(spec, tok, 1)
-    rstate.tone = tstate
-    assert int(rstate.first_line_rhyme()[0]) == -1
-    tone.observe(4, spec, tstate, torch.tensor([kan]))
-    rhyme.observe(4, spec, rstate, torch.tensor([kan]))
-    assert not bool(rhyme.allowed(9, spec, rstate)[0, kan])
+    rules = VerseRules(rhyme=True, tone="strict")
+    state = rules.start(spec, tok, 1)
+    assert bool(rules.allowed(4, spec, state)[0, kan])
+    rules.observe(4, spec, state, torch.tensor([kan]))
+    assert bool(state.alive.any(2)[0, [p.first_rhymed for p in patterns(5, 4)]].any())  # line 1 may rhyme…
+    assert bool(state.alive.any(2)[0, [not p.first_rhymed for p in patterns(5, 4)]].any())  # …or not
+    assert not bool(rules.allowed(9, spec, state)[0, kan])
 
 
 def test_the_reported_poem_no_longer_rhymes_qin_twice():

@@ -262,7 +262,11 @@ def test_train_with_controls_then_generate_and_score_with_a_theme(small_corpus, 
     assert main(["perplexity", str(mixed), "--model", str(out / "best")]) == 0
     captured = capsys.readouterr()
     assert captured.err.count("note:") == 1
-    assert "2 poem(s) scored without their title and keywords" in captured.err and "齉龘" in captured.err and "(poem 2, 3)" in captured.err
+    assert (
+        "2 poem(s) scored without their title and keywords" in captured.err
+        and "齉龘" in captured.err
+        and "(poem 2, 3)" in captured.err
+    )
     themed_controls = [Control("山行", ("白云", "石径")), Control(), Control()]
     expected = perplexity(model, [TEXTS[7], TEXTS[3], TEXTS[3]], controls=themed_controls)
     assert captured.out.strip().splitlines()[-1] == f"perplexity: {expected:.3f}"
