@@ -471,17 +471,16 @@ def scoring_theme(row: dict, number: int) -> tuple[str, tuple[str, ...]]:
     return "".join(ch for ch in title.split("（")[0] if is_han(ch))[:MAX_TITLE], words
 
 
-def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control:
+def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> tuple[Control, str]:
     """A scoring row's title and keywords (:func:`scoring_theme`) as the control a control model
-    reads before the poem; characters the model lacks are an error naming the row."""
+    reads before the poem, and the characters of them the model lacks: a poem with one is scored
+    without its theme (a rare character in one title must not refuse a whole file)."""
     title, words = scoring_theme(row, number)
     title, words = tokenizer.normalize(title), tuple(tokenizer.normalize(w) for w in words)
-    unknown = sorted({ch for ch in title + "".join(words) if ch not in tokenizer})
+    unknown = "".join(sorted({ch for ch in title + "".join(words) if ch not in tokenizer}))
     if unknown:
-        raise InputError(
-            f"Poem {number}: the model does not know the character(s) {''.join(unknown)} in its title or keywords."
-        )
-    return Control(title, words)
+        return Control(), unknown
+    return Control(title, words), ""
 
 
 def _perplexity(args: argparse.Namespace) -> int:
@@ -497,7 +496,17 @@ def _perplexity(args: argparse.Namespace) -> int:
         scoring_theme(row, number)
     controls = None
     if model.config.control:
-        controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+        read = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+        controls = [control for control, _ in read]
+        lacking = {number: chars for number, (_, chars) in enumerate(read, 1) if chars}
+        if lacking:
+            chars = "".join(sorted(set("".join(lacking.values()))))
+            where = ", ".join(map(str, list(lacking)[:5])) + (" …" if len(lacking) > 5 else "")
+            print(
+                f"tangpoem: note: {len(lacking)} poem(s) scored without their title and keywords, whose character(s) "
+                f"{chars} the model does not know (poem {where}).",
+                file=sys.stderr,
+            )
     elif any(row.get("title") or row.get("keywords") for row in rows):
         print("tangpoem: note: this model reads no control segment: titles and keywords are ignored.", file=sys.stderr)
     value = perplexity(model, [row["text"] for row in rows], controls=controls)

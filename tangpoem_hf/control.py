@@ -20,7 +20,6 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -220,37 +219,3 @@ class ControlledPoems:
             same = (title, words) == (control.title, control.keywords)
             poems.append(self.full[i] if same else self._encode(i, Control(title, words)))
         return poems
-
-
-# --- decoding: where keywords can still go ---------------------------------------------------------
-
-
-def fits_at(word: str, slot: int, slots: int, form: int, forced: dict[int, str]) -> bool:
-    """Whether ``word`` can stand whole from ``slot``: inside one line, agreeing with every forced
-    character it covers."""
-    if slot + len(word) > slots or slot % form + len(word) > form:
-        return False
-    return all(forced.get(slot + j, ch) == ch for j, ch in enumerate(word))
-
-
-def keyword_windows(word: str, slots: int, form: int, forced: dict[int, str], start: int) -> list[int]:
-    """Every slot at or after ``start`` where ``word`` can stand whole (see :func:`fits_at`)."""
-    return [s for s in range(start, slots) if fits_at(word, s, slots, form, forced)]
-
-
-def keywords_fit(words: Sequence[str], slots: int, form: int, forced: dict[int, str], start: int) -> bool:
-    """Whether ``words`` can all still stand whole, without overlapping, in the slots from ``start``.
-
-    For a fixed order, placing each word at its earliest window is optimal, so trying every order
-    (at most 4! = 24) decides it exactly.
-    """
-    for order in permutations(words):
-        at = start
-        for word in order:
-            windows = keyword_windows(word, slots, form, forced, at)
-            if not windows:
-                break
-            at = windows[0] + len(word)
-        else:
-            return True
-    return False

@@ -23,14 +23,16 @@ import torch
 
 from .coherence import load_table as load_coherence
 from .coherence import table_ids
-from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
-from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, has_controls, keywords_fit
+from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, stray_repeats
+from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, has_controls
 from .errors import InputError
 from .forking import can_fork, select_state
+from .keywords import keywords_fit
 from .modeling import TangPoemLSTM
-from .prosody import poem_lines, prosody_constraints
+from .prosody import poem_lines
 from .text import COMMA, PERIOD, form_name, is_han, join_lines, line_end, normalize_punctuation, to_traditional
 from .tokenizer import CharTokenizer
+from .verse import verse_constraints
 
 MAX_INPUT_CHARS = 200
 MIN_LINES, MAX_LINES = 2, 16
@@ -328,9 +330,9 @@ class PoemRequest:
         (no seed: a fresh random one, reported in the poem); ``title`` (a control model only) is
         read by the model before the poem and not printed; ``keywords`` (1–4 words, a list or one
         text split at spaces) each stand whole in the poem where the model likes them best
-        (:class:`~tangpoem_hf.constraints.Keywords`), and a control model reads them too; ``rhyme``,
+        (:class:`~tangpoem_hf.verse.VerseRules`), and a control model reads them too; ``rhyme``,
         ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse
-        (:mod:`tangpoem_hf.prosody`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
+        (:mod:`tangpoem_hf.verse`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
         character from standing twice (叠字 and forced characters excepted); ``candidates`` draws
         that many poems for each of the ``num`` poems and keeps the best by :func:`score_lines`;
         ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`). ``search="lines"``
@@ -369,8 +371,8 @@ class PoemRequest:
             raise InputError(f"coherence must be between 0 and {MAX_COHERENCE:g}, not {coherence!r}.")
         if not isinstance(no_repeat, bool):
             raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
-        verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
-        rules = (*([Keywords()] if spec.keywords else []), *verse, *([NoRepeat()] if no_repeat else []), *constraints)
+        verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group, keywords=bool(spec.keywords))
+        rules = (*verse, *([NoRepeat()] if no_repeat else []), *constraints)
         return cls(spec, t, k, p, s, rules, n, c, str(search), b, lc, str(score), w)
 
 
@@ -497,7 +499,7 @@ class PoemWalk:
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)
         for c, state in zip(self.constraints, self.states):
-            c.observe(slot, self.spec, state, chosen)
+            c.observe(slot, self.spec, state, chosen, logits)
         ids = chosen.tolist()
         for row, i in zip(self.rows, ids):
             row.append(i)
