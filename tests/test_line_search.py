@@ -146,19 +146,22 @@ def test_selected_rows_change_alone(verse_model):
     tok = verse_model.tokenizer
     rules, states, spec = _rules_after(verse_model, HISTORIES)
     logits = torch.randn(6, len(tok), generator=torch.Generator().manual_seed(2))
-    drawn = torch.tensor([tok.index[ch] for ch in "花风龙东月尽"])  # rows 0 and 1 share parent 2
+    drawn = [torch.tensor([tok.index[ch] for ch in line]) for line in ("花风龙东月尽", "山秋春夏冬天")]
+    later = (13, 16, 19)
     for rule, state in zip(rules, states):
-        parent = [_view(rule, state, spec, slot, logits[:4]) for slot in (12, 19)]
+        parent = [_view(rule, state, spec, slot, logits[:4]) for slot in later]
         forked = rule.select(state, FORK)
-        rule.observe(11, spec, forked, drawn, logits)
+        for slot, ids in zip((11, 12), drawn):  # rows 0 and 1 share parent 2 and draw differently
+            rule.observe(slot, spec, forked, ids, logits)
         for j, r in enumerate(FORK.tolist()):
             alone = rule.select(state, torch.tensor([r]))
-            rule.observe(11, spec, alone, drawn[j : j + 1], logits[j : j + 1])
-            for slot in (12, 19):
+            for slot, ids in zip((11, 12), drawn):
+                rule.observe(slot, spec, alone, ids[j : j + 1], logits[j : j + 1])
+            for slot in later:
                 mine = _view(rule, forked, spec, slot, logits)
                 want = _view(rule, alone, spec, slot, logits[j : j + 1])
-                assert _same((mine[0][j : j + 1], mine[1][j : j + 1], mine[2][j : j + 1]), want), (rule.name, j)
-        assert all(_same(_view(rule, state, spec, s, logits[:4]), v) for s, v in zip((12, 19), parent)), rule.name
+                assert _same((mine[0][j : j + 1], mine[1][j : j + 1], mine[2][j : j + 1]), want), (rule.name, j, slot)
+        assert all(_same(_view(rule, state, spec, s, logits[:4]), v) for s, v in zip(later, parent)), rule.name
 
 
 @pytest.fixture(scope="module")
