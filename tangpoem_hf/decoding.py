@@ -23,10 +23,9 @@ import torch
 
 from .coherence import load_table as load_coherence
 from .coherence import table_ids
-from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, stray_repeats
+from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, selects_rows, stray_repeats
 from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, has_controls
 from .errors import InputError
-from .forking import can_fork, select_state
 from .keywords import keywords_fit
 from .modeling import TangPoemLSTM
 from .prosody import poem_lines
@@ -360,8 +359,12 @@ class PoemRequest:
             raise InputError(f"line_candidates must be between 1 and {MAX_CANDIDATES}, not {line_candidates!r}.")
         if search == "lines" and c > 1:
             raise InputError("candidates ranks whole poems: a line search draws beam × line_candidates instead.")
-        if search == "lines" and not all(can_fork(r) for r in constraints):
-            raise InputError("A rule you added cannot be used with a line search: use search='poem'.")
+        rigid = next((r for r in constraints if not selects_rows(r)), None) if search == "lines" else None
+        if rigid is not None:
+            raise InputError(
+                f"The rule {rigid.name!r} has no select method, so a line search cannot keep its state: "
+                "use search='poem'."
+            )
         if search == "lines" and n * b * lc > MAX_BATCH:
             raise InputError(f"num × beam × line_candidates must be at most {MAX_BATCH}, not {n * b * lc}.")
         if score not in SCORES:
@@ -580,8 +583,8 @@ class LineWalk(PoemWalk):
     sinks the poem, and the LSTM state after each kept prefix is carried on, never recomputed.
 
     Row ``(i * beam + b) * line_candidates + k`` is candidate ``k`` of beam ``b`` of poem ``i``.
-    The rules run inside the same walk: their states are forked with the rows
-    (:mod:`tangpoem_hf.forking`), so every rule holds exactly as in a poem drawn whole. Each line's
+    The rules run inside the same walk: each rule's :meth:`~tangpoem_hf.constraints.Constraint.select`
+    gives its state for the kept rows, so every rule holds exactly as in a poem drawn whole. Each line's
     rows draw with generators seeded by the poem's seed, the line and the row: deterministic per seed.
     """
 
@@ -594,7 +597,7 @@ class LineWalk(PoemWalk):
         self.regrouped = rows
         self.rows = [list(self.rows[r]) for r in rows.tolist()]
         self.logp = self.logp[rows]
-        self.states = [select_state(c, s, rows) for c, s in zip(self.constraints, self.states)]
+        self.states = [c.select(s, rows) for c, s in zip(self.constraints, self.states)]
         line, width = self.slot // self.spec.form, self.request.width
         self.seeds = [
             candidate_seed(self.request.seed + i, line * width + j)
