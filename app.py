@@ -30,9 +30,11 @@ from tangpoem_hf.app_support import (
     rewrite_ui_request,
     script_of,
 )
-from tangpoem_hf.decoding import MAX_CANDIDATES, MAX_LINES, MIN_LINES, Poem, PoemRequest
+from tangpoem_hf.decoding import Poem
 from tangpoem_hf.errors import InputError, TangPoemError
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
+from tangpoem_hf.options import MAX_CANDIDATES, MAX_LINES, MIN_LINES
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
 
 MODEL_ID = model_id_from_env()

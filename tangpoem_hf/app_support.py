@@ -1,7 +1,7 @@
 """Glue between the Gradio app and the package: UI values → a ``PoemRequest``, poem → HTML.
 
 Kept out of ``app.py`` so it can be tested without starting a server, and so the app stays a thin
-layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.decoding`.
+layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.request`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 import opencc
 
 from .control import has_controls
-from .decoding import MAX_LINES, MIN_LINES, Poem, PoemRequest, check_chars, rewrite_request
+from .decoding import Poem
 from .errors import InputError
+from .options import MAX_LINES, MIN_LINES
+from .request import PoemRequest, check_chars, rewrite_request
 from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
 
@@ -135,7 +137,7 @@ def generation_kwargs(
     theme: object,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Map the app's inputs onto :meth:`tangpoem_hf.decoding.PoemRequest.build` keyword arguments.
+    """Map the app's inputs onto :meth:`tangpoem_hf.request.PoemRequest.build` keyword arguments.
 
     ``extra`` is passed through unchanged: new controls (e.g. ``rhyme``, ``tone``) need only a
     component in ``app.py`` and a keyword argument of ``PoemRequest.build``.

@@ -257,8 +257,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .decoding import PoemRequest, generate_poems
+    from .decoding import generate_poems
     from .modeling import load_model
+    from .request import PoemRequest
 
     rhyme, tone = _verse_defaults(args)
     model = load_model(args.model)

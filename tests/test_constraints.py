@@ -16,8 +16,9 @@ from test_prosody import _model, _vocab_chars
 
 from tangpoem_hf import InputError
 from tangpoem_hf.constraints import PoemSpec
-from tangpoem_hf.decoding import PoemRequest, generate_poem, generate_poems
+from tangpoem_hf.decoding import generate_poem, generate_poems
 from tangpoem_hf.prosody import RhymeConstraint, ToneConstraint, check_poem, load_table, prosody_constraints
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tangpoem_hf"

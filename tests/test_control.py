@@ -191,7 +191,7 @@ def test_a_keyword_is_placed_where_the_model_likes_it():
 def test_a_control_model_reads_the_form_title_and_keywords_first():
     model = control_model()
     request_kwargs = {"form": 7, "lines": 4, "title": "山行", "keywords": "白云 霜叶", "seed": 1}
-    from tangpoem_hf.decoding import PoemRequest
+    from tangpoem_hf.request import PoemRequest
 
     walk = PoemWalk(model.tokenizer, "ours", PoemRequest.build(model.tokenizer, **request_kwargs))
     assert walk.context == control_ids(model.tokenizer, "七绝", Control("山行", ("白云", "霜叶")))

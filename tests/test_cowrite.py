@@ -14,7 +14,6 @@ from tangpoem_hf import InputError
 from tangpoem_hf.constraints import stray_repeats
 from tangpoem_hf.decoding import (
     REPEAT_PENALTY,
-    PoemRequest,
     generate_poem,
     generate_poems,
     rewrite_poem,
@@ -23,6 +22,7 @@ from tangpoem_hf.decoding import (
     token_logprobs,
 )
 from tangpoem_hf.prosody import check_poem
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
 
 

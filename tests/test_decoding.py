@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from tangpoem_hf import InputError
-from tangpoem_hf.decoding import generate_poem, generate_poems, make_spec, stream_poem
+from tangpoem_hf.decoding import generate_poem, generate_poems, stream_poem
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.text import is_han
 
 
@@ -85,8 +86,9 @@ def test_traditional_output(tiny_model):
     assert poem.traditional().lines[0][0] == "黃"
 
 
-def test_spec_accepts_chinese_form_names(tiny_model):
-    assert make_spec(tiny_model.tokenizer, form="五言").form == 5
+def test_a_request_accepts_chinese_form_names(tiny_model):
+    assert PoemRequest.build(tiny_model.tokenizer, form="五言").spec.form == 5
+    assert [len(line) for line in generate_poem(tiny_model, form="七言", seed=0).lines] == [7] * 4
 
 
 def test_partial_sort_nucleus_equals_the_full_sort():

@@ -27,7 +27,7 @@ def _settings(**overrides: Any) -> dict[str, Any]:
         "top_p": 0.9,
         "top_k": None,
         "rhyme": False,
-        "tone": None,
+        "tone": "none",
         "no_repeat": False,
         "candidates": 1,
     }
