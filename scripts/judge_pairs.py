@@ -43,7 +43,7 @@ from tangpoem_hf.text import split_lines
 
 PRESETS: dict[str, dict[str, Any]] = {
     "app": {"rhyme": True, "tone": "relaxed", "no_repeat": True, "candidates": 4},
-    "plain": {"rhyme": True, "tone": "relaxed"},
+    "plain": {"rhyme": True, "tone": "relaxed", "no_repeat": False, "candidates": 1},
 }
 INSTRUCTIONS = (
     "Each pair holds two Tang-style poems by two different authors. For every pair, say which poem "

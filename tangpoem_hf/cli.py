@@ -12,9 +12,11 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
+from .options import OPTIONS, default_of, default_rules_text
 from .text import is_han
 from .tokenizer import CharTokenizer
 
@@ -261,28 +263,9 @@ def _generate(args: argparse.Namespace) -> int:
     from .modeling import load_model
     from .request import PoemRequest
 
-    rhyme, tone = _verse_defaults(args)
     model = load_model(args.model)
-    request = PoemRequest.build(
-        model.tokenizer,
-        num=args.num,
-        candidates=args.candidates,
-        no_repeat=args.no_repeat,
-        first=args.first,
-        acrostic=args.acrostic,
-        form=args.form,
-        lines=args.lines,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        title=args.title,
-        keywords=args.keywords,
-        rhyme=rhyme,
-        tone=tone,
-        rhyme_group=args.rhyme_group,
-    )
-    poems = generate_poems(model, request=request)
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    poems = generate_poems(model, request=PoemRequest.build(model.tokenizer, **given))
     if args.traditional:
         poems = [p.traditional() for p in poems]
     if args.json:
@@ -299,16 +282,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verse_defaults(args: argparse.Namespace) -> tuple[bool, str | None]:
-    """Rhyme and relaxed tone unless --free, for 4- and 8-line poems: a newcomer's first poem is a
-    regulated one. Explicit --rhyme/--tone always apply."""
-    if args.free and (args.rhyme or args.tone or args.rhyme_group):
-        raise InputError(
-            "--free turns rhyme and tone off: leave it out, or leave out --rhyme, --tone and --rhyme-group."
-        )
-    heads = len(args.acrostic.strip()) if isinstance(args.acrostic, str) else None
-    regulated = not args.free and (args.lines or heads or 4) in (4, 8)
-    return args.rhyme or regulated, args.tone or ("relaxed" if regulated else None)
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    """One flag per field of GenerationOptions, its help and default from the field. Every flag
+    defaults to None, so that only the settings a user gave reach PoemRequest.build."""
+    for name, option in OPTIONS.items():
+        meta, flag = option.metadata, "--" + name.replace("_", "-")
+        if meta["kind"] is bool:
+            on = " [on]" if option.default else ""
+            p.add_argument(flag, action="store_const", const=True, dest=name, help=meta["help"] + on)
+            if meta["off"]:
+                off_flag, off_help = meta["off"]
+                p.add_argument(off_flag, action="store_const", const=False, dest=name, help=off_help)
+            continue
+        shown = "" if option.default is None else f" [{option.default}]"
+        p.add_argument(flag, type=meta["kind"], choices=meta["choices"], help=meta["help"] + shown)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -494,40 +481,28 @@ def _data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one sentence and exit code 2, like every other error; --help shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see {self.prog} --help).")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tangpoem", description="Write, score and train Tang-poem models.")
+    parser = _Parser(prog="tangpoem", description="Write, score and train Tang-poem models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="write poems")
-    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
-    start = g.add_mutually_exclusive_group()
-    start.add_argument("--first", help="the poem's first character(s)")
-    start.add_argument("--acrostic", help="acrostic heads, one per line (藏头诗)")
-    g.add_argument("--form", type=int, default=7, help="5 (五言) or 7 (七言) [7]")
-    g.add_argument("--lines", type=int, default=None, help="number of lines, 2–16 [4; an acrostic sets it]")
-    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0, 10] [0.8]")
-    g.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest characters")
-    g.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (0, 1] [0.9]")
-    g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same poem")
-    g.add_argument("--num", type=int, default=1, help="how many distinct poems (poem i uses seed+i) [1]")
-    g.add_argument(
-        "--candidates", type=int, default=1, help="draw this many candidates per poem, print the best (by score) [1]"
+    g = sub.add_parser(
+        "generate",
+        help="write poems",
+        description=f"Write poems. Unless you ask otherwise: {default_rules_text()}, the best of "
+        f"{default_of('candidates')} candidate(s){', no repeated characters' * default_of('no_repeat')}; "
+        "--free for free verse.",
     )
-    g.add_argument("--no-repeat", action="store_true", help="no character twice, except 叠字 pairs and your own")
-    g.add_argument("--title", help="the poem's title: read by a control model before the poem, not printed")
-    g.add_argument("--keywords", help='1–4 words, e.g. "明月 故乡", each standing whole where the model likes it')
+    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    _add_generation_args(g)
     g.add_argument("--traditional", action="store_true", help="print in traditional script")
     g.add_argument("--json", action="store_true", help="print JSON")
-    g.add_argument(
-        "--rhyme", action="store_true", help="even lines rhyme in one 平水韵 平声 group [on for 4 and 8 lines]"
-    )
-    g.add_argument(
-        "--tone",
-        choices=("relaxed", "strict"),
-        help="follow a 平仄 pattern (relaxed: 一三五不论) [relaxed for 4 and 8 lines]",
-    )
-    g.add_argument("--free", action="store_true", help="no rhyme or tone rules, whatever the line count")
-    g.add_argument("--rhyme-group", help="the rhyme group, e.g. 东 or 下平七阳 (implies --rhyme)")
     g.set_defaults(func=_generate)
 
     p = sub.add_parser(
@@ -594,8 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except TangPoemError as exc:
         print(f"tangpoem: error: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from .constraints import Constraint, PoemSpec
 from .control import Control, classify_form, control_ids
 from .errors import InputError
 from .modeling import IGNORE_INDEX, TangPoemLSTM
+from .options import PLAIN_SAMPLE
 from .text import is_han
 from .tokenizer import CharTokenizer
 
@@ -214,8 +215,8 @@ def char_perplexity(
 
 FORM_SHAPES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
 SETTINGS = {  # name → generate_poems keyword arguments
-    "unconstrained": {},
-    "rhyme + relaxed tone": {"rhyme": True, "tone": "relaxed"},
+    "unconstrained": PLAIN_SAMPLE,
+    "rhyme + relaxed tone": {**PLAIN_SAMPLE, "rhyme": True, "tone": "relaxed"},
 }
 
 

@@ -37,6 +37,7 @@ from huggingface_hub import (
 from .decoding import generate_poem
 from .errors import InputError, TangPoemError
 from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
+from .options import PLAIN_SAMPLE
 from .tokenizer import VOCAB_NAME
 
 CARD_NAME = "README.md"
@@ -104,7 +105,7 @@ def sample_poems(model: TangPoemLSTM, seed: int = 0) -> list[tuple[str, str]]:
     samples = []
     for description, kwargs in SAMPLE_REQUESTS:
         try:
-            poem = generate_poem(model, seed=seed, **kwargs)
+            poem = generate_poem(model, seed=seed, **{**PLAIN_SAMPLE, **kwargs})
         except InputError:  # e.g. a tiny vocabulary without 山
             continue
         samples.append((f"{description} (seed {seed})", poem.text))

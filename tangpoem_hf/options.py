@@ -19,7 +19,7 @@ MAX_BATCH = 1000
 MAX_CANDIDATES = 32
 TONES = ("relaxed", "strict", "none")
 # What "no rules asked for" means, for every interface: rhyme and relaxed tone (一三五不论).
-DEFAULT_RHYME, DEFAULT_TONE = False, "none"
+DEFAULT_RHYME, DEFAULT_TONE = True, "relaxed"
 
 
 def setting(
@@ -31,16 +31,16 @@ def setting(
     open_low: bool = False,
     choices: Sequence[Any] | None = None,
     ui: tuple[float, float, float] | None = None,
-    off_flag: str | None = None,
+    off: tuple[str, str] | None = None,
 ) -> Any:
     """A field of :class:`GenerationOptions`.
 
     ``bounds`` is the accepted (low, high) range (high None: no upper bound), low excluded when
     ``open_low``; ``ui`` is the app slider's (minimum, maximum, step), which may be narrower;
-    ``off_flag`` is the CLI flag that turns a boolean setting off.
+    ``off`` is the CLI flag that turns a boolean setting off, and its help.
     """
     meta = {"help": help, "kind": kind, "bounds": bounds, "open_low": open_low, "choices": choices, "ui": ui}
-    return field(default=default, metadata={**meta, "off_flag": off_flag})
+    return field(default=default, metadata={**meta, "off": off})
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,19 @@ class GenerationOptions:
     )  # fmt: skip
     num: int = setting(1, "how many distinct poems (poem i uses seed+i)", kind=int, bounds=(1, MAX_BATCH))
     candidates: int = setting(
-        1, "draw this many candidates per poem and keep the best by score", kind=int,
+        4, "draw this many candidates per poem and keep the best by score", kind=int,
         bounds=(1, MAX_CANDIDATES), ui=(1, 8, 1),
     )  # fmt: skip
     no_repeat: bool = setting(
-        False, "no character twice, except 叠字 pairs and your own", kind=bool, off_flag="--repeat"
+        True,
+        "no character twice, except 叠字 pairs and your own",
+        kind=bool,
+        off=("--repeat", "allow repeated characters"),
     )
     rhyme: bool | None = setting(
-        None, "even lines rhyme in one 平水韵 平声 group (unset: the default rules)", kind=bool, off_flag="--no-rhyme"
-    )
+        None, "even lines rhyme in one 平水韵 平声 group (unset: the default rules)", kind=bool,
+        off=("--no-rhyme", "no rhyme"),
+    )  # fmt: skip
     tone: str | None = setting(
         None, "平仄 pattern: relaxed (一三五不论), strict or none (unset: the default rules)", choices=TONES
     )
@@ -124,5 +128,19 @@ def verse_rules(options: GenerationOptions) -> tuple[object, object]:
     return rhyme, None if tone == "none" else tone
 
 
-# The draw the measurements in docs/ were made with: one plain sample, no rule and no ranking.
-PLAIN_SAMPLE: dict[str, Any] = {"free": True, "no_repeat": False, "candidates": 1, "temperature": 0.8, "top_p": 0.9}
+def default_rules_text() -> str:
+    """The default verse rules in words, for help texts: "rhyme and relaxed tone"."""
+    rhyme, tone = verse_rules(GenerationOptions())
+    return " and ".join([*(["rhyme"] if rhyme else []), *([f"{tone} tone"] if tone else [])]) or "free verse"
+
+
+# The draw the measurements in docs/ were made with (the Python API's defaults before there was one
+# default): one plain sample, no rule and no ranking. Add rules to it by name.
+PLAIN_SAMPLE: dict[str, Any] = {
+    "rhyme": False,
+    "tone": "none",
+    "no_repeat": False,
+    "candidates": 1,
+    "temperature": 0.8,
+    "top_p": 0.9,
+}

@@ -171,3 +171,32 @@ def test_evaluate_says_it_needs_the_corpus(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "Needs the corpus (--corpus or $TANGPOEM_CORPUS)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--form", "五"], "argument --form: invalid int value: '五'"),
+        (["--form", "6"], "argument --form: invalid choice: 6"),
+        (["--lines", "4.5"], "argument --lines: invalid int value: '4.5'"),
+        (["--tone", "medium"], "argument --tone: invalid choice: 'medium'"),
+        (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+        (["--first", "山", "--acrostic", "春夏"], "Give either first characters or acrostic heads, not both."),
+    ],
+)
+def test_an_argument_error_is_one_sentence_without_the_usage(tiny_model_dir, capsys, args, message):
+    code, out, err = run(["generate", "--model", str(tiny_model_dir), *args], capsys)
+    assert code == 2 and not out and err.count("\n") == 1, err
+    assert err.startswith("tangpoem: error: ") and message in err and "usage" not in err
+
+
+def test_help_still_shows_the_usage_and_each_command_its_own_defaults(capsys):
+    from tangpoem_hf.options import default_of
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and out.startswith("usage: tangpoem generate")
+    assert f"sampling temperature [{default_of('temperature')}]" in out
+    assert f"keep the best by score [{default_of('candidates')}]" in out
+    assert "Unless you ask otherwise: rhyme and relaxed tone, the best of 4 candidate(s), no repeated characters" in out

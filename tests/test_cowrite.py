@@ -21,6 +21,7 @@ from tangpoem_hf.decoding import (
     stream_poem,
     token_logprobs,
 )
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.prosody import check_poem
 from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
@@ -48,7 +49,12 @@ def test_stray_repeats_allows_one_reduplicated_pair_and_forced_slots():
 @pytest.mark.parametrize(("form", "lines"), [(5, 4), (7, 4), (5, 8), (7, 8), (7, 16)])
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"rhyme": True, "tone": "relaxed"}, {"rhyme": True, "tone": "strict", "first": "春风"}, {"first": "山山"}],
+    [
+        {"free": True},
+        {"rhyme": True, "tone": "relaxed"},
+        {"rhyme": True, "tone": "strict", "first": "春风"},
+        {"first": "山山"},
+    ],
     ids=["free", "regulated", "strict+first", "forced-pair"],
 )
 def test_no_repeat_over_many_seeds_and_forms(model, form, lines, extra):
@@ -74,13 +80,13 @@ def test_no_repeat_with_an_acrostic_whose_heads_repeat(model):
 
 def test_without_no_repeat_random_poems_do_repeat(model):
     """The guard above is not vacuous: the same requests without the rule repeat characters."""
-    poems = generate_poems(model, 16, form=7, lines=8, seed=56, temperature=0.5)
+    poems = generate_poems(model, 16, form=7, lines=8, seed=56, **{**PLAIN_SAMPLE, "temperature": 0.5})
     assert sum(bool(stray_repeats(p.lines)) for p in poems) >= 4
 
 
 def test_no_repeat_backs_off_with_a_note_when_the_vocabulary_runs_out():
     small = _model("春夏秋冬白日依山尽风花雪月")  # 13 characters for 20 slots
-    poem = generate_poem(small, form=5, lines=4, seed=0, no_repeat=True)
+    poem = generate_poem(small, form=5, lines=4, seed=0, no_repeat=True, free=True)
     assert len(poem.lines) == 4 and poem.notes
     assert all("no repeat rule is broken" in n for n in poem.notes)
 
@@ -89,10 +95,10 @@ def test_no_repeat_backs_off_with_a_note_when_the_vocabulary_runs_out():
 
 
 def test_one_candidate_is_the_plain_poem_and_more_are_ranked(model):
-    plain = generate_poem(model, first="山", form=7, seed=3, rhyme=True, tone="relaxed")
-    one = generate_poem(model, first="山", form=7, seed=3, rhyme=True, tone="relaxed", candidates=1)
-    assert one.text == plain.text and one.others == []
-    best = generate_poem(model, first="山", form=7, seed=3, rhyme=True, tone="relaxed", candidates=6)
+    rules = {"rhyme": True, "tone": "relaxed", "no_repeat": False}
+    plain = generate_poem(model, first="山", form=7, seed=3, candidates=1, **rules)
+    assert plain.others == [] and plain.candidate == 0
+    best = generate_poem(model, first="山", form=7, seed=3, candidates=6, **rules)
     scores = [best.score, *(p.score for p in best.others)]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert plain.text in [best.text, *(p.text for p in best.others)]  # candidate 0 is the plain poem
@@ -173,25 +179,28 @@ def test_rewrite_keeps_lines_and_the_rules(model, tone):
 
 def test_rewrite_names_the_kept_line_that_breaks_a_rule(model):
     poem = ["白日依山尽", "春风吹雪东", "秋月白日宫", "花月满日江"]  # 东 is 一东, 江 is 三江: they cannot rhyme
-    new = rewrite_poem(model, poem, [1, 3], rhyme=True, seed=0)
+    rules = {"rhyme": True, "tone": "none", "no_repeat": False}
+    new = rewrite_poem(model, poem, [1, 3], seed=0, **rules)
     assert new.lines[1] == "春风吹雪东" and new.lines[3] == "花月满日江"
     assert new.notes == [
         "The rhyme rule is broken at kept line 4, character 5 (江, a character you gave): "
         "it does not rhyme with the other lines."
     ]
-    assert rewrite_poem(model, poem, [1, 2], rhyme=True, seed=0).notes == []  # 宫 ends an odd line: no clash
+    assert rewrite_poem(model, poem, [1, 2], seed=0, **rules).notes == []  # 宫 ends an odd line: no clash
 
 
 def test_rewrite_keeps_the_acrostic_heads_and_the_model_reads_kept_lines(model):
-    original = generate_poem(model, acrostic="春江花月", form=7, seed=1, rhyme=True, tone="relaxed")
-    new = rewrite_poem(model, original.text, [2], acrostic="春江花月", rhyme=True, tone="relaxed", seed=5)
+    one = {"candidates": 1, "no_repeat": False}
+    original = generate_poem(model, acrostic="春江花月", form=7, seed=1, rhyme=True, tone="relaxed", **one)
+    new = rewrite_poem(model, original.text, [2], acrostic="春江花月", rhyme=True, tone="relaxed", seed=5, **one)
     assert [line[0] for line in new.lines] == list("春江花月") and new.lines[2] == original.lines[2]
     assert check_poem(new.text).passed
     # Line 4 is drawn after the kept line 3: a different kept line 3 changes what follows it.
-    other = rewrite_poem(model, original.text, [2], acrostic="春江花月", seed=5)
+    other = rewrite_poem(model, original.text, [2], acrostic="春江花月", seed=5, **PLAIN_SAMPLE)
     changed = rewrite_poem(
-        model, [*original.lines[:2], "花" + "月" * 6, original.lines[3]], [2], acrostic="春江花月", seed=5
-    )
+        model, [*original.lines[:2], "花" + "月" * 6, original.lines[3]], [2], acrostic="春江花月", seed=5,
+        **PLAIN_SAMPLE,
+    )  # fmt: skip
     assert other.lines[:2] == changed.lines[:2] and other.lines[3] != changed.lines[3]
 
 
@@ -235,9 +244,9 @@ def test_cli_candidates_no_repeat_json_and_regulated_defaults(model, tmp_path, c
         assert row["text"] == alone.text and row["score"] == pytest.approx(alone.score) and row["notes"] == []
         assert check_poem(row["text"]).passed  # 4 lines: rhyme and relaxed tone by default
     code, out, _ = _cli([*base, "--free"], capsys)
-    assert json.loads(out)["text"] == generate_poem(model, first="山", seed=3).text
-    code, out, _ = _cli([*base, "--lines", "6"], capsys)  # not 4 or 8 lines: free by default
-    assert json.loads(out)["text"] == generate_poem(model, first="山", lines=6, seed=3).text
+    assert json.loads(out)["text"] == generate_poem(model, first="山", seed=3, free=True).text
+    code, out, _ = _cli([*base, "--lines", "6"], capsys)  # the default rules hold for every line count
+    assert json.loads(out)["text"] == generate_poem(model, first="山", lines=6, seed=3, rhyme=True, tone="relaxed").text
     code, _, err = _cli([*base, "--free", "--tone", "strict"], capsys)
     assert code == 2 and "--free" in err and "Traceback" not in err
     code, _, err = _cli([*base, "--candidates", "0"], capsys)
