@@ -291,3 +291,20 @@ def test_packed_epochs_keep_their_size_whatever_is_dropped():
         for step in range(stream.steps_per_epoch):
             x, y = stream.get(epoch, step)
             assert x.shape == y.shape == (2, 8)
+
+
+def test_a_title_is_taken_as_people_type_it():
+    """Spaces, punctuation and other scripts are dropped; a long title is cut to what the model reads, with one note."""
+    from tangpoem_hf.control import MAX_TITLE
+
+    model = control_model()
+    plain = generate_poem(model, form=5, title="白日依山尽", seed=3, temperature=2.0)
+    typed = generate_poem(model, form=5, title=" 白日 依山，尽 (No.1)! ", seed=3, temperature=2.0)
+    assert typed.text == plain.text and typed.notes == plain.notes == []
+    long_title = "白日依山尽黄河入海流欲穷千里目更上一层楼"  # 20 characters
+    cut = generate_poem(model, form=5, title=long_title, seed=3, temperature=2.0)
+    assert cut.text == generate_poem(model, form=5, title=long_title[:MAX_TITLE], seed=3, temperature=2.0).text
+    assert cut.notes == [f"The title was cut to its first {MAX_TITLE} characters ({long_title[:MAX_TITLE]}): "
+                         "the model reads no more."]  # fmt: skip
+    with pytest.raises(InputError, match="title holds no Chinese characters"):
+        generate_poem(model, form=5, title="Hello")
