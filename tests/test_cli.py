@@ -200,3 +200,13 @@ def test_help_still_shows_the_usage_and_each_command_its_own_defaults(capsys):
     assert f"sampling temperature [{default_of('temperature')}]" in out
     assert f"keep the best by score [{default_of('candidates')}]" in out
     assert "Unless you ask otherwise: rhyme and relaxed tone, the best of 4 candidate(s), no repeated characters" in out
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # what fine-tuning uses, not training's defaults
+    assert "LSTM layers [the base model's; the bundled one's: 2]" in out
+    assert "dropout on embeddings and LSTM outputs [the base model's; the bundled one's: 0.3]" in out
+    assert "[a quarter of training's: adam 0.0005," in out and "[10]" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "LSTM layers [1]" in out and "dropout on embeddings and LSTM outputs [0.0]" in out
