@@ -36,6 +36,7 @@ from tangpoem_hf.modeling import TangPoemLSTM, load_model
 from tangpoem_hf.options import DEFAULT_LINES, MAX_LINES, OPTIONS, GenerationOptions, default_of, verse_rules
 from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
+from tangpoem_hf.text import split_rows
 
 MODEL_ID = model_id_from_env()
 # Up to eight poems in progress, decoded together as one batch by the PoemServer, and a bounded
@@ -148,27 +149,26 @@ def rewrite(
 
 def redo_line(poem: str, line: int | None, **settings: Any) -> Iterator[tuple[Any, ...]]:
     """Rewrite only line ``line`` (from 1): every other line is kept."""
-    count = len(poem_text_lines(poem))
+    count = len(split_rows(poem or ""))
     if line is None:
         log_refusal("Choose the line to rewrite.")
         raise gr.Error("Choose the line to rewrite.", title="输入有误 · Input error", print_exception=False)
     yield from rewrite(poem, [n for n in range(1, count + 1) if n != line], **settings)
 
 
-def poem_text_lines(text: str | None) -> list[str]:
-    return [part for part in (text or "").replace("，", "\n").replace("。", "\n").split("\n") if part.strip()]
-
-
 def show_controls(poem: Poem | None, script: str, locks: list[int] | None, reset: bool) -> tuple[Any, ...]:
-    """After a poem: the lock boxes and the one-line choice name its lines, the candidates are listed."""
+    """After a poem: the co-writing tools appear, the lock boxes and the one-line choice name its
+    lines, and the candidates are listed as ranked poems."""
     if not isinstance(poem, Poem):
-        return gr.skip(), gr.skip(), gr.skip()
-    choices = line_choices(poem, script_of(script))
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    out_script = script_of(script)
+    choices = line_choices(poem, out_script)
     kept = [] if reset else [n for n in (locks or []) if n <= len(choices)]
     return (
         gr.CheckboxGroup(choices=choices, value=kept),
         gr.Dropdown(choices=choices, value=None),
-        gr.Radio(choices=candidate_choices(poem), value=0, visible=len(poem.others) > 0),
+        gr.Radio(choices=candidate_choices(poem, out_script), value=0, visible=len(poem.others) > 0),
+        gr.Column(visible=True),
     )
 
 
@@ -199,6 +199,12 @@ def slider(name: str, label: str, value: float | None = None, **kwargs: Any) -> 
     return gr.Slider(low, high, value=value, step=step, label=label, **kwargs)
 
 
+def radio(name: str, label: str, names: dict[str, str], **kwargs: Any) -> gr.Radio:
+    """A radio for setting ``name``: one button per choice (``names`` labels them), its default chosen."""
+    choices = [(names[c], c) for c in OPTIONS[name].metadata["choices"]]
+    return gr.Radio(choices, value=default_of(name), label=label, **kwargs)
+
+
 EXAMPLES = [
     ["续写", "床前", "五言", 4, ""],
     ["藏头", "春夏秋冬", "七言", 4, ""],
@@ -225,7 +231,18 @@ CSS = """
 #tp-header h1 { font-family: FONT_SERIF; font-size: 2.2rem; letter-spacing: 0.3em; margin: 0; }
 #tp-header h1 small { display: block; font-size: 1rem; letter-spacing: 0.05em; font-weight: 400; opacity: 0.7; }
 #tp-header p { margin: 0.4rem 0 0; opacity: 0.75; }
+/* Side by side when there is room; on a phone the poem goes under the form, never off to the side. */
+#tp-main { flex-wrap: wrap; }
+/* A closed panel says so in words, an open one too; the bare ◀/▼ arrow did not. */
+.tp-panel > .label-wrap .icon { display: none; }
+.tp-panel > .label-wrap::after { content: "展开 ▸ show"; font-size: 0.85em; opacity: 0.7; white-space: nowrap; }
+.tp-panel > .label-wrap.open::after { content: "收起 ▾ hide"; }
 """.replace("FONT_SERIF", FONT_SERIF)
+SCROLL_TO_POEM = """() => {
+  const poem = document.getElementById("tp-poem");
+  const box = poem && poem.getBoundingClientRect();
+  if (box && (box.top < 0 || box.bottom > window.innerHeight)) poem.scrollIntoView({block: "start"});
+}"""
 # show_error: input Gradio itself refuses (text in the seed box over the API) still gets its one sentence.
 STYLE: dict[str, Any] = {"theme": THEME, "css": CSS, "show_error": True}
 
@@ -258,8 +275,10 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
         "<p>一个字符级 LSTM 续写或藏头作诗 · A character-level LSTM writes a poem from your first "
         "characters or as an acrostic</p></div>"
     )
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=5):
+    # The first screen (1280×900) holds what a first poem needs, the button and the poem; the verse
+    # rules and sampling wait in closed panels, the co-writing tools until there is a poem.
+    with gr.Row(equal_height=False, elem_id="tp-main"):
+        with gr.Column(scale=5, min_width=300):
             mode = gr.Radio(
                 [("续写 · Continue", "续写"), ("藏头 · Acrostic", "藏头")],
                 value="续写",
@@ -290,13 +309,51 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                 info="空格分隔的词各入诗一次 · Words split by spaces each appear in the poem",
                 max_length=200,
             )
-            script = gr.Radio(
-                [("简体 · Simplified", "简体"), ("繁體 · Traditional", "繁體")], value="简体", label="输出字体 · Script"
-            )
-            with gr.Accordion("采样设置 · Sampling", open=False):
+            button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
+            with gr.Accordion("格律与字体 · Rhyme, tones and script", open=False, elem_classes="tp-panel"):
+                with gr.Row():
+                    rhyme = gr.Checkbox(
+                        value=RULES[0], label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
+                    )
+                    tone = gr.Radio(
+                        [("不限 · Free", "none"), ("宽 · Relaxed", "relaxed"), ("严 · Strict", "strict")],
+                        value=RULES[1] or "none",
+                        label="平仄 · Tones",
+                        info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
+                    )
+                no_repeat = gr.Checkbox(
+                    value=default_of("no_repeat"),
+                    label="不重字 · No repeats",
+                    info="叠字与所给之字除外 · except 叠字 and your characters",
+                )
+                script = gr.Radio(
+                    [("简体 · Simplified", "简体"), ("繁體 · Traditional", "繁體")],
+                    value="简体",
+                    label="输出字体 · Script",
+                )
+            with gr.Accordion("采样设置 · Sampling", open=False, elem_classes="tp-panel"):
                 temperature = slider("temperature", "温度 · Temperature")
                 top_k = slider("top_k", "Top-k", value=0, info="0 = 不限 · no limit")
                 top_p = slider("top_p", "Top-p")
+                search = radio(
+                    "search",
+                    "搜索 · Search",
+                    {"lines": "逐句 · Line by line", "poem": "整首 · Whole poems"},
+                    info="逐句：每句后留最好的几首 · line by line: keep the best partial poems after each line",
+                )
+                with gr.Row():
+                    beam = slider("beam", "保留 · Beam", info="逐句时 · line by line: partial poems kept")
+                    line_candidates = slider(
+                        "line_candidates", "每句候选 · Line candidates", info="逐句时 · line by line: lines per poem"
+                    )
+                    candidates = slider(
+                        "candidates", "候选 · Candidates", info="整首时择优而取 · whole poems: the best is shown"
+                    )
+                with gr.Row():
+                    score = radio("score", "评分 · Score", {"mean": "平均 · Mean", "sum": "总和 · Sum"})
+                    coherence = slider(
+                        "coherence", "连贯 · Coherence", info="句间连贯之权重 · weight of cross-line coherence"
+                    )
                 seed = gr.Number(
                     # No precision: a seed of 1.5 must be refused, not silently rounded.
                     value=None,
@@ -304,61 +361,57 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                     label="种子 · Seed",
                     info="留空则随机 · Blank for random",
                 )
-            with gr.Row():
-                rhyme = gr.Checkbox(
-                    value=RULES[0], label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
-                )
-                tone = gr.Radio(
-                    [("不限 · Free", "none"), ("宽 · Relaxed", "relaxed"), ("严 · Strict", "strict")],
-                    value=RULES[1] or "none",
-                    label="平仄 · Tones",
-                    info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
-                )
-            with gr.Row():
-                no_repeat = gr.Checkbox(
-                    value=default_of("no_repeat"),
-                    label="不重字 · No repeats",
-                    info="叠字与所给之字除外 · except 叠字 and your characters",
-                )
-                candidates = slider("candidates", "候选 · Candidates", info="择优而取 · the best of these is shown")
-            button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
-        with gr.Column(scale=6):
+        with gr.Column(scale=6, min_width=300):
             poem = gr.HTML(
                 PLACEHOLDER_HTML, label="诗 · Poem", css_template=POEM_CSS, elem_id="tp-poem", js_on_load=None
             )
-            with gr.Row():
-                text = gr.Textbox(label="纯文本 · Plain text", lines=4, buttons=["copy"], interactive=False, scale=3)
-                seed_used = gr.Number(label="所用种子 · Seed used", precision=0, interactive=False, scale=1)
-            picker = gr.Radio(
-                [], label="候选 · Candidates (best first, by score)", visible=False, elem_id="tp-candidates"
-            )
-            locks = gr.CheckboxGroup(
-                [(str(n), n) for n in range(1, MAX_LINES + 1)],
-                label="锁定 · Keep lines",
-                info="勾选要保留的句子，其余重写 · tick the lines to keep; the others are rewritten",
-                elem_id="tp-locks",
-            )
-            with gr.Row():
-                rewrite_button = gr.Button("重写未锁定的句子 · Rewrite the others", elem_id="tp-rewrite")
-                one_line = gr.Dropdown([], label="重写一句 · Rewrite one line", elem_id="tp-one-line", scale=1)
-                one_button = gr.Button("重写此句 · Rewrite it", elem_id="tp-rewrite-one", scale=1)
+            # Hidden until a poem exists: before that, these would name lines and a seed of nothing.
+            with gr.Column(visible=False, elem_id="tp-after") as after:
+                picker = gr.Radio(
+                    [],
+                    label="候选 · Candidates, best first",
+                    info="按模型所见之可能性排列 · ranked by how likely the model finds each poem; click one to see it",
+                    visible=False,
+                    elem_id="tp-candidates",
+                )
+                locks = gr.CheckboxGroup(
+                    [(str(n), n) for n in range(1, MAX_LINES + 1)],
+                    label="锁定 · Keep lines",
+                    info="勾选要保留的句子，其余重写 · tick the lines to keep; the others are rewritten",
+                    elem_id="tp-locks",
+                )
+                with gr.Row():
+                    rewrite_button = gr.Button("重写未锁定的句子 · Rewrite the others", elem_id="tp-rewrite")
+                    one_line = gr.Dropdown([], label="重写一句 · Rewrite one line", elem_id="tp-one-line", scale=1)
+                    one_button = gr.Button("重写此句 · Rewrite it", elem_id="tp-rewrite-one", scale=1)
+                with gr.Row():
+                    text = gr.Textbox(
+                        label="纯文本 · Plain text", lines=4, buttons=["copy"], interactive=False, scale=3
+                    )
+                    seed_used = gr.Number(
+                        label="所用种子 · Seed used", precision=0, interactive=False, scale=1, elem_id="tp-seed-used"
+                    )
             current = gr.State(None)
             rewrite_seed = gr.Number(value=None, visible=False)
     gr.Examples(
         EXAMPLES,
         inputs=[mode, characters, form, lines, theme],
         label="示例（点击试试）· Examples (click to try)",
+        # Buttons that wrap, not a five-column table that pushed a phone's page sideways.
+        example_labels=[f"{m} {c} · {f}{n}句" + (f" · {t}" if t else "") for m, c, f, n, t in EXAMPLES],
+        elem_id="tp-examples",
     )
     # Every control reaches the handlers by name (the API's parameter names and order too).
     GENERATE = {
         "mode": mode, "characters": characters, "form": form, "lines": lines, "temperature": temperature,
         "top_k": top_k, "top_p": top_p, "seed": seed, "theme": theme, "script": script, "rhyme": rhyme, "tone": tone,
-        "no_repeat": no_repeat, "candidates": candidates,
+        "no_repeat": no_repeat, "candidates": candidates, "search": search, "beam": beam,
+        "line_candidates": line_candidates, "score": score, "coherence": coherence,
     }  # fmt: skip
     # A rewrite keeps the poem's shape and has a seed of its own.
     settings = {name: c for name, c in GENERATE.items() if name not in ("lines", "seed")}
     shown = [poem, text, seed_used, current]
-    controls = [locks, one_line, picker]
+    controls = [locks, one_line, picker, after]
     for component in [*settings.values(), lines, seed, locks, one_line, rewrite_seed]:
         quiet_checks(component)
     gr.on(
@@ -388,6 +441,13 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
     ).success(
         lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
     )  # fmt: skip
+    # On a narrow screen the poem sits below the form: a click brings it into view (in the browser, at once).
+    gr.on(
+        [button.click, characters.submit, rewrite_button.click, one_button.click],
+        None,
+        js=SCROLL_TO_POEM,
+        api_visibility="private",
+    )
     picker.input(show_candidate, [current, picker, script], [poem, text, locks, one_line], api_visibility="private")
 
 demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)

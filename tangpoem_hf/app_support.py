@@ -17,20 +17,21 @@ import opencc
 from .control import has_controls
 from .decoding import Poem
 from .errors import InputError
-from .options import MAX_LINES, MIN_LINES
+from .options import MAX_LINES, MIN_LINES, OPTIONS
 from .request import PoemRequest, check_chars, rewrite_request
-from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
+from .text import COMMA, PERIOD, SIZE_NAMES, form_title, is_han, split_rows, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
 
 MODEL_ENV = "MODEL_ID"
 
 # UI values (what the radios send, also over the API) and the English aliases API users may send.
 MODES = {"续写": "continue", "藏头": "acrostic", "continue": "continue", "acrostic": "acrostic"}
-FORMS = {"五言": 5, "七言": 7, "5": 5, "7": 7}
+FORMS = {**{name: size for size, name in SIZE_NAMES.items()}, "5": 5, "7": 7}
 SCRIPTS = {"简体": "simplified", "繁體": "traditional", "simplified": "simplified", "traditional": "traditional"}
 
 CHARS_NAME = "字 · Characters"
 THEME_NAME = "主题 · Theme"
+POEM_NAME = "诗 · Poem"
 
 # Other spellings of a character that OpenCC knows: Taiwan/Hong Kong standards and Japanese
 # shinjitai (via traditional). Used only to suggest a replacement for an unknown character.
@@ -153,9 +154,8 @@ def generation_kwargs(
         kwargs["top_k"] = None
     if kwargs.get("seed") == "":  # an empty seed box
         kwargs["seed"] = None
-    for name in ("lines", "top_k", "seed", "candidates"):
-        if name in kwargs:
-            kwargs[name] = _whole(kwargs[name], name)
+    for name in kwargs.keys() & {name for name, option in OPTIONS.items() if option.metadata["kind"] is int}:
+        kwargs[name] = _whole(kwargs[name], name)
     if kind == "acrostic":
         # One line per head; a line count that differs is refused by the decoder, as in the CLI.
         if not MIN_LINES <= len(chars) <= MAX_LINES:
@@ -188,8 +188,10 @@ def rewrite_ui_request(
     characters, the poem's own first character (续写) or line heads (藏头) are kept."""
     if not isinstance(poem, str) or not poem.strip():
         raise InputError("There is no poem to rewrite yet: write one first.")
+    # The poem is checked before its heads stand in for empty characters, so bad text blames the poem.
+    validate_chars(tokenizer, "".join(poem.split()), POEM_NAME, allow_punct=True)
     numbers = [] if keep is None else list(keep) if isinstance(keep, (list, tuple)) else [keep]
-    lines = [line.strip() for line in poem.replace("，", "\n").replace("。", "\n").split("\n") if line.strip()]
+    lines = split_rows(poem)
     count = len(lines)
     if not str(characters or "").strip():
         heads = "".join(line[0] for line in lines)
@@ -212,10 +214,12 @@ def line_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]
     return [(f"{i + 1} · {line}", i + 1) for i, line in enumerate(shown.lines)]
 
 
-def candidate_choices(poem: Poem) -> list[tuple[str, int]]:
-    """(label, index) for the candidates drawn for one poem, best first: ``1 · -3.41 ★``."""
+def candidate_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]]:
+    """(label, index) for the candidates drawn for one poem, best first: each label is its rank and
+    the whole poem on one line (the ranking score, a mean log-probability, means nothing to a reader)."""
     ranked = [poem, *poem.others]
-    return [(f"{k + 1} · {p.score:.2f}" + (" ★" if k == 0 else ""), k) for k, p in enumerate(ranked)]
+    shown = [p.traditional() if script == "traditional" else p for p in ranked]
+    return [(f"{k + 1}. {p.text.replace(chr(10), '')}", k) for k, p in enumerate(shown)]
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -224,23 +228,6 @@ PLACEHOLDER_HTML = (
     '<div class="tp-poem tp-empty" lang="zh">'
     '<p class="tp-hint">诗将在此显现<br><span class="tp-en">Your poem will appear here</span></p></div>'
 )
-
-
-def form_name(form: int, lines: int) -> str:
-    """五言绝句, 七言律诗, or 五言十二句 for the uncommon lengths."""
-    size = "五言" if form == 5 else "七言"
-    if lines == 4:
-        return size + "绝句"
-    if lines == 8:
-        return size + "律诗"
-    return f"{size}{_chinese_number(lines)}句"
-
-
-def _chinese_number(n: int) -> str:
-    digits = "〇一二三四五六七八九"
-    if n < 10:
-        return digits[n]
-    return "十" + (digits[n - 10] if n > 10 else "")
 
 
 def poem_html(poem: Poem | None, script: str = "simplified") -> str:
@@ -272,7 +259,7 @@ def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     lang = "zh-Hant" if script == "traditional" else "zh-Hans"
     body = "".join(f'<p class="tp-row">{row}</p>' for row in rows)
     status = "" if poem.finished else " tp-streaming"
-    meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
+    meta = f"{form_title(poem.form, total)} · seed {poem.seed}"
     if script == "traditional":
         meta = to_traditional(meta)
     # A rule the user asked for that the poem had to break is said under it, never hidden.

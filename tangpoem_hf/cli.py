@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import unicodedata
 from dataclasses import Field, fields
 from pathlib import Path
 from typing import NoReturn
@@ -17,7 +18,8 @@ from typing import NoReturn
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
 from .options import OPTIONS, default_of, default_rules_text
-from .text import is_han
+from .push import add_push_parser
+from .text import FORM_SHAPES, FORMS, is_han
 from .tokenizer import CharTokenizer
 
 # Fine-tuning starts from a good model and usually has little data: a quarter of the learning rate
@@ -316,7 +318,7 @@ def _check(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .corpus import CORPUS_ENV
     from .errors import CorpusError
-    from .evaluation import FORM_SHAPES, build_reference, evaluate_model, render_markdown
+    from .evaluation import build_reference, evaluate_model, render_markdown
     from .modeling import load_model
 
     if not (args.corpus or os.environ.get(CORPUS_ENV)):
@@ -402,36 +404,71 @@ def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
     return rows
 
 
-def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control:
-    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) as the control a
-    control model reads before the poem; characters the model lacks are an error naming the row."""
+def scoring_theme(row: dict, number: int) -> tuple[str, tuple[str, ...]]:
+    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) checked as
+    ``generate`` checks them; anything else is one sentence naming the poem, never a silent drop.
+
+    A title keeps its Han characters up to ``MAX_TITLE`` (as training reads corpus titles, whose
+    「·」 and 「（一作…）」 notes are common) but may hold no letters or digits; keywords are one to
+    ``MAX_KEYWORDS`` distinct words of Chinese characters. Whether the model knows the characters is
+    :func:`scoring_control`'s question.
+    """
     title, keywords = row.get("title") or "", row.get("keywords") or []
     if isinstance(keywords, str):
-        keywords = keywords.split()
+        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
     if not isinstance(title, str) or not isinstance(keywords, list) or not all(isinstance(w, str) for w in keywords):
         raise InputError(f"Poem {number}: title must be text and keywords a list of words (or one text).")
-    title = "".join(ch for ch in tokenizer.normalize(title) if is_han(ch))
-    words = tuple(tokenizer.normalize(w.strip()) for w in keywords if w.strip())
-    unknown = sorted({ch for ch in title + "".join(words) if ch not in tokenizer})
+    bad = sorted({ch for ch in title if not is_han(ch) and unicodedata.category(ch)[0] in "LN"})
+    if bad or (title.strip() and not any(is_han(ch) for ch in title)):
+        shown = ", ".join(map(repr, bad)) or repr(title.strip())
+        raise InputError(f"Poem {number}: its title may hold only Chinese characters, but contains {shown}.")
+    words = tuple(w.strip() for w in keywords if w.strip())
+    if len(words) > MAX_KEYWORDS:
+        raise InputError(f"Poem {number}: give one to {MAX_KEYWORDS} keywords, not {len(words)}.")
+    for word in words:
+        if not all(is_han(ch) for ch in word):
+            raise InputError(f"Poem {number}: the keyword {word!r} may hold only Chinese characters.")
+    if len(set(words)) < len(words):
+        raise InputError(f"Poem {number}: a keyword is given twice in {' '.join(words)}.")
+    return "".join(ch for ch in title.split("（")[0] if is_han(ch))[:MAX_TITLE], words
+
+
+def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> tuple[Control, str]:
+    """A scoring row's title and keywords (:func:`scoring_theme`) as the control a control model
+    reads before the poem, and the characters of them the model lacks: a poem with one is scored
+    without its theme (a rare character in one title must not refuse a whole file)."""
+    title, words = scoring_theme(row, number)
+    title, words = tokenizer.normalize(title), tuple(tokenizer.normalize(w) for w in words)
+    unknown = "".join(sorted({ch for ch in title + "".join(words) if ch not in tokenizer}))
     if unknown:
-        raise InputError(
-            f"Poem {number}: the model does not know the character(s) {''.join(unknown)} in its title or keywords."
-        )
-    return Control(title[:MAX_TITLE], words[:MAX_KEYWORDS])
+        return Control(), unknown
+    return Control(title, words), ""
 
 
 def _perplexity(args: argparse.Namespace) -> int:
-    from .evaluation import perplexity
     from .modeling import load_model
+    from .scoring import perplexity
 
     path = Path(args.file)
     if not path.is_file():
         raise InputError(f"{path} is not a file.")
     model = load_model(args.model)
     rows = read_scoring_file(path, model.tokenizer.simplified)
+    for number, row in enumerate(rows, 1):  # a bad theme is refused whether or not the model reads it
+        scoring_theme(row, number)
     controls = None
     if model.config.control:
-        controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+        read = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+        controls = [control for control, _ in read]
+        lacking = {number: chars for number, (_, chars) in enumerate(read, 1) if chars}
+        if lacking:
+            chars = "".join(sorted(set("".join(lacking.values()))))
+            where = ", ".join(map(str, list(lacking)[:5])) + (" …" if len(lacking) > 5 else "")
+            print(
+                f"tangpoem: note: {len(lacking)} poem(s) scored without their title and keywords, whose character(s) "
+                f"{chars} the model does not know (poem {where}).",
+                file=sys.stderr,
+            )
     elif any(row.get("title") or row.get("keywords") for row in rows):
         print("tangpoem: note: this model reads no control segment: titles and keywords are ignored.", file=sys.stderr)
     value = perplexity(model, [row["text"] for row in rows], controls=controls)
@@ -503,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "poem", help="a poem (lines split by ，。 or newlines) or a file of poems: blank-line separated, or one per row"
     )
-    c.add_argument("--form", choices=("五绝", "七绝", "五律", "七律"), help="require this form")
+    c.add_argument("--form", choices=FORMS, help="require this form")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_check)
 
@@ -518,7 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num", type=int, default=500, help="poems per form and setting [500]")
     e.add_argument("--form", action="append", help="五绝, 七绝, 五律 or 七律; repeat for several [all four]")
     e.add_argument("--seed", type=int, default=0, help="random seed [0]")
-    e.add_argument("--write-docs", nargs="?", const="docs/evaluation.md", help="write markdown [docs/evaluation.md]")
+    e.add_argument(
+        "--write-docs",
+        nargs="?",
+        const="docs/reports/evaluation.md",
+        help="write markdown [docs/reports/evaluation.md]",
+    )
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=_evaluate)
 
@@ -541,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(f, FINETUNE_DEFAULTS, _finetune_shown())
     _add_finetune_args(f, "the base model: a folder or a Hub id [the bundled model]")
     f.set_defaults(func=_finetune)
+
+    add_push_parser(sub)
     return parser
 
 
@@ -548,12 +592,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
     except TangPoemError as exc:
         print(f"tangpoem: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`tangpoem check … | head -1`): end quietly, as a Unix filter does. What
+        # is still buffered would fail again at exit, so stdout is pointed at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter whose reader went away
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ import datasets
 from datasets import DatasetDict, Features, List, Value
 
 from . import text as text_module
-from .control import FORMS, classify_form
 from .errors import CorpusError
 from .paths import is_missing_local_path
-from .text import clean_poem_text, has_placeholder, is_han, split_lines
+from .text import FORM_CLASSES, classify_form, clean_poem_text, has_placeholder, is_han, split_lines
 
 CORPUS_ENV = "TANGPOEM_CORPUS"
 FILE_GLOB = "poet.tang.*.json"
@@ -276,7 +275,7 @@ def corpus_stats(source: str | os.PathLike | None = None, simplified: bool = Tru
         "kept_poems": sum(len(splits[s]) for s in SPLITS),
         "characters": sum(chars.values()),
         "vocabulary": len(chars),
-        "forms": {f: forms.get(f, 0) for f in FORMS},
+        "forms": {f: forms.get(f, 0) for f in FORM_CLASSES},
         "splits": {s: len(splits[s]) for s in SPLITS},
         "script": "simplified" if simplified else "traditional",
     }

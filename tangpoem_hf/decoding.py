@@ -21,15 +21,18 @@ from typing import Any
 
 import torch
 
+from .coherence import load_table as load_coherence
+from .coherence import table_ids
 from .constraints import Constraint, Forced, HanOnly, PoemSpec, stray_repeats
-from .control import Control, control_ids, form_name, has_controls
+from .control import Control, control_ids, has_controls
 from .errors import InputError
+from .forking import select_state
 from .modeling import TangPoemLSTM
 from .request import PoemRequest, as_request, rewrite_request
-from .text import COMMA, PERIOD, to_traditional
+from .text import form_name, join_lines, line_end, to_traditional
 from .tokenizer import CharTokenizer
 
-REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
+REPEAT_PENALTY = 1.0  # score points per stray repeated character (see experiments/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
 
 
@@ -57,7 +60,7 @@ class Poem:
         rows, parts = [], []
         total = self.total_lines or len(self.lines)
         for i, line in enumerate(self.lines):
-            parts.append(line + (COMMA if i % 2 == 0 and i + 1 < total else PERIOD))
+            parts.append(line + line_end(i, total))
             if i % 2 == 1 or i + 1 == total:
                 rows.append("".join(parts))
                 parts = []
@@ -153,9 +156,7 @@ class PoemWalk:
         self.tok, self.request, self.spec = tokenizer, request, request.spec
         # Row i * candidates + j is candidate j of poem i; candidate 0 has the poem's own seed, so
         # one candidate gives exactly the poem drawn without ranking.
-        self.seeds = [
-            candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.candidates)
-        ]
+        self.seeds = [candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.width)]
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
         self.constraints: list[Constraint] = [HanOnly(), Forced(), *request.constraints]
         self.states = [c.start(self.spec, tokenizer, self.batch) for c in self.constraints]
@@ -171,6 +172,8 @@ class PoemWalk:
         elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
         self.end_id = tokenizer.eos_id if preprocessing == "ours" else None
+        self.regrouped: torch.Tensor | None = None  # rows the LSTM state must follow after the last feed
+        self.coherence = load_coherence() if request.coherence else None
 
     @property
     def batch(self) -> int:
@@ -191,7 +194,7 @@ class PoemWalk:
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)
         for c, state in zip(self.constraints, self.states):
-            c.observe(slot, self.spec, state, chosen)
+            c.observe(slot, self.spec, state, chosen, logits)
         ids = chosen.tolist()
         for row, i in zip(self.rows, ids):
             row.append(i)
@@ -211,7 +214,7 @@ class PoemWalk:
         self.finished = self.slot == self.spec.slots
         step = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
         if col == self.spec.form - 1:
-            mark = self.punct.get(COMMA if line % 2 == 0 and not self.finished else PERIOD)
+            mark = self.punct.get(line_end(line, self.spec.lines))
             if mark is not None:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
@@ -226,11 +229,16 @@ class PoemWalk:
         return logits[:, -1]
 
     def score(self, row: int) -> float:
-        """:func:`score_lines` of the row's poem, from the log-probabilities gathered while drawing."""
-        lines = [
-            self.tok.decode(self.rows[row][i : i + self.spec.form]) for i in range(0, self.spec.slots, self.spec.form)
-        ]
-        return _score(float(self.logp[row]), self.scored, lines, self.spec.forced)
+        """:func:`score_lines` of the row's poem (its whole lines so far), from the log-probabilities
+        gathered while drawing, plus the request's weight times the lines' coherence."""
+        form = self.spec.form
+        ids = self.rows[row][: len(self.rows[row]) // form * form]
+        lines = [self.tok.decode(ids[i : i + form]) for i in range(0, len(ids), form)]
+        value = _score(float(self.logp[row]), self.scored, lines, self.spec.forced, self.request.score)
+        if self.coherence is not None:
+            where = table_ids(self.tok, self.coherence)[torch.tensor(ids, dtype=torch.long)].view(-1, form)
+            value += self.request.coherence * self.coherence.score_ids(where.tolist())
+        return value
 
     def poem(self, row: int, ids: Sequence[int] | None = None) -> Poem:
         """Poem ``row`` as drawn so far (partial while streaming), with the notes of broken rules;
@@ -240,7 +248,7 @@ class PoemWalk:
         full, rest = divmod(len(chars), form)
         lines = ["".join(chars[i * form : (i + 1) * form]) for i in range(full)]
         partial = "".join(chars[full * form :]) if rest else ""
-        poem, candidate = divmod(row, self.request.candidates)
+        poem, candidate = divmod(row, self.request.width)
         seed = self.request.seed + poem
         if ids is not None:
             return Poem(lines, form, seed, total_lines=self.spec.lines, partial=partial, candidate=candidate)
@@ -250,7 +258,7 @@ class PoemWalk:
 
     def poems(self) -> list[Poem]:
         """The finished poems, one per requested poem: its best candidate, the others attached."""
-        n = self.request.candidates
+        n = self.request.width
         out = []
         for i in range(self.request.num):
             ranked = sorted((self.poem(r) for r in range(i * n, (i + 1) * n)), key=lambda p: -(p.score or 0.0))
@@ -258,6 +266,72 @@ class PoemWalk:
             best.others = ranked[1:]
             out.append(best)
         return out
+
+
+class LineWalk(PoemWalk):
+    """A beam over lines: each line is drawn ``line_candidates`` times for each of the ``beam``
+    best partial poems, all in one batch; after the line the best distinct partial poems (by
+    :meth:`score`) are kept and each goes on in ``line_candidates`` rows. One bad line no longer
+    sinks the poem, and the LSTM state after each kept prefix is carried on, never recomputed.
+
+    Row ``(i * beam + b) * line_candidates + k`` is candidate ``k`` of beam ``b`` of poem ``i``.
+    The rules run inside the same walk: their states are forked with the rows
+    (:mod:`tangpoem_hf.forking`), so every rule holds exactly as in a poem drawn whole. Each line's
+    rows draw with generators seeded by the poem's seed, the line and the row: deterministic per seed.
+    """
+
+    def fed(self, step: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        nxt = super().fed(step, logits)
+        self.regrouped = None
+        if self.finished or self.slot % self.spec.form:
+            return nxt
+        rows = self._keep()
+        self.regrouped = rows
+        self.rows = [list(self.rows[r]) for r in rows.tolist()]
+        self.logp = self.logp[rows]
+        self.states = [select_state(c, s, rows) for c, s in zip(self.constraints, self.states)]
+        line, width = self.slot // self.spec.form, self.request.width
+        self.seeds = [
+            candidate_seed(self.request.seed + i, line * width + j)
+            for i in range(self.request.num)
+            for j in range(width)
+        ]
+        self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
+        return nxt[rows]
+
+    def _keep(self) -> torch.Tensor:
+        """For every row, the row it continues: the ``beam`` best distinct partial poems of each
+        poem, each ``line_candidates`` times (the best ones again when fewer are distinct)."""
+        width, k = self.request.width, self.request.line_candidates
+        out = []
+        for i in range(self.request.num):
+            ranked = sorted(range(i * width, (i + 1) * width), key=lambda r: -self.score(r))
+            best, seen = [], set()
+            for r in ranked:
+                if tuple(self.rows[r]) not in seen:
+                    seen.add(tuple(self.rows[r]))
+                    best.append(r)
+            parents = [best[b % len(best)] for b in range(self.request.beam)]
+            out += [p for p in parents for _ in range(k)]
+        return torch.tensor(out, dtype=torch.long)
+
+    def poems(self) -> list[Poem]:
+        """The best finished poem of each request, the other distinct ones attached (best first)."""
+        out = []
+        for best in super().poems():
+            seen, others = {best.text}, []
+            for p in best.others:
+                if p.text not in seen:
+                    seen.add(p.text)
+                    others.append(p)
+            best.others = others
+            out.append(best)
+        return out
+
+
+def make_walk(tokenizer: CharTokenizer, preprocessing: str, request: PoemRequest) -> PoemWalk:
+    """The walk the request asks for: whole-poem candidates, or a line search."""
+    return (LineWalk if request.search == "lines" else PoemWalk)(tokenizer, preprocessing, request)
 
 
 @torch.inference_mode()
@@ -277,6 +351,8 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
         slot = walk.slot
         step = walk.advance(walk.choose(logits))
         logits = walk.fed(step, feed(step))
+        if walk.regrouped is not None:  # a line search kept some rows: their states go on
+            state = tuple(s[:, walk.regrouped.to(device)] for s in state)
         yield slot
 
 
@@ -285,8 +361,10 @@ def candidate_seed(seed: int, candidate: int) -> int:
     return seed if candidate == 0 else (seed + candidate * 0x9E3779B97F4A7C15) % 2**63
 
 
-def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int]) -> float:
-    return logp / max(tokens, 1) - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
+def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int], score: str = "mean") -> float:
+    """The model's log-probability (``mean`` per token, or the ``sum``) less the repeat penalty."""
+    value = logp / max(tokens, 1) if score == "mean" else logp
+    return value - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
 
 
 def poem_context(
@@ -306,7 +384,7 @@ def token_logprobs(
     """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
     read the way the decoder reads them (from ``<bos>`` and, for a control model, the control)."""
     tok = model.tokenizer
-    text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
+    text = join_lines(lines)
     context = poem_context(tok, len(lines[0]), len(lines), title, keywords)
     ids = context + tok.encode(text, add_eos=True)
     device = next(model.parameters()).device
@@ -329,8 +407,8 @@ def score_lines(
     """The candidates' ranking score: the mean log-probability per token under the model (the
     characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
     model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
-    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
-    docs/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
+    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``experiments/score_study.py`` and
+    docs/reports/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
     chars, marks = token_logprobs(model, lines, title, keywords)
     return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
 
@@ -347,7 +425,7 @@ def stream_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwarg
     req = as_request(model, request, kwargs)
     if req.num != 1:
         raise InputError(f"stream_poem writes one poem, not num={req.num}; use generate_poems.")
-    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     for slot in decode(model, walk):
         if slot + 1 < req.spec.slots:
             yield walk.poem(0)
@@ -363,7 +441,7 @@ def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | Non
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
     req = as_request(model, request, {**kwargs, "num": num} if request is None else kwargs)
-    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     deque(decode(model, walk), maxlen=0)
     return walk.poems()
 

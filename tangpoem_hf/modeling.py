@@ -94,11 +94,12 @@ class Architecture:
     locked_dropout: bool = knob(False, "dropout masks shared by all time steps of a sequence (AWD-LSTM)")
     tie_weights: bool = knob(False, "share the embedding and output weights")
     softmax: str = knob(
-        "full", "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)"
+        "full",
+        "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/reports/training-speed.md)",
     )
     # The LSTM state every poem starts from: "zeros" (older models), "stored" (the mean state at <bos>
     # of a pass over training poems, for models trained on packed streams) or "learned" (a parameter,
-    # for models trained one poem per row). See docs/results.md for the measurement behind the choice.
+    # for models trained one poem per row). See docs/reports/results.md for the measurement behind the choice.
     # The defaults here are what a config.json without the field means; a new run's are TrainConfig's.
     start_state: str = knob(
         "zeros",

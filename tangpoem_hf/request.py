@@ -14,13 +14,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .constraints import Constraint, Keywords, NoRepeat, PoemSpec
-from .control import MAX_KEYWORDS, MAX_TITLE, has_controls, keywords_fit
+from .constraints import Constraint, NoRepeat, PoemSpec
+from .control import MAX_KEYWORDS, MAX_TITLE, has_controls
 from .errors import InputError
+from .forking import can_fork
+from .keywords import keywords_fit
 from .options import DEFAULT_LINES, MAX_BATCH, MAX_LINES, MIN_LINES, OPTIONS, GenerationOptions, verse_rules
-from .prosody import poem_lines, prosody_constraints
+from .prosody import poem_lines
 from .text import COMMA, PERIOD, is_han, normalize_punctuation
 from .tokenizer import CharTokenizer
+from .verse import verse_constraints
 
 if TYPE_CHECKING:
     from .modeling import TangPoemLSTM
@@ -81,6 +84,14 @@ def check_number(name: str, value: object) -> Any:
     elif not low <= value <= high:
         raise InputError(f"{name} must be between {_show(low)} and {_show(high)}, not {value!r}.")
     return kind(value)
+
+
+def check_choice(name: str, value: object) -> str:
+    """A setting of :class:`GenerationOptions` with named choices (``search``, ``score``), one of them."""
+    choices = OPTIONS[name].metadata["choices"]
+    if value not in choices:
+        raise InputError(f"{name} must be {' or '.join(repr(c) for c in choices)}, not {value!r}.")
+    return str(value)
 
 
 def read_title(tokenizer: CharTokenizer, title: object) -> tuple[str, tuple[str, ...]]:
@@ -209,10 +220,20 @@ class PoemRequest:
     top_k: int  # 0: no limit
     top_p: float
     seed: int
+    search: str  # "poem" (rank whole poems) or "lines" (a beam over lines)
+    beam: int  # line search: partial poems kept after each line
+    line_candidates: int  # line search: lines drawn for each kept partial poem
+    score: str  # "mean" or "sum" log-probability
+    coherence: float  # weight of the cross-line coherence (see tangpoem_hf.coherence) in the score
     constraints: tuple[Constraint, ...] = ()
     num: int = 1
     candidates: int = 1
     notes: tuple[str, ...] = ()
+
+    @property
+    def width(self) -> int:
+        """Rows decoded per poem: its candidates, or for a line search its beam × line candidates."""
+        return self.beam * self.line_candidates if self.search == "lines" else self.candidates
 
     @classmethod
     def build(
@@ -230,9 +251,12 @@ class PoemRequest:
         :func:`~tangpoem_hf.options.verse_rules`). ``first`` or ``acrostic`` (heads, one per line)
         start the poem; ``title`` (a control model only) is read by the model before the poem;
         ``keywords`` each stand whole in the poem where the model likes them best
-        (:class:`~tangpoem_hf.constraints.Keywords`); ``candidates`` draws that many poems for each
-        of the ``num`` poems and keeps the best by :func:`~tangpoem_hf.decoding.score_lines`.
-        ``constraints`` adds your own rules; ``keep`` maps line indices to lines kept whole (see
+        (:class:`~tangpoem_hf.verse.VerseRules`, which places them with rhyme and tone);
+        ``search="lines"`` draws ``line_candidates`` lines for each of the ``beam`` best partial
+        poems, line after line (:class:`~tangpoem_hf.decoding.LineWalk`), while ``search="poem"``
+        draws ``candidates`` whole poems for each of the ``num`` poems; either keeps the best by
+        ``score`` (:func:`~tangpoem_hf.decoding.score_lines`) plus ``coherence`` times the lines'
+        coherence. ``constraints`` adds your own rules; ``keep`` maps line indices to lines kept whole (see
         :func:`~tangpoem_hf.decoding.rewrite_poem`).
         """
         options = GenerationOptions(**settings)
@@ -244,19 +268,28 @@ class PoemRequest:
         s = int.from_bytes(os.urandom(4), "little") if options.seed is None else check_number("seed", options.seed)
         n = check_number("num", options.num)
         c = check_number("candidates", options.candidates)
-        if n * c > MAX_BATCH:
+        search, b = check_choice("search", options.search), check_number("beam", options.beam)
+        lc = check_number("line_candidates", options.line_candidates)
+        if search == "lines":
+            if c > 1:
+                raise InputError(
+                    "candidates ranks whole poems: a line search draws beam × line_candidates instead "
+                    "(set search to 'poem' for candidates)."
+                )
+            if not all(can_fork(r) for r in constraints):
+                raise InputError("A rule you added cannot be used with a line search: use search='poem'.")
+            if n * b * lc > MAX_BATCH:
+                raise InputError(f"num × beam × line_candidates must be at most {MAX_BATCH}, not {n * b * lc}.")
+        elif n * c > MAX_BATCH:
             raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
+        score = check_choice("score", options.score)
+        w = check_number("coherence", options.coherence)
         if not isinstance(options.no_repeat, bool):
             raise InputError(f"no_repeat must be True or False, not {options.no_repeat!r}.")
         rhyme, tone = verse_rules(options)
-        verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=options.rhyme_group)
-        rules = (
-            *([Keywords()] if spec.keywords else []),
-            *verse,
-            *([NoRepeat()] if options.no_repeat else []),
-            *constraints,
-        )
-        return cls(spec, t, k, p, s, rules, n, c, notes)
+        verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=options.rhyme_group, keywords=bool(spec.keywords))
+        rules = (*verse, *([NoRepeat()] if options.no_repeat else []), *constraints)
+        return cls(spec, t, k, p, s, search, b, lc, score, w, rules, n, c, notes)
 
 
 def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:

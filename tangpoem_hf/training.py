@@ -42,8 +42,9 @@ from .checkpointing import (
 from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
 from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
-from .evaluation import token_losses
 from .modeling import IGNORE_INDEX, Architecture, TangPoemConfig, TangPoemLSTM, knob, mean_start_state
+from .paths import portable_record
+from .scoring import token_losses
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
@@ -108,7 +109,7 @@ class TrainConfig(Architecture):
     )
     simplified: bool = True
     min_freq: int = knob(1, "drop characters seen fewer times than this from the vocabulary")
-    # AWD-LSTM's activation regularisation (docs/results.md says what each was worth).
+    # AWD-LSTM's activation regularisation (docs/reports/results.md says what each was worth).
     ar: float = knob(0.0, "activation regularisation: this × mean square of the last layer's outputs")
     tar: float = knob(0.0, "temporal activation regularisation: this × mean square of their step-to-step change")
     average: float = knob(
@@ -240,13 +241,7 @@ def check_same_run(saved: dict[str, Any], cfg: TrainConfig, out_dir: str | Path)
 
 
 class TrainerCallback(Protocol):
-    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`).
-
-    A callback may also define ``on_log(trainer, record)``: called with every log record (a step's,
-    after its optimiser step, or a validation's) before it is written; fields it adds are logged and,
-    for validations, kept in the checkpointed history (``scripts/compare_optimizers.py`` logs step
-    sizes and test perplexities this way).
-    """
+    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`)."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
 
@@ -648,7 +643,7 @@ class Trainer:
                             dist.all_reduce(clock, op=dist.ReduceOp.MAX)
                             self.elapsed = float(clock)
                     record = step_record(epoch + 1, step, loss_value, real, dt, self._lr_at(step - 1), self.elapsed)
-                    self._write_log(record)
+                    self.write_log(record)
                     bar.update(record, real)
                     end_of_epoch = step % spe == 0
                     if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
@@ -688,11 +683,11 @@ class Trainer:
                 callback.on_train_end(self, summary)
         return summary
 
-    def _write_log(self, record: dict) -> None:
-        """Let the callbacks that log (``on_log``) add to the record first; only the main process logs."""
-        for callback in self.callbacks if self.main else ():
-            if hasattr(callback, "on_log"):
-                callback.on_log(self, record)
+    def write_log(self, record: dict) -> None:
+        """Log a step's record (after its optimiser step) or a validation's; only the main process logs.
+
+        A subclass may add fields first: for validations they are also kept in the checkpointed history.
+        """
         self.log.write(record)
 
     def _validate(self, step: int, epoch: int) -> None:
@@ -705,7 +700,7 @@ class Trainer:
         self.history.append(entry)
         if not self.main:
             return
-        self._write_log(entry)
+        self.write_log(entry)
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
         if val < self.best_val:
             self.best_val = val
@@ -727,7 +722,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
         info = {
-            "train_config": asdict(self.cfg),
+            "train_config": portable_record(asdict(self.cfg)),  # the model travels; this machine's paths do not
             "train_seconds": round(self.elapsed, 1),
             "split": self.split_version,
             **(extra or {}),
@@ -742,26 +737,3 @@ def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
     parts = [torch.empty_like(t) for _ in range(world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=1)
-
-
-def train_side_by_side(jobs: dict[str, list[str]], logs: Path, allowed: tuple[int, ...] = (0,)) -> None:
-    """Run ``tangpoem train`` once per job, all at the same time, each logging to ``logs/NAME.log``.
-
-    Recipes compared at an equal time budget must share one machine's load, or the budget means
-    different amounts of work. An exit code outside ``allowed`` stops the comparison, naming the job.
-    """
-    import shlex
-    import subprocess
-    import sys
-
-    procs = []
-    for name, args in jobs.items():
-        cmd = [sys.executable, "-m", "tangpoem_hf.cli", "train", *args]
-        print("$", shlex.join(cmd), flush=True)
-        log = open(logs / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115  (closed below)
-        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    for name, proc, log in procs:
-        code = proc.wait()
-        log.close()
-        if code not in allowed:
-            raise SystemExit(f"training {name} failed (exit {code}); see {logs / f'{name}.log'}")

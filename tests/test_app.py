@@ -20,7 +20,14 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from tangpoem_hf import InputError, TangPoemLSTM
-from tangpoem_hf.app_support import generation_kwargs, poem_html, unknown_chars_message, validate_chars, variants
+from tangpoem_hf.app_support import (
+    candidate_choices,
+    generation_kwargs,
+    poem_html,
+    unknown_chars_message,
+    validate_chars,
+    variants,
+)
 from tangpoem_hf.decoding import Poem, generate_poem
 from tangpoem_hf.text import to_traditional
 
@@ -182,6 +189,15 @@ def test_rewrite_keeps_the_locked_lines_over_http(served: tuple[ModuleType, str,
         client.predict(poem="", keep=[1], api_name="/rewrite")
 
 
+def test_rewrite_blames_the_poem_for_a_bad_poem(served: tuple[ModuleType, str, Client]) -> None:
+    """Without characters the poem's heads stand in for them, but bad text is the poem's fault."""
+    with pytest.raises(AppError) as info:
+        served[2].predict(poem="hello", keep=[1], api_name="/rewrite")
+    message = str(info.value)
+    assert "诗 · Poem may hold only Chinese characters, but contains 'e', 'h', 'l', 'o'." in message
+    assert "字 · Characters" not in message
+
+
 def test_rewrite_an_acrostic_keeps_its_heads(served: tuple[ModuleType, str, Client]) -> None:
     _, _, client = served
     _, text, _ = call(client, mode="藏头", characters="春江花月", form="七言", lines=4, seed=2)
@@ -293,6 +309,14 @@ def test_unknown_character_suggests_the_known_form() -> None:
     assert message is not None and "鑾（简体 銮）" in message
     assert validate_chars(simplified, "龍城", "字 · Characters") == "龙城"  # traditional input is converted
     assert "樱" in variants("桜")  # Japanese shinjitai → simplified
+
+
+def test_candidates_are_listed_as_ranked_poems() -> None:
+    """Each candidate is its rank and the whole poem: no raw log-probability a reader cannot read."""
+    best = Poem(["明月松间照", "清泉石上流"], form=5, seed=1, total_lines=2, score=-3.42)
+    best.others = [Poem(["明月照高楼", "流光正徘徊"], form=5, seed=1, total_lines=2, score=-4.1)]
+    assert candidate_choices(best) == [("1. 明月松间照，清泉石上流。", 0), ("2. 明月照高楼，流光正徘徊。", 1)]
+    assert candidate_choices(best, "traditional")[1] == ("2. 明月照高樓，流光正徘徊。", 1)
 
 
 def test_poem_html_marks_the_growing_line() -> None:

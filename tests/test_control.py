@@ -25,8 +25,8 @@ from tangpoem_hf.control import (
 )
 from tangpoem_hf.decoding import PoemWalk, generate_poem, generate_poems, score_lines
 from tangpoem_hf.errors import InputError, ModelFileError
-from tangpoem_hf.evaluation import token_losses
 from tangpoem_hf.modeling import IGNORE_INDEX
+from tangpoem_hf.scoring import perplexity, token_losses
 from tangpoem_hf.text import clean_poem_text, split_lines
 from tangpoem_hf.training import TrainConfig, Trainer
 
@@ -254,9 +254,22 @@ def test_train_with_controls_then_generate_and_score_with_a_theme(small_corpus, 
     themed = capsys.readouterr().out
     assert main(["perplexity", str(bare), "--model", str(out / "best")]) == 0
     assert themed != capsys.readouterr().out  # the title and keywords were read
-    bare.write_text(json.dumps({"text": TEXTS[7], "keywords": "白云 龘"}, ensure_ascii=False) + "\n")
-    assert main(["perplexity", str(bare), "--model", str(out / "best")]) == 2
-    assert "Poem 1: the model does not know the character(s) 龘" in capsys.readouterr().err
+    # A theme character the model lacks: that one poem is scored bare, the others with their theme,
+    # and one warning counts them.
+    lacking = {"text": TEXTS[3], "title": "龘山", "keywords": "白云 齉"}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (row, lacking, lacking)) + "\n")
+    assert main(["perplexity", str(mixed), "--model", str(out / "best")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("note:") == 1
+    assert (
+        "2 poem(s) scored without their title and keywords" in captured.err
+        and "齉龘" in captured.err
+        and "(poem 2, 3)" in captured.err
+    )
+    themed_controls = [Control("山行", ("白云", "石径")), Control(), Control()]
+    expected = perplexity(model, [TEXTS[7], TEXTS[3], TEXTS[3]], controls=themed_controls)
+    assert captured.out.strip().splitlines()[-1] == f"perplexity: {expected:.3f}"
 
 
 def test_perplexity_notes_that_a_model_without_controls_ignores_the_theme(tiny_model_dir, tmp_path, capsys):
@@ -267,7 +280,7 @@ def test_perplexity_notes_that_a_model_without_controls_ignores_the_theme(tiny_m
 
 
 def test_character_perplexity_reads_a_control_model_its_form_first():
-    from tangpoem_hf.evaluation import char_losses
+    from tangpoem_hf.scoring import char_losses
 
     model, old = control_model(), make_tiny_model()
     total, count = char_losses(model, TEXTS[:4])

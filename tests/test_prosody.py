@@ -16,12 +16,11 @@ from tangpoem_hf.prosody import (
     ZE,
     check_poem,
     load_table,
-    masks_for,
     patterns,
-    prosody_constraints,
 )
 from tangpoem_hf.text import to_simplified
 from tangpoem_hf.tokenizer import SPECIALS
+from tangpoem_hf.verse import masks_for, verse_constraints
 
 DENG_GUAN_QUE_LOU = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
 JUE_JU = "两个黄鹂鸣翠柳，一行白鹭上青天。窗含西岭千秋雪，门泊东吴万里船。"
@@ -293,7 +292,7 @@ def test_bad_values_are_one_sentence_input_errors(model, kwargs, message):
     with pytest.raises(InputError, match=message):
         generate_poem(model, form=5, seed=0, **kwargs)
     with pytest.raises(InputError, match=message):
-        prosody_constraints(**kwargs)
+        verse_constraints(**kwargs)
 
 
 def test_masks_are_cached_per_tokenizer(model):
