@@ -89,9 +89,22 @@ class Constraint:
         ``logits`` (None where a character was fed, not drawn); record any broken rule there. The
         only method that changes ``state``: the others read it, so their order never matters."""
 
+    def select(self, state: Any, rows: torch.Tensor) -> Any:
+        """A new state for the poems ``rows`` (indices into the batch, in order, repeats allowed),
+        like transformers' ``_reorder_cache``: a line search keeps the best partial poems and lets
+        each go on in several rows. Per-poem parts are copied, never shared, so drawing in one row
+        leaves every other row (and ``state``) alone; what all poems share may be shared. A rule
+        without it cannot be used with a line search."""
+        raise NotImplementedError(f"The rule {self.name!r} cannot select rows of its state.")
+
     def notes(self, state: Any, poem: int) -> list[str]:
         """Sentences saying where poem ``poem`` had to break this rule (empty when it never did)."""
         return []
+
+
+def selects_rows(constraint: Constraint) -> bool:
+    """Whether ``constraint`` implements :meth:`Constraint.select` (a line search needs it)."""
+    return type(constraint).select is not Constraint.select
 
 
 class Broken:
@@ -100,6 +113,12 @@ class Broken:
     def __init__(self, spec: PoemSpec, batch_size: int) -> None:
         self.spec = spec
         self.events: list[list[tuple[int, str, str]]] = [[] for _ in range(batch_size)]
+
+    def select(self, rows: torch.Tensor) -> Broken:
+        """The breaks of the poems ``rows``, copied (see :meth:`Constraint.select`)."""
+        out = Broken(self.spec, 0)
+        out.events = [list(self.events[r]) for r in rows.tolist()]
+        return out
 
     def add(self, poem: int, slot: int, char: str, why: str) -> None:
         self.events[poem].append((slot, char, why))
@@ -126,6 +145,9 @@ class HanOnly(Constraint):
     def allowed(self, slot: int, spec: PoemSpec, state: torch.Tensor) -> torch.Tensor:
         return state
 
+    def select(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return state  # one mask for every poem, never changed
+
 
 class Forced(Constraint):
     """The user's first characters, acrostic heads or kept lines, at their slots."""
@@ -142,6 +164,9 @@ class Forced(Constraint):
         mask = torch.zeros(vocab, dtype=torch.bool)
         mask[ids[slot]] = True
         return mask
+
+    def select(self, state: tuple[dict[int, int], int], rows: torch.Tensor) -> tuple[dict[int, int], int]:
+        return state  # the request's forced characters, the same for every poem
 
 
 def doubling_allowed(ch: str, column: int, form: int) -> bool:
@@ -210,6 +235,10 @@ class NoRepeat(Constraint):
                 state.broken.add(b, slot, state.tokenizer.tokens[int(chosen[b])], "it already stands in the poem")
             state.counts[rows, chosen] += 1
         state.last = chosen.clone()
+
+    def select(self, state: RepeatState, rows: torch.Tensor) -> RepeatState:
+        counts, last = state.counts[rows], state.last[rows]  # copies: observe adds to them in place
+        return RepeatState(state.tokenizer, counts, last, state.broken.select(rows), state.doubles)
 
     def notes(self, state: RepeatState, poem: int) -> list[str]:
         return state.broken.sentences(self.name, poem)

@@ -26,7 +26,6 @@ from .coherence import table_ids
 from .constraints import Constraint, Forced, HanOnly, PoemSpec, stray_repeats
 from .control import Control, control_ids, has_controls
 from .errors import InputError
-from .forking import select_state
 from .modeling import TangPoemLSTM
 from .request import PoemRequest, as_request, rewrite_request
 from .text import form_name, join_lines, line_end, to_traditional
@@ -275,8 +274,8 @@ class LineWalk(PoemWalk):
     sinks the poem, and the LSTM state after each kept prefix is carried on, never recomputed.
 
     Row ``(i * beam + b) * line_candidates + k`` is candidate ``k`` of beam ``b`` of poem ``i``.
-    The rules run inside the same walk: their states are forked with the rows
-    (:mod:`tangpoem_hf.forking`), so every rule holds exactly as in a poem drawn whole. Each line's
+    The rules run inside the same walk: each rule's :meth:`~tangpoem_hf.constraints.Constraint.select`
+    gives its state for the kept rows, so every rule holds exactly as in a poem drawn whole. Each line's
     rows draw with generators seeded by the poem's seed, the line and the row: deterministic per seed.
     """
 
@@ -289,7 +288,7 @@ class LineWalk(PoemWalk):
         self.regrouped = rows
         self.rows = [list(self.rows[r]) for r in rows.tolist()]
         self.logp = self.logp[rows]
-        self.states = [select_state(c, s, rows) for c, s in zip(self.constraints, self.states)]
+        self.states = [c.select(s, rows) for c, s in zip(self.constraints, self.states)]
         line, width = self.slot // self.spec.form, self.request.width
         self.seeds = [
             candidate_seed(self.request.seed + i, line * width + j)

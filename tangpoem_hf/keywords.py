@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import permutations
 
+import torch
+
 WindowCheck = Callable[[str, int, int], bool]  # (word, start slot, first index to check) → accepted
 
 
@@ -72,6 +74,17 @@ class KeywordState:
             [set(open_words) for _ in range(batch_size)],
             [None] * batch_size,
             [{} for _ in range(batch_size)],
+        )
+
+    def select(self, rows: torch.Tensor) -> KeywordState:
+        """The keyword progress of the poems ``rows``, copied (see
+        :meth:`~tangpoem_hf.constraints.Constraint.select`)."""
+        r = rows.tolist()
+        return KeywordState(
+            self.words,
+            [set(self.pending[i]) for i in r],
+            [self.active[i] for i in r],
+            [{w: list(v) for w, v in self.seen[i].items()} for i in r],
         )
 
     def missing(self, poem: int) -> list[str]:

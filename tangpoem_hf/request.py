@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .constraints import Constraint, NoRepeat, PoemSpec
+from .constraints import Constraint, NoRepeat, PoemSpec, selects_rows
 from .control import MAX_KEYWORDS, MAX_TITLE, has_controls
 from .errors import InputError
-from .forking import can_fork
 from .keywords import keywords_fit
 from .options import DEFAULT_LINES, MAX_BATCH, MAX_LINES, MIN_LINES, OPTIONS, GenerationOptions, verse_rules
 from .prosody import poem_lines
@@ -276,8 +275,12 @@ class PoemRequest:
                     "candidates ranks whole poems: a line search draws beam × line_candidates instead "
                     "(set search to 'poem' for candidates)."
                 )
-            if not all(can_fork(r) for r in constraints):
-                raise InputError("A rule you added cannot be used with a line search: use search='poem'.")
+            rigid = next((r for r in constraints if not selects_rows(r)), None)
+            if rigid is not None:
+                raise InputError(
+                    f"The rule {rigid.name!r} has no select method, so a line search cannot keep its state: "
+                    "use search='poem'."
+                )
             if n * b * lc > MAX_BATCH:
                 raise InputError(f"num × beam × line_candidates must be at most {MAX_BATCH}, not {n * b * lc}.")
         elif n * c > MAX_BATCH:

@@ -543,6 +543,16 @@ class VerseRules(Constraint):
             have = "/".join(sorted(tones)) if tones else "not in the 平水韵 table"
             state.tone_broken.add(b, slot, ch, f"it is {have} where the pattern needs {want}")
 
+    def select(self, state: VerseState, rows: torch.Tensor) -> VerseState:
+        return VerseState(
+            state.worlds,  # the request's rules and memos, the same for every poem
+            state.alive[rows],
+            state.used[rows],
+            state.rhyme_broken.select(rows),
+            state.tone_broken.select(rows),
+            state.keywords.select(rows) if state.keywords is not None else None,
+        )
+
     def notes(self, state: VerseState, poem: int) -> list[str]:
         words = state.keywords.missing(poem) if state.keywords is not None else []
         out = [f"The keyword {word} could not be placed whole in the poem." for word in words]

@@ -15,13 +15,11 @@ from tangpoem_hf.decoding import (
     LineWalk,
     PoemRequest,
     PoemWalk,
-    _combine,
     generate_poem,
     generate_poems,
     rewrite_poem,
     score_lines,
 )
-from tangpoem_hf.forking import select_state
 from tangpoem_hf.prosody import check_poem
 from tangpoem_hf.serving import PoemServer
 
@@ -86,25 +84,105 @@ def test_server_streams_the_line_search_poem(tiny_model):
     assert len(steps) == 20
 
 
-def test_forked_states_mask_like_their_parents(verse_model):
-    """After a line, each forked row allows exactly what its parent row allowed, and drawing in a
-    forked row leaves the parent's state alone."""
-    tok = verse_model.tokenizer
-    req = PoemRequest.build(tok, form=5, lines=4, seed=1, num=4, rhyme=True, tone="strict", no_repeat=True)
+# Four partial poems two lines and a character in, each in a state of its own: row 0 is writing
+# 风花 (风 drawn), row 1 placed 风花 and is writing 雪月, row 2 repeats 日 and 春, row 3 breaks the
+# strict tone; their rhymes (龙, 东, 天, 山) differ.
+HISTORIES = ["白日依山尽冬农宗钟龙风", "风花依山尽白日春秋东雪", "春秋依白日冬日夏春天月", "秋冬春夏白花雪月日山依"]
+FORK = torch.tensor([2, 2, 0, 3, 1, 1])  # rows kept, in order, one of them twice
+
+
+def _rules_after(model, histories):
+    """Every rule (rhyme, strict tone, keywords, no repeat) and its state after ``histories``."""
+    tok = model.tokenizer
+    rules = {"rhyme": True, "tone": "strict", "no_repeat": True, "keywords": "风花 雪月"}
+    req = PoemRequest.build(tok, form=5, lines=4, seed=1, num=len(histories), **rules)
     walk = PoemWalk(tok, "ours", req)
-    logits = torch.randn(4, len(tok))
-    for _ in range(10):  # two lines: a rhyme is set, tone patterns narrowed, characters used
-        walk.fed(walk.advance(walk.choose(logits)), torch.randn(4, 2, len(tok)))
-    rows = torch.tensor([2, 2, 0, 3, 1, 1])
-    forked = [select_state(c, s, rows) for c, s in zip(walk.constraints, walk.states)]
-    for slot in (walk.slot, 14, 19):  # the next line's start, a line end, a rhyme
-        before = _combine(walk.constraints, walk.states, slot, walk.spec, len(tok)).expand(4, -1)
-        after = _combine(walk.constraints, forked, slot, walk.spec, len(tok)).expand(6, -1)
-        assert torch.equal(after, before[rows])
-    before = _combine(walk.constraints, walk.states, walk.slot, walk.spec, len(tok)).expand(4, -1)
-    for c, s in zip(walk.constraints, forked):
-        c.observe(walk.slot, walk.spec, s, torch.tensor([tok.index["春"]] * 6))
-    assert torch.equal(_combine(walk.constraints, walk.states, walk.slot, walk.spec, len(tok)).expand(4, -1), before)
+    gen = torch.Generator().manual_seed(0)
+    for slot in range(len(histories[0])):
+        chosen = torch.tensor([tok.index[h[slot]] for h in histories])
+        logits = torch.randn(len(histories), len(tok), generator=gen)
+        for c, s in zip(walk.constraints, walk.states):
+            c.observe(slot, walk.spec, s, chosen, logits)
+    return walk.constraints, walk.states, walk.spec
+
+
+def _view(rule, state, spec, slot, logits):
+    """What a rule makes of each poem at ``slot``: its mask, its reweighed logits, its notes."""
+    n = len(logits)
+    mask = rule.allowed(slot, spec, state)
+    mask = torch.ones_like(logits, dtype=torch.bool) if mask is None else mask.expand(n, -1)
+    weighed = rule.reweigh(slot, spec, state, logits).double()
+    return mask, weighed, [rule.notes(state, b) for b in range(n)]
+
+
+def _same(a, b):
+    return torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_selected_states_carry_each_rows_progress(verse_model):
+    """Each selected row masks, reweighs and notes exactly as its parent row: the rhymes used, the
+    tone patterns alive, the repeat counts, the keyword progress and the breaks all go with it."""
+    tok = verse_model.tokenizer
+    rules, states, spec = _rules_after(verse_model, HISTORIES)
+    logits = torch.randn(4, len(tok), generator=torch.Generator().manual_seed(1))
+    assert len({str(_view(r, s, spec, 11, logits)[2]) for r, s in zip(rules, states)}) > 1  # rows break rules
+    for rule, state in zip(rules, states):
+        forked = rule.select(state, FORK)
+        for slot in (11, 12, 14, 19):  # inside a keyword, after it, a line end, a rhyme
+            before = _view(rule, state, spec, slot, logits)
+            after = _view(rule, forked, spec, slot, logits[FORK])
+            assert _same(after, (before[0][FORK], before[1][FORK], [before[2][r] for r in FORK.tolist()])), (
+                rule.name,
+                slot,
+            )
+    verse = rules[2]
+    assert [verse.notes(states[2], b) for b in range(4)] != [[]] * 4  # the strict tone breaks are noted
+    assert _view(verse, states[2], spec, 11, logits)[0][0].sum() == 1  # row 0 must go on with 花
+
+
+def test_selected_rows_change_alone(verse_model):
+    """Drawing in one selected row changes neither its parent nor a row forked from the same
+    parent: per-poem parts are copied, never shared."""
+    tok = verse_model.tokenizer
+    rules, states, spec = _rules_after(verse_model, HISTORIES)
+    logits = torch.randn(6, len(tok), generator=torch.Generator().manual_seed(2))
+    drawn = [torch.tensor([tok.index[ch] for ch in line]) for line in ("花风龙东月尽", "山秋春夏冬天")]
+    later = (13, 16, 19)
+    for rule, state in zip(rules, states):
+        parent = [_view(rule, state, spec, slot, logits[:4]) for slot in later]
+        forked = rule.select(state, FORK)
+        for slot, ids in zip((11, 12), drawn):  # rows 0 and 1 share parent 2 and draw differently
+            rule.observe(slot, spec, forked, ids, logits)
+        for j, r in enumerate(FORK.tolist()):
+            alone = rule.select(state, torch.tensor([r]))
+            for slot, ids in zip((11, 12), drawn):
+                rule.observe(slot, spec, alone, ids[j : j + 1], logits[j : j + 1])
+            for slot in later:
+                mine = _view(rule, forked, spec, slot, logits)
+                want = _view(rule, alone, spec, slot, logits[j : j + 1])
+                assert _same((mine[0][j : j + 1], mine[1][j : j + 1], mine[2][j : j + 1]), want), (rule.name, j, slot)
+        assert all(_same(_view(rule, state, spec, s, logits[:4]), v) for s, v in zip(later, parent)), rule.name
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from tangpoem_hf.modeling import load_model
+
+    return load_model()
+
+
+@pytest.mark.parametrize("form", [5, 7])
+def test_line_search_places_the_readme_keywords_with_rhyme_and_tone(bundled, form):
+    """The README's `first="月", keywords="明月 故乡"` with rhyme and relaxed tone, searched line by
+    line: over 10 seeds both keywords stand whole and no rule breaks."""
+    poems = generate_poems(
+        bundled, 10, first="月", keywords="明月 故乡", form=form, rhyme=True, tone="relaxed", seed=0, **LINES
+    )
+    for poem in poems:
+        report = check_poem(poem.text)
+        assert not poem.notes, (poem.text, poem.notes)
+        assert report.rhyme_ok and report.relaxed_ok, report.text_report()
+        assert all(any(word in line for line in poem.lines) for word in ("明月", "故乡")), poem.text
 
 
 def test_coherence_table_loads_and_counts_in_the_score(tiny_model):
@@ -137,7 +215,7 @@ def test_bad_search_settings_are_input_errors(tiny_model, kwargs, message):
         generate_poem(tiny_model, first="山", **kwargs)
 
 
-def test_a_rule_that_cannot_fork_is_refused_for_line_search(tiny_model):
+def test_a_rule_without_select_is_refused_for_line_search(tiny_model):
     from tangpoem_hf.constraints import Constraint
 
     class Mine(Constraint):
@@ -146,7 +224,7 @@ def test_a_rule_that_cannot_fork_is_refused_for_line_search(tiny_model):
         def start(self, spec, tokenizer, batch_size):
             return [0] * batch_size
 
-    with pytest.raises(InputError, match="line search"):
+    with pytest.raises(InputError, match="The rule 'mine' has no select method"):
         generate_poem(tiny_model, first="山", constraints=[Mine()], **LINES)
     assert generate_poem(tiny_model, first="山", constraints=[Mine()]).finished
 
