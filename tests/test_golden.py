@@ -29,7 +29,10 @@ def _settings(**overrides: Any) -> dict[str, Any]:
         "rhyme": False,
         "tone": "none",
         "no_repeat": False,
+        "search": "poem",
         "candidates": 1,
+        "score": "mean",
+        "coherence": 0.0,
     }
     return {**base, **overrides}
 
@@ -67,12 +70,12 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("7x8 relaxed only", "generate_poem", _settings(first="雨", form=7, lines=8, seed=18, tone="relaxed")),
     ("7x4 rhyme group", "generate_poem", _settings(first="雪", form=7, lines=4, seed=19, rhyme_group="东")),
     (
-        "5x4 keywords break rhyme (notes)",
+        "5x4 keywords with rhyme and tone, seed 1",
         "generate_poem",
         _settings(first="月", form=5, lines=4, seed=1, keywords="明月 故乡", rhyme=True, tone="relaxed"),
     ),
     (
-        "5x4 keywords break tone (notes)",
+        "5x4 keywords with rhyme and tone, seed 5",
         "generate_poem",
         _settings(first="月", form=5, lines=4, seed=5, keywords="明月 故乡", rhyme=True, tone="relaxed"),
     ),
@@ -95,6 +98,31 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("5x4 top_p 1", "generate_poem", _settings(first="日", form=5, lines=4, seed=27, top_p=1.0)),
     ("7x4 top_k 20", "generate_poem", _settings(first="人", form=7, lines=4, seed=28, top_k=20, top_p=1.0)),
     ("5x4 top_k 5 top_p", "generate_poem", _settings(first="酒", form=5, lines=4, seed=29, top_k=5, top_p=0.8)),
+    # line search
+    (
+        "7x4 line search t0.5 rules",
+        "generate_poem",
+        _settings(
+            first="山",
+            form=7,
+            lines=4,
+            seed=37,
+            temperature=0.5,
+            search="lines",
+            beam=4,
+            line_candidates=4,
+            rhyme=True,
+            tone="relaxed",
+            no_repeat=True,
+        ),
+    ),  # fmt: skip
+    (
+        "5x4 line search sum coherence",
+        "generate_poem",
+        _settings(
+            first="秋", form=5, lines=4, seed=38, search="lines", beam=2, line_candidates=3, score="sum", coherence=5.0
+        ),
+    ),
     # batches
     ("5x4 batch of 3", "generate_poems", _settings(first="林", form=5, lines=4, seed=30, num=3)),
     (
