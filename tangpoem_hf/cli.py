@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
-from .options import OPTIONS, default_of, default_rules_text
+from .options import OPTIONS, default_draw_text
 from .push import add_push_parser
 from .text import FORM_SHAPES, FORMS, is_han
 from .tokenizer import CharTokenizer
@@ -509,9 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "generate",
         help="write poems",
-        description=f"Write poems. Unless you ask otherwise: {default_rules_text()}, the best of "
-        f"{default_of('candidates')} candidate(s){', no repeated characters' * default_of('no_repeat')}; "
-        "--free for free verse.",
+        description=f"Write poems. Unless you ask otherwise: {default_draw_text()}; --free for free verse.",
     )
     g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
     _add_generation_args(g)

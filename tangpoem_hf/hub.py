@@ -37,6 +37,7 @@ from huggingface_hub import (
 from .decoding import generate_poem
 from .errors import InputError, TangPoemError
 from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
+from .options import default_draw_text
 from .paths import portable_path, portable_record
 from .tokenizer import VOCAB_NAME
 
@@ -185,8 +186,8 @@ def _body(
         "",
         "## Sample poems",
         "",
-        "Drawn as `tangpoem generate` draws by default: temperature 0.8, top-p 0.9, and a 绝句 or 律诗 "
-        "rhymes on its even lines and keeps the relaxed 平仄 rule (一三五不论).",
+        f"Drawn as every interface (`tangpoem generate`, the app, the Python API) draws by default: "
+        f"{default_draw_text()}.",
         "",
     ]
     if samples:

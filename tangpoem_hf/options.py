@@ -156,6 +156,19 @@ def default_rules_text() -> str:
     return " and ".join([*(["rhyme"] if rhyme else []), *([f"{tone} tone"] if tone else [])]) or "free verse"
 
 
+def default_draw_text() -> str:
+    """The whole default draw in words, for the CLI's help and the model cards."""
+    d = GenerationOptions()
+    search = (
+        f"a line search (the best {d.beam} partial poems kept after each line, "
+        f"{d.line_candidates} lines drawn for each)"
+        if d.search == "lines"
+        else f"the best of {d.candidates} candidate(s)"
+    )
+    repeats = ", no repeated characters" if d.no_repeat else ""
+    return f"{default_rules_text()}{repeats}, temperature {d.temperature}, top-p {d.top_p}, {search}"
+
+
 # The draw the measurements in docs/ were made with (the Python API's defaults before there was one
 # default): one plain sample, no rule, no search and no ranking. Add rules to it by name.
 PLAIN_SAMPLE: dict[str, Any] = {

@@ -51,12 +51,13 @@ def test_same_seed_same_poem_and_batch_matches_single(tiny_model):
 
 
 def test_streaming_yields_growing_prefixes(tiny_model):
-    steps = list(stream_poem(tiny_model, first="山", form=5, lines=4, seed=1))
+    ask = {"first": "山", "form": 5, "lines": 4, "seed": 1, "search": "poem"}  # a line search may replace a line
+    steps = list(stream_poem(tiny_model, **ask))
     assert len(steps) == 20
     flat = [s.text.replace("\n", "") for s in steps]
     assert all(flat[i + 1].startswith(flat[i].rstrip("，。")) for i in range(len(flat) - 1))
     assert steps[-1].finished and not steps[0].finished
-    assert steps[-1].text == generate_poem(tiny_model, first="山", form=5, lines=4, seed=1).text
+    assert steps[-1].text == generate_poem(tiny_model, **ask).text
 
 
 def wants_to_stop(model):
