@@ -33,6 +33,7 @@ from .tokenizer import CharTokenizer
 
 REPEAT_PENALTY = 1.0  # score points per stray repeated character (see experiments/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
+QUICK_NUCLEUS = 64  # tried first: topk takes its cheap partial-sort path up to vocab / 64
 
 
 @dataclass
@@ -100,26 +101,46 @@ def _sample_rows(
         logits = logits.masked_fill(logits < kth, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     if top_p < 1.0:
-        # A partial sort (topk) of the likeliest characters is ~20x faster than sorting the whole
-        # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row
-        # whose nucleus is wider tries the larger guesses on its own. Only the sorted entries are
-        # written, not whole rows: with many rows (candidates) row copies would cost more than the sort.
-        nucleus = torch.zeros_like(probs)
-        pending, rows = torch.arange(len(probs)), probs
-        for guess in (*NUCLEUS_GUESSES, vocab):
-            sorted_p, order = torch.topk(rows, min(guess, vocab), dim=-1)
-            mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
-            done = (mass[:, -1] >= top_p) | (guess >= vocab)
-            keep = (mass - sorted_p < top_p) & done.unsqueeze(1)
-            nucleus[pending.unsqueeze(1), order] = sorted_p * keep
-            pending = pending[~done]
-            if not len(pending):
-                break
-            rows = probs[pending]
-        probs = nucleus
+        return _draw_nucleus(probs, top_p, gens)
     cdf = torch.cumsum(probs, dim=-1)
     u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in gens]) * cdf[:, -1]
     return torch.searchsorted(cdf, u.unsqueeze(1)).squeeze(1).clamp(max=vocab - 1)
+
+
+def _draw_nucleus(probs: torch.Tensor, top_p: float, gens: Sequence[torch.Generator]) -> torch.Tensor:
+    """One draw per row from its top-p nucleus.
+
+    A partial sort (topk) of the likeliest characters is far cheaper than sorting the whole
+    vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row whose
+    nucleus is wider tries the larger guesses on its own. ``QUICK_NUCLEUS`` (topk's cheap heap path)
+    comes first and is trusted only where it decides the nucleus alone: no tie of probabilities
+    straddles the nucleus' edge, whose order the larger guess's sort would settle. The draw runs on
+    the sorted entries put back in vocabulary order: the same running sums as a cumulative sum over
+    the whole vocabulary (the left-out entries add exact zeros), without (rows, vocab) copies.
+    """
+    vocab = probs.shape[-1]
+    out = torch.empty(len(probs), dtype=torch.long)
+    pending = torch.arange(len(probs))
+    for guess in (QUICK_NUCLEUS, *NUCLEUS_GUESSES, vocab):
+        rows = probs[pending]
+        sorted_p, order = torch.topk(rows, min(guess, vocab), dim=-1)
+        mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
+        keep = mass - sorted_p < top_p
+        done = (mass[:, -1] >= top_p) | (guess >= vocab)
+        if guess == QUICK_NUCLEUS:
+            n = keep.sum(1, keepdim=True)
+            edge = sorted_p.gather(1, torch.cat([n - 1, n.clamp(max=guess - 1)], dim=1))
+            done &= (n.squeeze(1) < guess) & (edge[:, 0] != edge[:, 1])
+        if bool(done.any()):
+            index, where = order[done].sort(dim=-1)
+            cdf = torch.cumsum((sorted_p[done] * keep[done]).gather(1, where), dim=-1)
+            u = torch.stack([torch.rand((), generator=gens[r], dtype=torch.float64) for r in pending[done].tolist()])
+            at = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).clamp(max=cdf.shape[1] - 1)
+            out[pending[done]] = index.gather(1, at).squeeze(1)
+        pending = pending[~done]
+        if not len(pending):
+            break
+    return out
 
 
 def _combine(

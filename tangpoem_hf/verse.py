@@ -117,6 +117,7 @@ class Worlds:
     keyword_ids: list[int] = field(default_factory=list)  # the ids of the keywords' characters
     fits: dict[tuple, bool] = field(default_factory=dict)  # memo of the pure keyword fit search
     options: dict[tuple, object] = field(default_factory=dict)  # memo of VerseRules._find_options
+    verse_masks: dict[tuple, torch.Tensor] = field(default_factory=dict)  # memo of VerseRules._verse_rows
     _needs: list[list[bool]] | None = None
 
     def needs_rhyme(self, slot: int) -> torch.Tensor:
@@ -413,20 +414,38 @@ class VerseRules(Constraint):
         return mask
 
     def _verse_mask(self, slot: int, spec: PoemSpec, state: VerseState, worlds: torch.Tensor) -> torch.Tensor:
-        """(B, V): what ``worlds`` allow, the tone dropped where rhyme and tone leave nothing, and
-        bound first halves kept out where no world takes their partner next."""
+        """(B, V): what ``worlds`` allow (see :meth:`_verse_rows`). A row depends only on the slot, the
+        poem's worlds and its rhymes used, which the rows of a line search and the slots of one poem
+        share often: each distinct row is computed once per request."""
         w = state.worlds
         if not (self.rhyme or self.tone):  # keywords alone: any character, in a poem with a live world
             return worlds.flatten(1).any(1, keepdim=True).expand(-1, len(w.tokenizer)).clone()
-        mask = w.allowed(slot, worlds, state.used)
+        used: list[list[int]] = [[] for _ in range(len(worlds))]
+        for b, i in state.used.nonzero().tolist():
+            used[b].append(i)
+        keys = [(slot, worlds[b].numpy().tobytes(), tuple(used[b])) for b in range(len(worlds))]
+        todo = list({k: b for b, k in enumerate(keys) if k not in w.verse_masks}.items())
+        if todo:
+            rows = torch.tensor([b for _, b in todo])
+            for (key, _), row in zip(todo, self._verse_rows(slot, spec, w, worlds[rows], state.used[rows])):
+                w.verse_masks[key] = row
+        return torch.stack([w.verse_masks[k] for k in keys])
+
+    def _verse_rows(
+        self, slot: int, spec: PoemSpec, w: Worlds, worlds: torch.Tensor, used: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, V): what ``worlds`` (B, P, G) allow with the rhymes ``used`` (B, V), the tone dropped
+        where rhyme and tone leave nothing, and bound first halves kept out where no world takes
+        their partner next."""
+        mask = w.allowed(slot, worlds, used)
         empty = ~mask.any(1)
         if bool(empty.any()):
-            mask[empty] = w.allowed(slot, worlds[empty], state.used[empty], tone=False)
+            mask[empty] = w.allowed(slot, worlds[empty], used[empty], tone=False)
         first, partner = w.masks.bound
-        if not (self.rhyme or self.tone) or not len(first) or slot % spec.form + 1 >= spec.form or slot in spec.forced:
+        if not len(first) or slot % spec.form + 1 >= spec.form or slot in spec.forced:
             return mask
         pair = w.tone_ok(slot, first) & w.tone_ok(slot + 1, partner)  # (P, K)
-        whole = (w.takes(slot + 1, worlds, state.used, partner) & pair.unsqueeze(0)).any(1)  # (B, K)
+        whole = (w.takes(slot + 1, worlds, used, partner) & pair.unsqueeze(0)).any(1)  # (B, K)
         trimmed = mask.clone()
         trimmed[:, first] &= whole
         return torch.where(trimmed.any(1, keepdim=True), trimmed, mask)

@@ -135,3 +135,28 @@ def test_batched_draws_equal_single_draws():
                 for b in range(6)
             ]
             assert together.tolist() == alone
+
+
+def test_quick_nucleus_draws_as_the_wide_guess_on_tied_probabilities():
+    """The quick partial sort leaves a tie across the nucleus' edge to the wider guess, so tied
+    characters (equal logits) are drawn exactly as the 1,024-wide sort draws them."""
+    from tangpoem_hf.decoding import NUCLEUS_GUESSES, _sample_rows
+
+    def wide_guess_sample(logits, temperature, top_p, gen):
+        probs = torch.softmax(logits.double() / temperature, dim=-1)
+        sorted_p, order = torch.topk(probs, NUCLEUS_GUESSES[0])
+        assert float(sorted_p.sum()) >= top_p  # the nucleus fits in the first guess
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < top_p
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p * keep)
+        cdf = torch.cumsum(probs, 0)
+        u = torch.rand((), generator=gen, dtype=torch.float64) * cdf[-1]
+        return int(torch.searchsorted(cdf, u.unsqueeze(0)).clamp(max=len(cdf) - 1))
+
+    torch.manual_seed(2)
+    for trial in range(40):
+        logits = (torch.randn(7133) * 12).round() / 4  # coarse: many exact ties among the likeliest
+        for top_p in (0.5, 0.9):
+            gens = [torch.Generator().manual_seed(100 * trial + s) for s in range(8)]
+            drawn = _sample_rows(logits.expand(8, -1), 0.5, 0, top_p, gens).tolist()
+            gens = [torch.Generator().manual_seed(100 * trial + s) for s in range(8)]
+            assert drawn == [wide_guess_sample(logits, 0.5, top_p, g) for g in gens]
