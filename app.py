@@ -42,6 +42,10 @@ MODEL_ID = model_id_from_env()
 # Up to eight poems in progress, decoded together as one batch by the PoemServer, and a bounded
 # queue behind them, so a burst of users gets "queue is full" instead of an ever-growing wait.
 CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "8"))
+# Rows one default poem decodes (a line search: beam × line candidates), so that all of them fit in a step.
+DEFAULT_ROWS = (
+    default_of("beam") * default_of("line_candidates") if default_of("search") == "lines" else default_of("candidates")
+)
 # One torch thread: the server's batched LSTM step is small, and the other core is left to Gradio's
 # own per-request work, which is the larger share under load (see benchmarks/app_load.py).
 torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
@@ -72,7 +76,7 @@ def get_server() -> PoemServer:
     model = get_model()
     with _model_lock:
         if _server is None:
-            _server = PoemServer(model)
+            _server = PoemServer(model, max_batch=CONCURRENCY_LIMIT * DEFAULT_ROWS)
         return _server
 
 

@@ -29,6 +29,7 @@ from tangpoem_hf.app_support import (
     variants,
 )
 from tangpoem_hf.decoding import Poem, generate_poem
+from tangpoem_hf.options import default_of
 from tangpoem_hf.text import to_traditional
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,14 @@ POEMS = [
     "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
     "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
 ]
-DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "theme": "", "script": "简体"}
+# The controls as a user leaves them (the sliders start at the package's defaults; top-k's 0 is "no limit").
+DEFAULTS = {
+    "temperature": default_of("temperature"),
+    "top_k": 0,
+    "top_p": default_of("top_p"),
+    "theme": "",
+    "script": "简体",
+}
 
 
 def tiny_model(texts: list[str] = POEMS, simplified: bool = True) -> TangPoemLSTM:

@@ -200,7 +200,7 @@ def test_a_control_model_reads_the_form_title_and_keywords_first():
     titled = [generate_poem(model, form=5, title="山行", seed=s, temperature=2.0).text for s in range(6)]
     plain = [generate_poem(model, form=5, seed=s, temperature=2.0).text for s in range(6)]
     assert titled != plain  # the title conditions the poem
-    poem = generate_poem(model, **request_kwargs, candidates=3)
+    poem = generate_poem(model, **request_kwargs, search="poem", candidates=3)
     assert poem.score == pytest.approx(
         score_lines(model, poem.lines, (), title="山行", keywords=("白云", "霜叶")), abs=1e-5
     )

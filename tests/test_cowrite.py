@@ -96,9 +96,9 @@ def test_no_repeat_backs_off_with_a_note_when_the_vocabulary_runs_out():
 
 def test_one_candidate_is_the_plain_poem_and_more_are_ranked(model):
     rules = {"rhyme": True, "tone": "relaxed", "no_repeat": False}
-    plain = generate_poem(model, first="山", form=7, seed=3, candidates=1, **rules)
+    plain = generate_poem(model, first="山", form=7, seed=3, search="poem", candidates=1, **rules)
     assert plain.others == [] and plain.candidate == 0
-    best = generate_poem(model, first="山", form=7, seed=3, candidates=6, **rules)
+    best = generate_poem(model, first="山", form=7, seed=3, search="poem", candidates=6, **rules)
     scores = [best.score, *(p.score for p in best.others)]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert plain.text in [best.text, *(p.text for p in best.others)]  # candidate 0 is the plain poem
@@ -108,7 +108,7 @@ def test_one_candidate_is_the_plain_poem_and_more_are_ranked(model):
 
 
 def test_the_score_is_the_teacher_forced_score_of_the_text(model):
-    poem = generate_poem(model, first="月", form=5, lines=8, seed=2, candidates=4, no_repeat=True)
+    poem = generate_poem(model, first="月", form=5, lines=8, seed=2, search="poem", candidates=4, no_repeat=True)
     for p in [poem, *poem.others]:
         assert p.score == pytest.approx(score_lines(model, p.lines, forced={0}), abs=1e-5)
     themed = generate_poem(model, first="月", form=5, seed=2, keywords="明月 江山")
@@ -126,16 +126,16 @@ def test_repeats_cost_score(model):
 
 
 def test_num_keeps_meaning_distinct_poems_each_the_best_of_its_candidates(model):
-    poems = generate_poems(model, 3, first="江", form=5, seed=10, candidates=4)
+    poems = generate_poems(model, 3, first="江", form=5, seed=10, search="poem", candidates=4)
     assert [p.seed for p in poems] == [10, 11, 12]
     for p in poems:
-        alone = generate_poem(model, first="江", form=5, seed=p.seed, candidates=4)
+        alone = generate_poem(model, first="江", form=5, seed=p.seed, search="poem", candidates=4)
         assert p.text == alone.text and len(p.others) == 3
 
 
 def test_streaming_candidates_ends_with_the_best(model):
-    items = list(stream_poem(model, first="山", form=5, seed=4, candidates=5))
-    assert items[-1].text == generate_poem(model, first="山", form=5, seed=4, candidates=5).text
+    items = list(stream_poem(model, first="山", form=5, seed=4, search="poem", candidates=5))
+    assert items[-1].text == generate_poem(model, first="山", form=5, seed=4, search="poem", candidates=5).text
     assert items[-1].score is not None and len(items[-1].others) == 4
     assert all(not p.finished for p in items[:-1])
 
@@ -143,10 +143,12 @@ def test_streaming_candidates_ends_with_the_best(model):
 def test_the_server_decodes_candidates_in_the_shared_step(model):
     server = PoemServer(model)
     try:
-        poem = deque(server.stream(first="山", form=7, seed=8, candidates=4, no_repeat=True), maxlen=1)[0]
+        poem = deque(server.stream(first="山", form=7, seed=8, search="poem", candidates=4, no_repeat=True), maxlen=1)[
+            0
+        ]
     finally:
         server.close()
-    alone = generate_poem(model, first="山", form=7, seed=8, candidates=4, no_repeat=True)
+    alone = generate_poem(model, first="山", form=7, seed=8, search="poem", candidates=4, no_repeat=True)
     assert poem.text == alone.text and [p.text for p in poem.others] == [p.text for p in alone.others]
 
 
@@ -234,12 +236,12 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
 def test_cli_candidates_no_repeat_json_and_regulated_defaults(model, tmp_path, capsys):
     model.save_pretrained(tmp_path / "m")
     base = ["generate", "--model", str(tmp_path / "m"), "--first", "山", "--seed", "3", "--json"]
-    code, out, _ = _cli([*base, "--candidates", "4", "--no-repeat", "--num", "2"], capsys)
+    code, out, _ = _cli([*base, "--search", "poem", "--candidates", "4", "--no-repeat", "--num", "2"], capsys)
     rows = json.loads(out)
     assert code == 0 and [r["seed"] for r in rows] == [3, 4]
     for row in rows:
         alone = generate_poem(
-            model, first="山", seed=row["seed"], candidates=4, no_repeat=True, rhyme=True, tone="relaxed"
+            model, first="山", seed=row["seed"], search="poem", candidates=4, no_repeat=True, rhyme=True, tone="relaxed"
         )
         assert row["text"] == alone.text and row["score"] == pytest.approx(alone.score) and row["notes"] == []
         assert check_poem(row["text"]).passed  # 4 lines: rhyme and relaxed tone by default
@@ -259,7 +261,7 @@ def test_server_and_decoder_start_from_the_models_start_state():
     started = _model(_vocab_chars())
     torch.manual_seed(1)
     started.set_start_state(torch.randn(1, 16), torch.randn(1, 16))
-    request = {"form": 5, "seed": 6, "candidates": 3}
+    request = {"form": 5, "seed": 6, "search": "poem", "candidates": 3}
     alone = generate_poem(started, **request)
     assert alone.text != generate_poem(plain, **request).text  # the start state matters
     server = PoemServer(started)

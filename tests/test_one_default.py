@@ -54,3 +54,35 @@ def test_the_default_is_regulated_verse_and_free_verse_is_one_switch_away(served
     assert free == generate_poem(model, first="月", seed=3, rhyme=False, tone="none").text
     assert main(["generate", "--model", app.MODEL_ID, "--first", "月", "--seed", "3", "--free"]) == 0
     assert capsys.readouterr().out.strip() == free
+
+
+SEARCH = ("search", "beam", "line_candidates", "score", "coherence")
+
+
+def test_the_search_settings_are_flags_and_controls_from_their_fields(served, capsys):  # noqa: F811
+    """search, beam, line_candidates, score and coherence: a CLI flag and an app control each, with
+    the field's default, range and choices, and what they say reaches the decoder."""
+    from tangpoem_hf.cli import build_parser
+    from tangpoem_hf.options import OPTIONS, default_of
+
+    app, _, client = served
+    for name in SEARCH:
+        control, meta = app.GENERATE[name], OPTIONS[name].metadata
+        assert control.value == default_of(name), name
+        if meta["choices"]:
+            assert [value for _, value in control.choices] == list(meta["choices"]), name
+        else:
+            assert (control.minimum, control.maximum, control.step) == meta["ui"], name
+    args = build_parser().parse_args(
+        ["generate", "--search", "poem", "--beam", "2", "--line-candidates", "3", "--score", "sum", "--coherence", "2"]
+    )
+    assert (args.search, args.beam, args.line_candidates, args.score, args.coherence) == ("poem", 2, 3, "sum", 2.0)
+    model = app.get_model()
+    asked = {"search": "lines", "beam": 2, "line_candidates": 3, "score": "sum", "coherence": 2.0}
+    python = generate_poem(model, first="月", seed=3, **asked)
+    assert python.text != generate_poem(model, first="月", seed=3).text  # the settings matter
+    flags = [part for name, value in asked.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+    assert main(["generate", "--model", app.MODEL_ID, "--first", "月", "--seed", "3", *flags]) == 0
+    assert capsys.readouterr().out.strip() == python.text
+    _, text, _ = client.predict(characters="月", seed=3, **asked, api_name="/generate")
+    assert text == python.text

@@ -89,7 +89,7 @@ def count_requests(server: PoemServer) -> threading.Semaphore:
 
 def test_concurrent_requests_share_each_step(tiny_model):
     log = ForwardLog(tiny_model, hold_first=True)
-    server = PoemServer(tiny_model)
+    server = PoemServer(tiny_model, max_batch=128)  # room for five default poems (a line search: 16 rows each)
     queued = count_requests(server)
     try:
         first_request = {"first": "山", "form": 5, "lines": 4, "seed": 0}
@@ -107,8 +107,8 @@ def test_concurrent_requests_share_each_step(tiny_model):
     finally:
         server.close()
         log.handle.remove()
-    # After admission, every step feeds every row (each poem's candidates) of all five poems at once.
-    rows = [PoemRequest.build(tiny_model.tokenizer, **r).candidates for r in [first_request, *REQUESTS[:4]]]
+    # After admission, every step feeds every row (a poem's candidates, or its beam × line candidates) of all five.
+    rows = [PoemRequest.build(tiny_model.tokenizer, **r).width for r in [first_request, *REQUESTS[:4]]]
     assert max(log.sizes) == sum(rows)
     assert len(rest) == 19
     assert texts == [generate_poem(tiny_model, **r).text for r in REQUESTS[:4]]
