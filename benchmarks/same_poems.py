@@ -19,6 +19,7 @@ import torch
 
 from tangpoem_hf.decoding import Poem, generate_poem, generate_poems
 from tangpoem_hf.modeling import load_model
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.serving import PoemServer
 
 DEFAULT = {
@@ -58,10 +59,9 @@ def requests(seeds: int) -> list[tuple[str, dict]]:
         out.append((f"keywords7 seed {seed}", {**DEFAULT, "form": 7, "keywords": "春风", "seed": seed}))
         out.append((f"acrostic seed {seed}", {**DEFAULT, "acrostic": "春夏秋冬", "form": 7, "seed": seed}))
         out.append((f"first seed {seed}", {**DEFAULT, "first": "山", "form": 7, "seed": seed}))
-        out.append((f"plain seed {seed}", {"first": "山", "form": 7, "seed": seed}))
-        out.append(
-            (f"candidates seed {seed}", {"form": 5, "candidates": 4, "no_repeat": True, "rhyme": True, "seed": seed})
-        )
+        out.append((f"plain seed {seed}", {**PLAIN_SAMPLE, "first": "山", "form": 7, "seed": seed}))
+        whole = {**PLAIN_SAMPLE, "candidates": 4, "no_repeat": True, "rhyme": True}  # whole-poem candidates
+        out.append((f"candidates seed {seed}", {**whole, "form": 5, "seed": seed}))
         out.append((f"topk seed {seed}", {**DEFAULT, "form": 5, "top_k": 20, "top_p": 1.0, "seed": seed}))
     return out
 

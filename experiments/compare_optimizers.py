@@ -43,7 +43,7 @@ from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.training import TrainConfig, Trainer, changed_settings
 
 OPTIMIZERS = ("adam", "adagrad")
 REPORT = {"adam": 58.0, "adagrad": 43.0}  # the report's training perplexities, padding counted, 20 epochs
@@ -204,7 +204,7 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
         print(f"{spec.name}: finished earlier, read from {out}", flush=True)
         return json.loads(summary_path.read_text())
     if saved is not None and _without(saved, EXTENSIBLE) != _without(wanted, EXTENSIBLE):
-        changed = sorted(k for k in _without(wanted, EXTENSIBLE) if saved.get(k) != wanted[k])
+        changed = changed_settings(_without(saved, EXTENSIBLE), _without(wanted, EXTENSIBLE))
         raise InputError(f"{out} holds a run with other settings ({', '.join(changed)}): pick another --out-dir.")
     if spec.continue_from and not has_checkpoint(out / "checkpoints"):
         shutil.rmtree(out, ignore_errors=True)  # no checkpoint: nothing here worth keeping

@@ -44,12 +44,14 @@ from tangpoem_hf.coherence import load_table as load_coherence
 from tangpoem_hf.corpus import LEGACY_SPLIT, SPLIT_VERSION, build_splits, never_trained_on
 from tangpoem_hf.decoding import generate_poem, token_logprobs
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM, load_model
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-RULES = {"rhyme": True, "tone": "relaxed", "no_repeat": True}
-BASELINE = "app"  # today's app defaults: temperature 0.8, top-p 0.9, the best of 4 candidates, the rules
-PLAIN: dict[str, Any] = {}  # one plain sample: the time unit
+# Every arm names its search: whole poems unless it says lines (the default is a line search since issue 23).
+RULES = {"rhyme": True, "tone": "relaxed", "no_repeat": True, "search": "poem"}
+BASELINE = "app"  # the app's defaults before issue 23: temperature 0.8, top-p 0.9, the best of 4, the rules
+PLAIN: dict[str, Any] = PLAIN_SAMPLE  # one plain sample: the time unit
 ARMS: dict[str, dict[str, Any]] = {
     BASELINE: {**RULES, "temperature": 0.8, "top_p": 0.9, "candidates": 4},
     "t0.5": {**RULES, "temperature": 0.5, "top_p": 0.9, "candidates": 4},
@@ -172,7 +174,7 @@ def run(
     """Write each arm's poems (skipping the ones already written) to ``out/arms/ARM.jsonl``."""
     (out / "arms").mkdir(parents=True, exist_ok=True)
     (out / "prompts.json").write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
-    generate_poem(model, first=items[0]["first"], seed=0)  # warm-up
+    generate_poem(model, first=items[0]["first"], seed=0, **PLAIN)  # warm-up
     for name, settings in arms.items():
         path = out / "arms" / f"{name}.jsonl"
         stored, done = read_arm(path)

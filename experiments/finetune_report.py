@@ -30,6 +30,7 @@ from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import TangPoemError
 from tangpoem_hf.finetune import BUNDLED, FinetuneOptions, base_split_version, finetune, load_base
 from tangpoem_hf.finetune_data import filter_splits
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.scoring import perplexity
 from tangpoem_hf.text import split_lines
 from tangpoem_hf.training import TrainConfig
@@ -134,7 +135,7 @@ def samples(model: TangPoemLSTM) -> list[tuple[str, str]]:
     out = []
     for description, kwargs in SAMPLES:
         for seed in SAMPLE_SEEDS:
-            out.append((f"{description} · seed {seed}", generate_poem(model, seed=seed, **kwargs).text))
+            out.append((f"{description} · seed {seed}", generate_poem(model, seed=seed, **PLAIN_SAMPLE, **kwargs).text))
     return out
 
 

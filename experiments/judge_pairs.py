@@ -38,11 +38,22 @@ from typing import Any
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "app": {"rhyme": True, "tone": "relaxed", "no_repeat": True, "candidates": 4},
-    "plain": {"rhyme": True, "tone": "relaxed"},
+    # The settings docs/reports/judging.md judged: the app's defaults before issue 23, and one sample.
+    "app": {"rhyme": True, "tone": "relaxed", "no_repeat": True, "search": "poem", "candidates": 4, "temperature": 0.8},
+    "plain": {
+        "rhyme": True,
+        "tone": "relaxed",
+        "no_repeat": False,
+        "search": "poem",
+        "candidates": 1,
+        "temperature": 0.8,
+    },
+    "free": PLAIN_SAMPLE,  # one free sample, no rule (what --settings '{}' meant before there was one default)
+    "default": {},  # the one default of every interface (tangpoem_hf.options.GenerationOptions)
 }
 INSTRUCTIONS = (
     "Each pair holds two Tang-style poems by two different authors. For every pair, say which poem "

@@ -20,6 +20,7 @@ from tangpoem_hf.constraints import stray_repeats
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poems, score_lines, token_logprobs
 from tangpoem_hf.modeling import load_model
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 
@@ -55,7 +56,10 @@ def main() -> None:
     model = load_model(args.model)
     splits, _ = build_splits(None)
     rng = random.Random(args.seed)
-    settings = {"unconstrained": {}, "rhyme + relaxed tone": {"rhyme": True, "tone": "relaxed"}}
+    settings = {
+        "unconstrained": PLAIN_SAMPLE,
+        "rhyme + relaxed tone": {**PLAIN_SAMPLE, "rhyme": True, "tone": "relaxed"},
+    }
     for name, extra in settings.items():
         real_scores: dict[str, list[float]] = {}
         fake_scores: dict[str, list[float]] = {}

@@ -11,56 +11,16 @@ import json
 import os
 import sys
 import unicodedata
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import NoReturn
 
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
+from .options import OPTIONS, default_draw_text
 from .push import add_push_parser
 from .text import FORM_SHAPES, FORMS, is_han
 from .tokenizer import CharTokenizer
-
-TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
-    "corpus": "chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)",
-    "out_dir": "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png",
-    "mode": "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)",
-    "min_freq": "drop characters seen fewer times than this from the vocabulary",
-    "embedding_dim": "embedding size",
-    "hidden_size": "LSTM hidden size",
-    "num_layers": "LSTM layers",
-    "dropout": "dropout on embeddings and LSTM outputs",
-    "weight_drop": "AWD-LSTM DropConnect on the hidden-to-hidden weights (training only)",
-    "embed_drop": "drop whole characters from the embedding table (training only)",
-    "ar": "activation regularisation: this × mean square of the last layer's outputs",
-    "tar": "temporal activation regularisation: this × mean square of their step-to-step change",
-    "average": "validate and save an exponential moving average of the weights with this decay (0: none)",
-    "start_state": "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
-    "(one poem per row, from a learned start state)",
-    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see "
-    "docs/reports/training-speed.md)",
-    "optimizer": "adam, adamw, adagrad or sgd",
-    "lr": "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
-    "scaled by the square root of global batch / 64, linearly for sgd)",
-    "lr_schedule": "constant or cosine",
-    "warmup_steps": "linear learning-rate warm-up steps (worth a few hundred with large batches)",
-    "weight_decay": "weight decay",
-    "batch_size": "sequences per batch (per process)",
-    "seq_len": "tokens per chunk in packed mode (the report mode always uses 100)",
-    "epochs": "epochs (when only --max-steps is given: as many as its steps need)",
-    "max_steps": "train this many steps (with --epochs too: stop at whichever comes first)",
-    "time_budget": "stop after this many seconds of training",
-    "clip": "gradient-norm clipping (0 disables)",
-    "seed": "random seed",
-    "device": "auto (CUDA when present), cpu or cuda",
-    "checkpoint_every": "steps between checkpoints",
-    "keep_checkpoints": "how many checkpoints to keep",
-    "eval_every": "steps between validations (0: once per epoch)",
-    "patience": "stop after this many validations without a better perplexity (0: never stop early)",
-    "threads": "torch CPU threads (0: torch's default)",
-    "drop_title": "with a control segment: the share of poems (per epoch) that train without their title",
-    "drop_keywords": "with a control segment: the share of poems (per epoch) that train without keywords",
-    "keyword_min_count": "a 2-gram may be a keyword once the corpus's 五言/七言 lines hold it this often",
-}
 
 # Fine-tuning starts from a good model and usually has little data: a quarter of the learning rate
 # (adam 5e-4, chosen in finetune.FINETUNE_LR when --lr is not given), early stopping, short runs.
@@ -87,24 +47,28 @@ BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag 
 }
 
 
-def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -> None:
-    """The TrainConfig flags; ``overrides`` changes defaults (fine-tuning's are not training's).
+def _train_fields() -> list[Field]:
+    """The TrainConfig fields that are ``--field-name VALUE`` flags: those with help text (the
+    switches are BOOL_FLAGS)."""
+    from .training import TrainConfig
+
+    return [f for f in fields(TrainConfig) if "help" in f.metadata and f.type != "bool"]
+
+
+def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, shown: dict | None = None) -> None:
+    """The TrainConfig flags, help from its fields; ``overrides`` changes defaults (fine-tuning's are
+    not training's) and ``shown`` says a default in words where the run decides it later.
 
     Every flag defaults to None (the TrainConfig default is filled in later), so that a resume can
     tell the flags a user gave from the ones left out.
     """
-    from .training import TrainConfig
+    from .training import TrainConfig, flag
 
-    types = {f.name: f for f in fields(TrainConfig)}
     defaults = TrainConfig(**(overrides or {}))
-    for name, help_text in TRAIN_FLAGS.items():
-        default = getattr(defaults, name)
-        kind = {"int": int, "float": float}.get(str(types[name].type).split(" ")[0], str)
-        if name in ("lr", "time_budget"):
-            kind = float
-        elif name == "max_steps":
-            kind = int
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"{help_text} [{default}]")
+    for f in _train_fields():
+        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        default = (shown or {}).get(f.name, getattr(defaults, f.name))
+        p.add_argument(flag(f.name), type=kind, default=None, help=f"{f.metadata['help']} [{default}]")
     for name, (_, _, help_text) in BOOL_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
     p.add_argument(
@@ -113,6 +77,20 @@ def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -
         help="continue the run in --out-dir with its saved configuration (only --no-progress and --threads may change)",
     )
     p.set_defaults(train_defaults=overrides or {})
+
+
+def _finetune_shown() -> dict[str, str]:
+    """The defaults fine-tuning takes from elsewhere: the base model's architecture (the bundled
+    model's shown) and a quarter of training's learning rate."""
+    from .finetune import FINETUNE_LR
+    from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME
+    from .training import ARCHITECTURE
+
+    bundled = json.loads((BUNDLED_MODEL_DIR / CONFIG_NAME).read_text(encoding="utf-8"))
+    shown = {name: f"the base model's; the bundled one's: {bundled[name]}" for name in ARCHITECTURE if name in bundled}
+    shown["mode"] = f"the base model's; the bundled one's: {bundled['preprocessing']}"
+    shown["lr"] = "a quarter of training's: " + ", ".join(f"{name} {lr:g}" for name, lr in FINETUNE_LR.items())
+    return shown
 
 
 def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
@@ -147,7 +125,7 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
 
 def _given_train_values(args: argparse.Namespace) -> dict:
     """The TrainConfig fields set by the flags the user actually gave."""
-    values = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    values = {f.name: getattr(args, f.name) for f in _train_fields() if getattr(args, f.name) is not None}
     for name, (target, value, _) in BOOL_FLAGS.items():
         if getattr(args, name):
             values[target] = value
@@ -162,19 +140,17 @@ def _train_config(args: argparse.Namespace, extra: dict | None = None):
     A resume continues the run exactly as it was configured: a flag that differs from the saved
     configuration (other than --out-dir, --no-progress and --threads) is refused, not applied.
     """
-    from .training import TrainConfig, flag, saved_train_config
+    from .training import TrainConfig, changed_settings, flag, saved_train_config
 
     given = {**_given_train_values(args), **(extra or {})}
     if not args.resume:
         return TrainConfig(**{**args.train_defaults, **given})
     out_dir = given.get("out_dir") or TrainConfig(**args.train_defaults).out_dir
     saved = saved_train_config(out_dir)
-    changed = [
-        flag(name) if name != "simplified" else "--traditional"
-        for name, value in given.items()
-        if name not in RESUME_MAY_CHANGE and name in saved and value != saved[name]
-        and not (name == "epochs" and args.epochs is None)
-    ]  # fmt: skip
+    fixed = {
+        k: v for k, v in given.items() if k not in RESUME_MAY_CHANGE and not (k == "epochs" and args.epochs is None)
+    }
+    changed = [flag(name) if name != "simplified" else "--traditional" for name in changed_settings(saved, fixed)]
     if changed:
         raise InputError(
             f"--resume continues {out_dir} with its saved configuration, and {', '.join(changed)} differ from it: "
@@ -194,6 +170,7 @@ def _finish(summary: dict, out_dir: str) -> None:
 def _finetune_options(args: argparse.Namespace, saved: dict | None):
     """The fine-tuning options from the flags, or (resuming) the saved ones, which flags may not change."""
     from .finetune import FinetuneOptions
+    from .training import changed_settings, flag
 
     given = {
         "init_from": args.init_from,
@@ -217,7 +194,8 @@ def _finetune_options(args: argparse.Namespace, saved: dict | None):
             f"{saved['out_dir']} holds a training run, not a fine-tuning one: resume it with tangpoem train."
         )
     spelled = {"authors": "--author", "forms": "--form", "tags": "--tag"}
-    changed = [spelled.get(k, "--" + k.replace("_", "-")) for k, v in given.items() if v != options.get(k)]
+    unset = {k: None for k in given if k not in options}  # an option the saved run left unset
+    changed = [spelled.get(k, flag(k)) for k in changed_settings({**unset, **options}, given)]
     if changed:
         raise InputError(
             f"--resume continues {saved['out_dir']} with its saved options, and {', '.join(changed)} differ from them: "
@@ -260,31 +238,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .decoding import PoemRequest, generate_poems
+    from .decoding import generate_poems
     from .modeling import load_model
+    from .request import PoemRequest
 
-    rhyme, tone = _verse_defaults(args)
     model = load_model(args.model)
-    request = PoemRequest.build(
-        model.tokenizer,
-        num=args.num,
-        candidates=args.candidates,
-        no_repeat=args.no_repeat,
-        first=args.first,
-        acrostic=args.acrostic,
-        form=args.form,
-        lines=args.lines,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        title=args.title,
-        keywords=args.keywords,
-        rhyme=rhyme,
-        tone=tone,
-        rhyme_group=args.rhyme_group,
-    )
-    poems = generate_poems(model, request=request)
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    poems = generate_poems(model, request=PoemRequest.build(model.tokenizer, **given))
     if args.traditional:
         poems = [p.traditional() for p in poems]
     if args.json:
@@ -301,18 +261,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verse_defaults(args: argparse.Namespace) -> tuple[bool, str | None]:
-    """Rhyme and relaxed tone unless --free, for 4- and 8-line poems: a newcomer's first poem is a
-    regulated one. Explicit --rhyme/--tone always apply."""
-    if args.free and (args.rhyme or args.tone or args.rhyme_group):
-        raise InputError(
-            "--free turns rhyme and tone off: leave it out, or leave out --rhyme, --tone and --rhyme-group."
-        )
-    from .prosody import verse_defaults
-
-    heads = len(args.acrostic.strip()) if isinstance(args.acrostic, str) else None
-    regulated = {} if args.free else verse_defaults(args.lines or heads or 4)
-    return args.rhyme or bool(regulated.get("rhyme")), args.tone or regulated.get("tone")
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    """One flag per field of GenerationOptions, its help and default from the field. Every flag
+    defaults to None, so that only the settings a user gave reach PoemRequest.build."""
+    for name, option in OPTIONS.items():
+        meta, flag = option.metadata, "--" + name.replace("_", "-")
+        if meta["kind"] is bool:
+            on = " [on]" if option.default else ""
+            p.add_argument(flag, action="store_const", const=True, dest=name, help=meta["help"] + on)
+            if meta["off"]:
+                off_flag, off_help = meta["off"]
+                p.add_argument(off_flag, action="store_const", const=False, dest=name, help=off_help)
+            continue
+        shown = "" if option.default is None else f" [{option.default}]"
+        p.add_argument(flag, type=meta["kind"], choices=meta["choices"], help=meta["help"] + shown)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -533,40 +495,26 @@ def _data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one sentence and exit code 2, like every other error; --help shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see {self.prog} --help).")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tangpoem", description="Write, score and train Tang-poem models.")
+    parser = _Parser(prog="tangpoem", description="Write, score and train Tang-poem models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="write poems")
-    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
-    start = g.add_mutually_exclusive_group()
-    start.add_argument("--first", help="the poem's first character(s)")
-    start.add_argument("--acrostic", help="acrostic heads, one per line (藏头诗)")
-    g.add_argument("--form", type=int, default=7, help="5 (五言) or 7 (七言) [7]")
-    g.add_argument("--lines", type=int, default=None, help="number of lines, 2–16 [4; an acrostic sets it]")
-    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0, 10] [0.8]")
-    g.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest characters")
-    g.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (0, 1] [0.9]")
-    g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same poem")
-    g.add_argument("--num", type=int, default=1, help="how many distinct poems (poem i uses seed+i) [1]")
-    g.add_argument(
-        "--candidates", type=int, default=1, help="draw this many candidates per poem, print the best (by score) [1]"
+    g = sub.add_parser(
+        "generate",
+        help="write poems",
+        description=f"Write poems. Unless you ask otherwise: {default_draw_text()}; --free for free verse.",
     )
-    g.add_argument("--no-repeat", action="store_true", help="no character twice, except 叠字 pairs and your own")
-    g.add_argument("--title", help="the poem's title: read by a control model before the poem, not printed")
-    g.add_argument("--keywords", help='1–4 words, e.g. "明月 故乡", each standing whole where the model likes it')
+    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    _add_generation_args(g)
     g.add_argument("--traditional", action="store_true", help="print in traditional script")
     g.add_argument("--json", action="store_true", help="print JSON")
-    g.add_argument(
-        "--rhyme", action="store_true", help="even lines rhyme in one 平水韵 平声 group [on for 4 and 8 lines]"
-    )
-    g.add_argument(
-        "--tone",
-        choices=("relaxed", "strict"),
-        help="follow a 平仄 pattern (relaxed: 一三五不论) [relaxed for 4 and 8 lines]",
-    )
-    g.add_argument("--free", action="store_true", help="no rhyme or tone rules, whatever the line count")
-    g.add_argument("--rhyme-group", help="the rhyme group, e.g. 东 or 下平七阳 (implies --rhyme)")
     g.set_defaults(func=_generate)
 
     p = sub.add_parser(
@@ -630,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
             "and settings."
         ),
     )
-    _add_train_args(f, FINETUNE_DEFAULTS)
+    _add_train_args(f, FINETUNE_DEFAULTS, _finetune_shown())
     _add_finetune_args(f, "the base model: a folder or a Hub id [the bundled model]")
     f.set_defaults(func=_finetune)
 
@@ -640,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return code

@@ -7,15 +7,15 @@ decided by small composable :class:`~tangpoem_hf.constraints.Constraint` objects
 transformers' LogitsProcessors; their per-poem state lives in the walk, never in the objects.
 
 Every caller (CLI, app, server, Python API) describes what it wants with one validated
-:class:`PoemRequest`; the public functions build it from keyword arguments.
+:class:`~tangpoem_hf.request.PoemRequest` (request.py checks the input); the public functions
+build it from keyword arguments.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,24 +23,14 @@ import torch
 
 from .coherence import load_table as load_coherence
 from .coherence import table_ids
-from .constraints import Constraint, Forced, HanOnly, NoRepeat, PoemSpec, selects_rows, stray_repeats
-from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, has_controls
+from .constraints import Constraint, Forced, HanOnly, PoemSpec, stray_repeats
+from .control import Control, control_ids, has_controls
 from .errors import InputError
-from .keywords import keywords_fit
 from .modeling import TangPoemLSTM
-from .prosody import poem_lines
-from .text import COMMA, PERIOD, form_name, is_han, join_lines, line_end, normalize_punctuation, to_traditional
+from .request import PoemRequest, as_request, rewrite_request
+from .text import form_name, join_lines, line_end, to_traditional
 from .tokenizer import CharTokenizer
-from .verse import verse_constraints
 
-MAX_INPUT_CHARS = 200
-MIN_LINES, MAX_LINES = 2, 16
-MAX_BATCH = 1000
-MAX_CANDIDATES = 32
-MAX_BEAM = 16
-SEARCHES = ("poem", "lines")  # rank whole poems (candidates), or keep the best partial poems after each line
-SCORES = ("mean", "sum")  # the model's log-probability per token, or the poem's total
-MAX_COHERENCE = 100.0
 REPEAT_PENALTY = 1.0  # score points per stray repeated character (see experiments/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
 QUICK_NUCLEUS = 64  # tried first: topk takes its cheap partial-sort path up to vocab / 64
@@ -90,305 +80,6 @@ class Poem:
 
     def __str__(self) -> str:
         return self.text
-
-
-# --- input checking: every user value passes here once ---------------------------------------
-
-
-def _describe(chars: Sequence[str]) -> str:
-    return ", ".join(repr(ch) if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}" for ch in chars)
-
-
-def check_chars(value: object, name: str, tokenizer: CharTokenizer, allow_punct: bool = False) -> str:
-    """Han characters the model knows, converted into its script; else one clear sentence."""
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be text, not {type(value).__name__}.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"{name} contains invalid Unicode (an unpaired surrogate).") from None
-    text = value.strip()
-    if not text:
-        raise InputError(f"{name} is empty: give at least one Chinese character.")
-    if len(text) > MAX_INPUT_CHARS:
-        raise InputError(f"{name} is too long: {len(text)} characters, at most {MAX_INPUT_CHARS}.")
-    if allow_punct:
-        text = normalize_punctuation(text)
-    bad = sorted({ch for ch in text if not is_han(ch) and not (allow_punct and ch in COMMA + PERIOD)})
-    if bad:
-        raise InputError(f"{name} may hold only Chinese characters, but contains {_describe(bad)}.")
-    converted = tokenizer.normalize(text)
-    unknown = sorted({ch for ch in converted if ch not in tokenizer})
-    if unknown:
-        raise InputError(f"The model does not know the character(s) {''.join(unknown)} in {name}.")
-    return converted
-
-
-def _number(value: object, name: str, kind: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a number, not {value!r}.")
-    if kind is int and not float(value).is_integer():
-        raise InputError(f"{name} must be a whole number, not {value!r}.")
-    if not math.isfinite(value):
-        raise InputError(f"{name} must be finite, not {value!r}.")
-    return value
-
-
-def check_sampling(temperature: object, top_k: object, top_p: object, seed: object) -> tuple[float, int, float, int]:
-    """Sampling settings in range; an unset seed becomes a fresh random one (and is reported)."""
-    t = float(_number(temperature, "temperature", float))
-    if not 0.0 < t <= 10.0:
-        raise InputError(f"temperature must be above 0 and at most 10, not {temperature!r}.")
-    k = 0
-    if top_k is not None:
-        k = int(_number(top_k, "top_k", int))
-        if k < 1:
-            raise InputError(f"top_k must be at least 1 (or unset for no limit), not {top_k!r}.")
-    p = float(_number(top_p, "top_p", float))
-    if not 0.0 < p <= 1.0:
-        raise InputError(f"top_p must lie in (0, 1], not {top_p!r}.")
-    if seed is None:
-        s = int.from_bytes(os.urandom(4), "little")
-    else:
-        s = int(_number(seed, "seed", int))
-        if not 0 <= s < 2**63:
-            raise InputError(f"seed must be a non-negative integer below 2**63, not {seed!r}.")
-    return t, k, p, s
-
-
-def make_spec(
-    tokenizer: CharTokenizer,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: object = 7,
-    lines: object = None,
-    title: str | None = None,
-    keywords: str | Sequence[str] | None = None,
-    keep: Mapping[int, str] | None = None,
-) -> PoemSpec:
-    """Validate the shape request; the acrostic fixes the line count to its number of heads.
-
-    ``keep`` maps 0-based line indices to lines kept whole (a rewrite): their characters are forced.
-    ``title`` needs a control model (one whose vocabulary has the control tokens); ``keywords``
-    (a list, or one text of words separated by spaces) must each fit in a line, and all together
-    in the poem around the forced characters.
-    """
-    if isinstance(form, str) and form.strip() in ("5", "7", "五言", "七言"):
-        form = 5 if form.strip() in ("5", "五言") else 7
-    if isinstance(form, bool) or form not in (5, 7):
-        raise InputError(f"form must be 5 (五言) or 7 (七言), not {form!r}.")
-    if first is not None and acrostic is not None:
-        raise InputError("Give either first characters or acrostic heads, not both.")
-    forced: dict[int, str] = {}
-    if acrostic is not None:
-        if isinstance(acrostic, str) and len(acrostic.strip()) > MAX_LINES:  # the shape error comes first
-            raise InputError(
-                f"An acrostic has one head per line, at most {MAX_LINES} heads; got {len(acrostic.strip())}."
-            )
-        heads = check_chars(acrostic, "acrostic", tokenizer)
-        if not MIN_LINES <= len(heads) <= MAX_LINES:
-            raise InputError(f"An acrostic has one head per line: {MIN_LINES} to {MAX_LINES} heads, not {len(heads)}.")
-        if lines is not None and lines != len(heads):
-            raise InputError(f"An acrostic of {len(heads)} heads makes {len(heads)} lines, not {lines!r}.")
-        lines = len(heads)
-        forced = {i * form: ch for i, ch in enumerate(heads)}
-    lines = 4 if lines is None else lines
-    lines = int(_number(lines, "lines", int))
-    if not MIN_LINES <= lines <= MAX_LINES:
-        raise InputError(f"lines must be between {MIN_LINES} and {MAX_LINES}, not {lines}.")
-    if first is not None:
-        chars = check_chars(first, "first", tokenizer)
-        if len(chars) > form * lines:
-            raise InputError(f"first has {len(chars)} characters but the poem holds only {form * lines}.")
-        forced = dict(enumerate(chars))
-    kept = _kept_lines(tokenizer, keep or {}, form, lines, forced)
-    for index, line in kept.items():
-        forced.update({index * form + c: ch for c, ch in enumerate(line)})
-    text_title = ""
-    if title is not None:
-        if not has_controls(tokenizer):
-            raise InputError(
-                "This model was trained without a control segment, so it cannot read a title: give keywords instead."
-            )
-        text_title = check_chars(title, "title", tokenizer)
-        if len(text_title) > MAX_TITLE:
-            raise InputError(f"title is too long: {len(text_title)} characters, at most {MAX_TITLE}.")
-    spec = PoemSpec(form, lines, forced, text_title, _keywords(tokenizer, keywords, form, lines), frozenset(kept))
-    words = [spec.keywords[i] for i in spec.open_keywords()]
-    if not keywords_fit(words, form * lines, form, forced, 0):
-        raise InputError(
-            f"The keywords {' '.join(words)} cannot all stand whole in {lines} lines of {form} characters "
-            "around the characters you gave."
-        )
-    return spec
-
-
-def _keywords(tokenizer: CharTokenizer, keywords: str | Sequence[str] | None, form: int, lines: int) -> tuple[str, ...]:
-    """The keywords checked one by one against the vocabulary and the shape (their fit around the
-    forced characters is checked by :func:`make_spec`)."""
-    if keywords is None:
-        return ()
-    if isinstance(keywords, str):
-        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
-        if not keywords:
-            raise InputError("keywords is empty: give one to four words separated by spaces.")
-    if not isinstance(keywords, (list, tuple)) or not 1 <= len(keywords) <= MAX_KEYWORDS:
-        raise InputError(f"Give one to {MAX_KEYWORDS} keywords, not {keywords!r}.")
-    words = tuple(check_chars(w, "keyword", tokenizer) for w in keywords)
-    for word in words:
-        if len(word) > form:
-            raise InputError(f"The keyword {word} has {len(word)} characters but a line holds only {form}.")
-    if len(set(words)) < len(words):
-        raise InputError(f"A keyword is given twice in {' '.join(words)}.")
-    if sum(map(len, words)) > form * lines:
-        raise InputError(f"The keywords {' '.join(words)} have more characters than the poem ({form * lines}).")
-    return words
-
-
-def _kept_lines(
-    tokenizer: CharTokenizer, keep: Mapping[int, str], form: int, lines: int, forced: Mapping[int, str]
-) -> dict[int, str]:
-    """Kept lines checked against the shape and the other forced characters (acrostic heads, first)."""
-    kept = {}
-    for index, line in keep.items():
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < lines:
-            raise InputError(f"A kept line must be a line index from 0 to {lines - 1}, not {index!r}.")
-        text = check_chars(line, f"kept line {index + 1}", tokenizer)
-        if len(text) != form:
-            raise InputError(f"Kept line {index + 1} has {len(text)} characters, not {form}.")
-        for c, ch in enumerate(text):
-            want = forced.get(index * form + c)
-            if want is not None and want != ch:
-                raise InputError(f"Kept line {index + 1} has {ch} where the poem must have {want}.")
-        kept[index] = text
-    return kept
-
-
-# --- the request ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PoemRequest:
-    """What to write, validated once by :meth:`build`: the CLI, the app, the server and the
-    Python API all hand the decoder one of these.
-
-    Poem ``i`` of ``num`` uses seed ``seed + i``, so each equals the poem of that seed alone.
-    """
-
-    spec: PoemSpec
-    temperature: float = 0.8
-    top_k: int = 0  # 0: no limit
-    top_p: float = 0.9
-    seed: int = 0
-    constraints: tuple[Constraint, ...] = ()
-    num: int = 1
-    candidates: int = 1
-    search: str = "poem"
-    beam: int = 4  # line search: partial poems kept after each line
-    line_candidates: int = 8  # line search: lines drawn for each kept partial poem
-    score: str = "mean"
-    coherence: float = 0.0  # weight of the cross-line coherence (see tangpoem_hf.coherence) in the score
-
-    @property
-    def width(self) -> int:
-        """Rows decoded per poem: its candidates, or for a line search its beam × line candidates."""
-        return self.beam * self.line_candidates if self.search == "lines" else self.candidates
-
-    @classmethod
-    def build(
-        cls,
-        tokenizer: CharTokenizer,
-        *,
-        first: str | None = None,
-        acrostic: str | None = None,
-        form: object = 7,
-        lines: object = None,
-        temperature: object = 0.8,
-        top_k: object = None,
-        top_p: object = 0.9,
-        seed: object = None,
-        title: str | None = None,
-        keywords: str | Sequence[str] | None = None,
-        constraints: Sequence[Constraint] = (),
-        rhyme: object = False,
-        tone: object = None,
-        rhyme_group: object = None,
-        num: object = 1,
-        candidates: object = 1,
-        no_repeat: object = False,
-        keep: Mapping[int, str] | None = None,
-        search: object = "poem",
-        beam: object = 4,
-        line_candidates: object = 8,
-        score: object = "mean",
-        coherence: object = 0.0,
-    ) -> PoemRequest:
-        """Check every value (one clear ``InputError`` sentence for the first bad one).
-
-        ``first`` or ``acrostic`` (heads, one per line) start the poem; ``form`` 5 or 7 characters
-        per line, ``lines`` 2–16; ``temperature``, ``top_k``, ``top_p`` and ``seed`` steer sampling
-        (no seed: a fresh random one, reported in the poem); ``title`` (a control model only) is
-        read by the model before the poem and not printed; ``keywords`` (1–4 words, a list or one
-        text split at spaces) each stand whole in the poem where the model likes them best
-        (:class:`~tangpoem_hf.verse.VerseRules`), and a control model reads them too; ``rhyme``,
-        ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse
-        (:mod:`tangpoem_hf.verse`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
-        character from standing twice (叠字 and forced characters excepted); ``candidates`` draws
-        that many poems for each of the ``num`` poems and keeps the best by :func:`score_lines`;
-        ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`). ``search="lines"``
-        draws ``line_candidates`` lines for each of the ``beam`` best partial poems, line after line
-        (:class:`LineWalk`); ``score`` ("mean" or "sum" log-probability) and ``coherence`` (a weight)
-        say how candidates and partial poems are ranked (:meth:`PoemWalk.score`).
-        """
-        spec = make_spec(tokenizer, first, acrostic, form, lines, title, keywords, keep)
-        t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-        n = int(_number(num, "num", int))
-        if not 1 <= n <= MAX_BATCH:
-            raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
-        c = int(_number(candidates, "candidates", int))
-        if not 1 <= c <= MAX_CANDIDATES:
-            raise InputError(f"candidates must be between 1 and {MAX_CANDIDATES}, not {candidates!r}.")
-        if n * c > MAX_BATCH:
-            raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
-        if search not in SEARCHES:
-            raise InputError(f"search must be 'poem' or 'lines', not {search!r}.")
-        b = int(_number(beam, "beam", int))
-        if not 1 <= b <= MAX_BEAM:
-            raise InputError(f"beam must be between 1 and {MAX_BEAM}, not {beam!r}.")
-        lc = int(_number(line_candidates, "line_candidates", int))
-        if not 1 <= lc <= MAX_CANDIDATES:
-            raise InputError(f"line_candidates must be between 1 and {MAX_CANDIDATES}, not {line_candidates!r}.")
-        if search == "lines" and c > 1:
-            raise InputError("candidates ranks whole poems: a line search draws beam × line_candidates instead.")
-        rigid = next((r for r in constraints if not selects_rows(r)), None) if search == "lines" else None
-        if rigid is not None:
-            raise InputError(
-                f"The rule {rigid.name!r} has no select method, so a line search cannot keep its state: "
-                "use search='poem'."
-            )
-        if search == "lines" and n * b * lc > MAX_BATCH:
-            raise InputError(f"num × beam × line_candidates must be at most {MAX_BATCH}, not {n * b * lc}.")
-        if score not in SCORES:
-            raise InputError(f"score must be 'mean' or 'sum', not {score!r}.")
-        w = float(_number(coherence, "coherence", float))
-        if not 0.0 <= w <= MAX_COHERENCE:
-            raise InputError(f"coherence must be between 0 and {MAX_COHERENCE:g}, not {coherence!r}.")
-        if not isinstance(no_repeat, bool):
-            raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
-        verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group, keywords=bool(spec.keywords))
-        rules = (*verse, *([NoRepeat()] if no_repeat else []), *constraints)
-        return cls(spec, t, k, p, s, rules, n, c, str(search), b, lc, str(score), w)
-
-
-def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:
-    """The request given, or one built from the keyword arguments (never both)."""
-    if request is not None:
-        if kwargs:
-            raise InputError(f"Give either a PoemRequest or keyword arguments, not both ({', '.join(kwargs)}).")
-        return request
-    tok = model.tokenizer
-    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
-    return PoemRequest.build(tok, **kwargs)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -581,7 +272,7 @@ class PoemWalk:
         seed = self.request.seed + poem
         if ids is not None:
             return Poem(lines, form, seed, total_lines=self.spec.lines, partial=partial, candidate=candidate)
-        notes = [n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row)]
+        notes = [*self.request.notes, *(n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row))]
         score = self.score(row) if self.finished else None
         return Poem(lines, form, seed, self.spec.lines, partial, notes, score, candidate=candidate)
 
@@ -773,27 +464,6 @@ def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | Non
     walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     deque(decode(model, walk), maxlen=0)
     return walk.poems()
-
-
-def rewrite_request(
-    tokenizer: CharTokenizer, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any
-) -> PoemRequest:
-    """The request that rewrites ``poem`` keeping the lines at indices ``keep``; see :func:`rewrite_poem`."""
-    lines = poem.lines if isinstance(poem, Poem) else poem_lines(poem) if isinstance(poem, str) else list(poem)
-    sizes = {len(line) for line in lines}
-    if not lines or len(sizes) != 1 or next(iter(sizes)) not in (5, 7):
-        raise InputError("The poem to rewrite must have lines of 5 or 7 characters each, all the same length.")
-    for name, value in (("form", len(lines[0])), ("lines", len(lines))):
-        if kwargs.get(name, value) != value:
-            raise InputError(f"A rewrite keeps the poem's {name} ({value}), not {kwargs[name]!r}.")
-    kwargs = {**kwargs, "form": len(lines[0])}
-    if kwargs.get("acrostic") is None:
-        kwargs["lines"] = len(lines)
-    wanted = list(keep)
-    if any(isinstance(i, bool) or not isinstance(i, int) for i in wanted):
-        raise InputError(f"Lines to keep are given by their 0-based index, not {wanted!r}.")
-    keep_lines = {i: lines[i] if 0 <= i < len(lines) else "" for i in wanted}
-    return PoemRequest.build(tokenizer, keep=keep_lines, **kwargs)
 
 
 def rewrite_poem(model: TangPoemLSTM, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any) -> Poem:

@@ -15,14 +15,15 @@ from .corpus import SPLIT_VERSION, build_splits, never_trained_on
 from .decoding import generate_poems
 from .errors import InputError
 from .modeling import TangPoemLSTM
+from .options import PLAIN_SAMPLE
 from .prosody import check_poem, load_table
 from .scoring import perplexity
 from .text import FORM_SHAPES, split_lines
 from .tokenizer import CharTokenizer
 
 SETTINGS = {  # name → generate_poems keyword arguments
-    "unconstrained": {},
-    "rhyme + relaxed tone": {"rhyme": True, "tone": "relaxed"},
+    "unconstrained": PLAIN_SAMPLE,
+    "rhyme + relaxed tone": {**PLAIN_SAMPLE, "rhyme": True, "tone": "relaxed"},
 }
 
 

@@ -37,8 +37,8 @@ from huggingface_hub import (
 from .decoding import generate_poem
 from .errors import InputError, TangPoemError
 from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
+from .options import default_draw_text
 from .paths import portable_path, portable_record
-from .prosody import verse_defaults
 from .tokenizer import VOCAB_NAME
 
 CARD_NAME = "README.md"
@@ -103,13 +103,12 @@ def read_training_info(folder: str | Path) -> dict[str, Any]:
 
 def sample_poems(model: TangPoemLSTM, seed: int = 0) -> list[tuple[str, str]]:
     """(description, poem text) for each sample request the model's vocabulary can serve, drawn
-    with ``tangpoem generate``'s defaults (a 绝句 or 律诗 rhymes and keeps the relaxed 平仄 rule), so
-    a card shows the poems its readers will get."""
+    with the one default of every interface (:class:`~tangpoem_hf.options.GenerationOptions`: the
+    rules and the search ``tangpoem generate`` uses), so a card shows the poems its readers will get."""
     samples = []
     for description, kwargs in SAMPLE_REQUESTS:
-        lines = kwargs.get("lines") or len(kwargs.get("acrostic", "")) or 4
         try:
-            poem = generate_poem(model, seed=seed, **verse_defaults(lines), **kwargs)
+            poem = generate_poem(model, seed=seed, **kwargs)
         except InputError:  # e.g. a tiny vocabulary without 山
             continue
         samples.append((f"{description} (seed {seed})", poem.text))
@@ -187,8 +186,8 @@ def _body(
         "",
         "## Sample poems",
         "",
-        "Drawn as `tangpoem generate` draws by default: temperature 0.8, top-p 0.9, and a 绝句 or 律诗 "
-        "rhymes on its even lines and keeps the relaxed 平仄 rule (一三五不论).",
+        f"Drawn as every interface (`tangpoem generate`, the app, the Python API) draws by default: "
+        f"{default_draw_text()}.",
         "",
     ]
     if samples:

@@ -33,12 +33,6 @@ PING, ZE = "平", "仄"
 TONE_MODES = ("relaxed", "strict")
 
 
-def verse_defaults(lines: int) -> dict[str, object]:
-    """Rhyme and the relaxed tone rule for a 绝句 or 律诗 (4 or 8 lines), nothing for other lengths:
-    what ``tangpoem generate`` asks for unless told otherwise, and so what a model card shows."""
-    return {"rhyme": True, "tone": "relaxed"} if lines in (4, 8) else {}
-
-
 # --- the table ---------------------------------------------------------------------------------
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from .decoding import Poem, PoemRequest, PoemWalk, as_request, make_walk
+from .decoding import Poem, PoemWalk, make_walk
 from .errors import InputError
 from .modeling import TangPoemLSTM
+from .request import PoemRequest, as_request
 
 _DONE = object()
 

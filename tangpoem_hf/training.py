@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from .checkpointing import (
 from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
 from .corpus import SPLIT_VERSION, build_splits, cache_dir
 from .errors import InputError
-from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
+from .modeling import IGNORE_INDEX, Architecture, TangPoemConfig, TangPoemLSTM, knob, mean_start_state
 from .paths import portable_record
 from .scoring import token_losses
 from .tokenizer import VOCAB_NAME, CharTokenizer
@@ -85,61 +86,72 @@ def _one_of(values: tuple[str, ...]) -> str:
 
 
 @dataclass
-class TrainConfig:
-    """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags."""
+class TrainConfig(Architecture):
+    """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags.
 
-    corpus: str | None = None
-    out_dir: str = "runs/tangpoem"
-    mode: Mode = "ours"
-    simplified: bool = True
-    min_freq: int = 1
-    embedding_dim: int = 512
-    hidden_size: int = 512
-    num_layers: int = 1
-    dropout: float = 0.0
-    # AWD-LSTM regularisation (see TangPoemConfig and docs/reports/results.md for what each was worth).
-    weight_drop: float = 0.0
-    embed_drop: float = 0.0
-    locked_dropout: bool = False
-    ar: float = 0.0  # activation regularisation: ar × mean(h²) of the last layer's outputs
-    tar: float = 0.0  # temporal activation regularisation: tar × mean((h_t − h_t−1)²)
-    average: float = 0.0  # decay of an averaged copy of the weights that validates and is saved; 0: none
-    tie_weights: bool = False
-    softmax: str = "full"  # or "adaptive" (frequency-sorted clusters; see TangPoemConfig)
-    # "stored": packed streams, and the mean state at <bos> is stored with the model; "learned": one
-    # poem per row, each from a learned start state. The report's mode always starts from zeros.
-    start_state: str = "stored"
-    # Read <bos> + a control segment (form; title and keywords, each dropped with these odds per
-    # poem and epoch) before each poem (tangpoem_hf.control). Fine-tuning follows the base model,
-    # and a run folder whose vocab.json already exists follows that vocabulary.
+    The architecture fields (and their help) are :class:`~tangpoem_hf.modeling.Architecture`'s; a
+    field with help text is a ``tangpoem train`` flag.
+    """
+
+    # A new run's start state and control segment (Architecture's defaults are what an older
+    # config.json without these fields means). The report's mode always starts from zeros;
+    # fine-tuning follows the base model, and a run folder whose vocab.json exists follows it.
+    start_state: str = knob(
+        "stored",
+        "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
+        "(one poem per row, from a learned start state)",
+    )
     control: bool = True
-    drop_title: float = 0.5
-    drop_keywords: float = 0.5
-    keyword_min_count: int = 20  # a 2-gram is a keyword candidate once the corpus has it this often
-    optimizer: str = "adam"
-    lr: float | None = None
-    lr_schedule: str = "constant"  # or "cosine" over the whole run
-    warmup_steps: int = 0  # linear warm-up; worth a few hundred with large batches
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    seq_len: int = 64
-    epochs: int = 20
-    max_steps: int | None = None
-    time_budget: float | None = None  # seconds of training, checkpoints and evaluation excluded
-    clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
+    corpus: str | None = knob(None, "chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    out_dir: str = knob("runs/tangpoem", "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png")
+    mode: Mode = knob(
+        "ours", "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)"
+    )
+    simplified: bool = True
+    min_freq: int = knob(1, "drop characters seen fewer times than this from the vocabulary")
+    # AWD-LSTM's activation regularisation (docs/reports/results.md says what each was worth).
+    ar: float = knob(0.0, "activation regularisation: this × mean square of the last layer's outputs")
+    tar: float = knob(0.0, "temporal activation regularisation: this × mean square of their step-to-step change")
+    average: float = knob(
+        0.0, "validate and save an exponential moving average of the weights with this decay (0: none)"
+    )
+    # Title and keywords of the control segment, each dropped with these odds per poem and epoch.
+    drop_title: float = knob(
+        0.5, "with a control segment: the share of poems (per epoch) that train without their title"
+    )
+    drop_keywords: float = knob(
+        0.5, "with a control segment: the share of poems (per epoch) that train without keywords"
+    )
+    keyword_min_count: int = knob(20, "a 2-gram may be a keyword once the corpus's 五言/七言 lines hold it this often")
+    optimizer: str = knob("adam", "adam, adamw, adagrad or sgd")
+    lr: float | None = knob(
+        None,
+        "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
+        "scaled by the square root of global batch / 64, linearly for sgd)",
+    )
+    lr_schedule: str = knob("constant", "constant or cosine (over the whole run)")
+    warmup_steps: int = knob(0, "linear learning-rate warm-up steps (worth a few hundred with large batches)")
+    weight_decay: float = knob(0.0, "weight decay")
+    batch_size: int = knob(64, "sequences per batch (per process)")
+    seq_len: int = knob(64, "tokens per chunk in packed mode (the report mode always uses 100)")
+    epochs: int = knob(20, "epochs (when only --max-steps is given: as many as its steps need)")
+    max_steps: int | None = knob(None, "train this many steps (with --epochs too: stop at whichever comes first)")
+    # Seconds of training; checkpoints and evaluation excluded.
+    time_budget: float | None = knob(None, "stop after this many seconds of training")
+    clip: float = knob(1.0, "gradient-norm clipping (0 disables)")
+    seed: int = knob(0, "random seed")
+    device: str = knob("auto", "auto (CUDA when present), cpu or cuda")
     bf16: bool = False
     compile: bool = False
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    eval_every: int = 0  # steps; 0 means once per epoch
-    patience: int = 0  # stop after this many validations without a new best; 0 never stops early
+    checkpoint_every: int = knob(200, "steps between checkpoints")
+    keep_checkpoints: int = knob(2, "how many checkpoints to keep")
+    eval_every: int = knob(0, "steps between validations (0: once per epoch)")
+    patience: int = knob(0, "stop after this many validations without a better perplexity (0: never stop early)")
     freeze_embedding: bool = False  # keep the input embedding fixed (fine-tuning on little data)
     push_to_hub: str | None = None  # repo id: push best/ at the end
     push_every_epoch: bool = False  # also push each epoch's model, in the background
     private: bool = False
-    threads: int = 0
+    threads: int = knob(0, "torch CPU threads (0: torch's default)")
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -196,8 +208,8 @@ class TrainConfig:
 
 
 # The fields a model's config and a run's config share (embedding_dim, hidden_size, num_layers,
-# dropout, tie_weights, softmax, ...): derived, so a new architecture field needs no copying.
-ARCHITECTURE = tuple(f.name for f in fields(TangPoemConfig) if f.name in {g.name for g in fields(TrainConfig)})
+# dropout, tie_weights, softmax, ...): Architecture's.
+ARCHITECTURE = tuple(f.name for f in fields(Architecture))
 REGULARISATION = ("dropout", "weight_drop", "embed_drop", "locked_dropout")  # architecture fields training alone uses
 # What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
 FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed")
@@ -214,9 +226,16 @@ def saved_train_config(out_dir: str | Path) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if k in known}
 
 
+def changed_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The one resume check: the names in ``wanted`` whose values differ from a run's ``saved``
+    ones (a setting the saved run did not record cannot be compared). A run continues only as it
+    was configured; each caller says which settings may change and words the refusal."""
+    return [name for name, value in wanted.items() if name in saved and saved[name] != value]
+
+
 def check_same_run(saved: dict[str, Any], cfg: TrainConfig, out_dir: str | Path) -> None:
     """Refuse to resume a run with another architecture or other data, which could not continue it."""
-    changed = [flag(name) for name in FIXED_FOR_RESUME if name in saved and saved[name] != getattr(cfg, name)]
+    changed = [flag(name) for name in changed_settings(saved, {n: getattr(cfg, n) for n in FIXED_FOR_RESUME})]
     if changed:
         raise InputError(f"{out_dir} was trained with other {', '.join(changed)}: keep them or pick a new --out-dir.")
 

@@ -173,6 +173,49 @@ def test_evaluate_says_it_needs_the_corpus(monkeypatch, capsys):
     assert "Needs the corpus (--corpus or $TANGPOEM_CORPUS)" in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--form", "五"], "argument --form: invalid int value: '五'"),
+        (["--form", "6"], "argument --form: invalid choice: 6"),
+        (["--lines", "4.5"], "argument --lines: invalid int value: '4.5'"),
+        (["--tone", "medium"], "argument --tone: invalid choice: 'medium'"),
+        (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+        (["--first", "山", "--acrostic", "春夏"], "Give either first characters or acrostic heads, not both."),
+    ],
+)
+def test_an_argument_error_is_one_sentence_without_the_usage(tiny_model_dir, capsys, args, message):
+    code, out, err = run(["generate", "--model", str(tiny_model_dir), *args], capsys)
+    assert code == 2 and not out and err.count("\n") == 1, err
+    assert err.startswith("tangpoem: error: ") and message in err and "usage" not in err
+
+
+def test_help_still_shows_the_usage_and_each_command_its_own_defaults(capsys):
+    from tangpoem_hf.options import default_of
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and out.startswith("usage: tangpoem generate")
+    assert f"sampling temperature [{default_of('temperature')}]" in out
+    assert f"keep the best by score [{default_of('candidates')}]" in out
+    assert f"--beam BEAM search lines: partial poems kept after each line [{default_of('beam')}]" in out
+    assert (
+        "Unless you ask otherwise: rhyme and relaxed tone, no repeated characters, temperature 0.5, top-p 0.9, "
+        "a line search (the best 4 partial poems kept after each line, 4 lines drawn for each)" in out
+    )
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # what fine-tuning uses, not training's defaults
+    assert "LSTM layers [the base model's; the bundled one's: 2]" in out
+    assert "dropout on embeddings and LSTM outputs [the base model's; the bundled one's: 0.3]" in out
+    assert "[a quarter of training's: adam 0.0005," in out and "[10]" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "LSTM layers [1]" in out and "dropout on embeddings and LSTM outputs [0.0]" in out
+
+
 JING_YE_SI = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
 
 

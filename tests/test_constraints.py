@@ -17,8 +17,10 @@ from test_prosody import _model, _vocab_chars
 
 from tangpoem_hf import InputError
 from tangpoem_hf.constraints import Constraint, NoRepeat, PoemSpec, doubling_allowed
-from tangpoem_hf.decoding import PoemRequest, generate_poem, generate_poems
+from tangpoem_hf.decoding import generate_poem, generate_poems
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.prosody import check_poem, load_table, patterns
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
 from tangpoem_hf.verse import VerseRules, verse_constraints
 
@@ -194,7 +196,8 @@ def bundled():
 def test_the_readme_keywords_keep_rhyme_and_tone_over_40_seeds(bundled, form):
     """`--first 月 --keywords "明月 故乡"` with rhyme and relaxed tone: both keywords stand whole
     and no rule breaks (before, 8 of 20 五言 poems ended line 4 on 明月, breaking both)."""
-    poems = generate_poems(bundled, 40, first="月", keywords="明月 故乡", form=form, rhyme=True, tone="relaxed", seed=0)
+    rules = {**PLAIN_SAMPLE, "rhyme": True, "tone": "relaxed"}  # as on the README, repeats allowed
+    poems = generate_poems(bundled, 40, first="月", keywords="明月 故乡", form=form, seed=0, **rules)
     for poem in poems:
         report = check_poem(poem.text)
         assert not poem.notes, (poem.text, poem.notes)
@@ -246,7 +249,7 @@ class _Twice(Constraint):
 
 def test_rules_change_their_state_only_when_they_observe(model):
     ask = {"keywords": "明月 春风", "form": 7, "lines": 4, "rhyme": True, "tone": "relaxed", "no_repeat": True}
-    request = PoemRequest.build(model.tokenizer, seed=3, num=6, candidates=2, **ask)
+    request = PoemRequest.build(model.tokenizer, seed=3, num=6, search="poem", candidates=2, **ask)
     twice = dataclasses.replace(request, constraints=tuple(_Twice(c) for c in request.constraints))
     assert [p.text for p in generate_poems(model, request=twice)] == [
         p.text for p in generate_poems(model, request=request)

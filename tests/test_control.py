@@ -191,7 +191,7 @@ def test_a_keyword_is_placed_where_the_model_likes_it():
 def test_a_control_model_reads_the_form_title_and_keywords_first():
     model = control_model()
     request_kwargs = {"form": 7, "lines": 4, "title": "山行", "keywords": "白云 霜叶", "seed": 1}
-    from tangpoem_hf.decoding import PoemRequest
+    from tangpoem_hf.request import PoemRequest
 
     walk = PoemWalk(model.tokenizer, "ours", PoemRequest.build(model.tokenizer, **request_kwargs))
     assert walk.context == control_ids(model.tokenizer, "七绝", Control("山行", ("白云", "霜叶")))
@@ -200,7 +200,7 @@ def test_a_control_model_reads_the_form_title_and_keywords_first():
     titled = [generate_poem(model, form=5, title="山行", seed=s, temperature=2.0).text for s in range(6)]
     plain = [generate_poem(model, form=5, seed=s, temperature=2.0).text for s in range(6)]
     assert titled != plain  # the title conditions the poem
-    poem = generate_poem(model, **request_kwargs, candidates=3)
+    poem = generate_poem(model, **request_kwargs, search="poem", candidates=3)
     assert poem.score == pytest.approx(
         score_lines(model, poem.lines, (), title="山行", keywords=("白云", "霜叶")), abs=1e-5
     )
@@ -304,3 +304,20 @@ def test_packed_epochs_keep_their_size_whatever_is_dropped():
         for step in range(stream.steps_per_epoch):
             x, y = stream.get(epoch, step)
             assert x.shape == y.shape == (2, 8)
+
+
+def test_a_title_is_taken_as_people_type_it():
+    """Spaces, punctuation and other scripts are dropped; a long title is cut to what the model reads, with one note."""
+    from tangpoem_hf.control import MAX_TITLE
+
+    model = control_model()
+    plain = generate_poem(model, form=5, title="白日依山尽", seed=3, temperature=2.0)
+    typed = generate_poem(model, form=5, title=" 白日 依山，尽 (No.1)! ", seed=3, temperature=2.0)
+    assert typed.text == plain.text and typed.notes == plain.notes == []
+    long_title = "白日依山尽黄河入海流欲穷千里目更上一层楼"  # 20 characters
+    cut = generate_poem(model, form=5, title=long_title, seed=3, temperature=2.0)
+    assert cut.text == generate_poem(model, form=5, title=long_title[:MAX_TITLE], seed=3, temperature=2.0).text
+    assert cut.notes == [f"The title was cut to its first {MAX_TITLE} characters ({long_title[:MAX_TITLE]}): "
+                         "the model reads no more."]  # fmt: skip
+    with pytest.raises(InputError, match="title holds no Chinese characters"):
+        generate_poem(model, form=5, title="Hello")

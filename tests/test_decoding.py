@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from tangpoem_hf import InputError
-from tangpoem_hf.decoding import generate_poem, generate_poems, make_spec, stream_poem
+from tangpoem_hf.decoding import generate_poem, generate_poems, stream_poem
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.text import is_han
 
 
@@ -50,12 +51,13 @@ def test_same_seed_same_poem_and_batch_matches_single(tiny_model):
 
 
 def test_streaming_yields_growing_prefixes(tiny_model):
-    steps = list(stream_poem(tiny_model, first="山", form=5, lines=4, seed=1))
+    ask = {"first": "山", "form": 5, "lines": 4, "seed": 1, "search": "poem"}  # a line search may replace a line
+    steps = list(stream_poem(tiny_model, **ask))
     assert len(steps) == 20
     flat = [s.text.replace("\n", "") for s in steps]
     assert all(flat[i + 1].startswith(flat[i].rstrip("，。")) for i in range(len(flat) - 1))
     assert steps[-1].finished and not steps[0].finished
-    assert steps[-1].text == generate_poem(tiny_model, first="山", form=5, lines=4, seed=1).text
+    assert steps[-1].text == generate_poem(tiny_model, **ask).text
 
 
 def wants_to_stop(model):
@@ -85,8 +87,9 @@ def test_traditional_output(tiny_model):
     assert poem.traditional().lines[0][0] == "黃"
 
 
-def test_spec_accepts_chinese_form_names(tiny_model):
-    assert make_spec(tiny_model.tokenizer, form="五言").form == 5
+def test_a_request_accepts_chinese_form_names(tiny_model):
+    assert PoemRequest.build(tiny_model.tokenizer, form="五言").spec.form == 5
+    assert [len(line) for line in generate_poem(tiny_model, form="七言", seed=0).lines] == [7] * 4
 
 
 def test_partial_sort_nucleus_equals_the_full_sort():

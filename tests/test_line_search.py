@@ -20,6 +20,7 @@ from tangpoem_hf.decoding import (
     rewrite_poem,
     score_lines,
 )
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.prosody import check_poem
 from tangpoem_hf.serving import PoemServer
 
@@ -66,8 +67,8 @@ def test_line_search_is_deterministic_per_seed(tiny_model):
 
 def test_line_search_finds_likelier_poems_than_plain_sampling():
     model = make_tiny_model(seed=1)
-    plain = [generate_poem(model, first="月", seed=s).score for s in range(10)]
-    search = [generate_poem(model, first="月", seed=s, **LINES).score for s in range(10)]
+    plain = [generate_poem(model, first="月", seed=s, **PLAIN_SAMPLE).score for s in range(10)]
+    search = [generate_poem(model, first="月", seed=s, **{**PLAIN_SAMPLE, **LINES}).score for s in range(10)]
     assert sum(search) / 10 > sum(plain) / 10 + 0.05
     best = generate_poem(model, first="月", seed=0, **LINES)
     assert best.score == pytest.approx(score_lines(model, best.lines, forced={0}), abs=1e-5)
@@ -94,7 +95,7 @@ FORK = torch.tensor([2, 2, 0, 3, 1, 1])  # rows kept, in order, one of them twic
 def _rules_after(model, histories):
     """Every rule (rhyme, strict tone, keywords, no repeat) and its state after ``histories``."""
     tok = model.tokenizer
-    rules = {"rhyme": True, "tone": "strict", "no_repeat": True, "keywords": "风花 雪月"}
+    rules = {"rhyme": True, "tone": "strict", "no_repeat": True, "keywords": "风花 雪月", "search": "poem"}
     req = PoemRequest.build(tok, form=5, lines=4, seed=1, num=len(histories), **rules)
     walk = PoemWalk(tok, "ours", req)
     gen = torch.Generator().manual_seed(0)
@@ -175,9 +176,8 @@ def bundled():
 def test_line_search_places_the_readme_keywords_with_rhyme_and_tone(bundled, form):
     """The README's `first="月", keywords="明月 故乡"` with rhyme and relaxed tone, searched line by
     line: over 10 seeds both keywords stand whole and no rule breaks."""
-    poems = generate_poems(
-        bundled, 10, first="月", keywords="明月 故乡", form=form, rhyme=True, tone="relaxed", seed=0, **LINES
-    )
+    rules = {**PLAIN_SAMPLE, **LINES, "rhyme": True, "tone": "relaxed"}  # as on the README, repeats allowed
+    poems = generate_poems(bundled, 10, first="月", keywords="明月 故乡", form=form, seed=0, **rules)
     for poem in poems:
         report = check_poem(poem.text)
         assert not poem.notes, (poem.text, poem.notes)
@@ -192,11 +192,11 @@ def test_coherence_table_loads_and_counts_in_the_score(tiny_model):
     assert table.score(["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡"]) > table.score(
         ["春风吹柳绿", "大雪满关山", "秋雁南飞尽", "荷花夏日香"]
     )
-    p = generate_poem(tiny_model, first="山", seed=2, candidates=6, coherence=5.0)
+    p = generate_poem(tiny_model, first="山", seed=2, **{**PLAIN_SAMPLE, "candidates": 6, "coherence": 5.0})
     assert p.score == pytest.approx(score_lines(tiny_model, p.lines, {0}) + 5.0 * table.score(p.lines), abs=1e-4)
     assert all(o.score <= p.score for o in p.others)
-    total = generate_poem(tiny_model, first="山", seed=2, score="sum")
-    assert total.score < 4 * generate_poem(tiny_model, first="山", seed=2).score  # a sum over ~30 tokens
+    total = generate_poem(tiny_model, first="山", seed=2, **{**PLAIN_SAMPLE, "score": "sum"})
+    assert total.score < 4 * generate_poem(tiny_model, first="山", seed=2, **PLAIN_SAMPLE).score  # a sum, ~30 tokens
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ def test_a_rule_without_select_is_refused_for_line_search(tiny_model):
 
     with pytest.raises(InputError, match="The rule 'mine' has no select method"):
         generate_poem(tiny_model, first="山", constraints=[Mine()], **LINES)
-    assert generate_poem(tiny_model, first="山", constraints=[Mine()]).finished
+    assert generate_poem(tiny_model, first="山", constraints=[Mine()], search="poem").finished
 
 
 def test_line_walk_is_chosen_by_the_request(tiny_model):
