@@ -191,7 +191,9 @@ class NoRepeat(Constraint):
     the corpus attests there (:func:`doubling_allowed`).
 
     The characters the user forced (first characters, acrostic heads, kept lines) always stand
-    where they were put, repeated or not; a drawn character repeats none of them.
+    where they were put, repeated or not; a drawn character repeats none of them. A keyword's
+    characters were asked for too: each use in an open keyword lets its character stand once more
+    (``first="月", keywords="明月"`` may hold 月 twice), so placing a keyword never breaks this rule.
     """
 
     name = "no repeat"
@@ -200,6 +202,9 @@ class NoRepeat(Constraint):
         counts = torch.zeros(batch_size, len(tokenizer), dtype=torch.long)
         for ch in spec.forced.values():
             counts[:, tokenizer.index[ch]] += 1
+        for i in spec.open_keywords():  # uses the user asked for: below zero until they are spent
+            for ch in spec.keywords[i]:
+                counts[:, tokenizer.index[ch]] -= 1
         last = torch.full((batch_size,), -1, dtype=torch.long)
         doubles = torch.zeros(len(tokenizer), dtype=torch.bool)
         doubles[[tokenizer.index[ch] for ch in doublings() if ch in tokenizer]] = True
@@ -216,7 +221,7 @@ class NoRepeat(Constraint):
         return (state.counts[rows, state.last] == 1) & state.doubles[state.last]
 
     def _allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
-        mask = state.counts == 0
+        mask = state.counts <= 0
         double = self._may_double(slot, spec, state)
         mask[torch.arange(len(mask))[double], state.last[double]] = True
         return mask
@@ -230,7 +235,7 @@ class NoRepeat(Constraint):
         if slot not in spec.forced:
             rows = torch.arange(len(chosen))
             # _allowed's verdict on the chosen ids alone, without a (batch, vocab) mask
-            ok = (state.counts[rows, chosen] == 0) | ((chosen == state.last) & self._may_double(slot, spec, state))
+            ok = (state.counts[rows, chosen] <= 0) | ((chosen == state.last) & self._may_double(slot, spec, state))
             for b in (~ok).nonzero().flatten().tolist():
                 state.broken.add(b, slot, state.tokenizer.tokens[int(chosen[b])], "it already stands in the poem")
             state.counts[rows, chosen] += 1

@@ -205,6 +205,42 @@ def test_the_readme_keywords_keep_rhyme_and_tone_over_40_seeds(bundled, form):
         assert all(any(word in line for line in poem.lines) for word in ("明月", "故乡")), poem.text
 
 
+@pytest.mark.parametrize("form", [5, 7])
+def test_the_readme_keywords_break_no_rule_under_the_default(bundled, form):
+    """The same example with the one default (line search, rhyme, relaxed tone, no repeats): the 月
+    of 明月 repeats the asked first character 月, which the user asked for twice, so it is no stray
+    repeat, and no other rule breaks either."""
+    for seed in range(6):
+        poem = generate_poem(bundled, first="月", keywords="明月 故乡", form=form, seed=seed)
+        report = check_poem(poem.text)
+        assert not poem.notes, (poem.text, poem.notes)
+        assert report.rhyme_ok and report.relaxed_ok, report.text_report()
+        assert all(any(word in line for line in poem.lines) for word in ("明月", "故乡")), poem.text
+        drawn = "".join(poem.lines).replace("明月", "", 1).replace("故乡", "", 1)[1:]  # less what was asked
+        assert len(set(drawn)) == len(drawn) or any(a == b for a, b in zip(drawn, drawn[1:])), poem.text
+
+
+def test_a_keyword_lets_its_characters_stand_once_more_and_no_more(model):
+    """Without keywords a drawn 月 may not repeat the first character; with 明月 asked for, one more
+    月 is allowed (the keyword's), and after it none."""
+    tok = model.tokenizer
+    spec = PoemSpec(form=5, lines=4, forced={0: "月"}, keywords=("明月",))
+    rule, moon = NoRepeat(), tok.index["月"]
+    state = rule.start(spec, tok, 1)
+    for slot, ch in enumerate("月东江"):  # 月 was asked for at slot 0, then two others drawn
+        rule.observe(slot, spec, state, torch.tensor([tok.index[ch]]))
+    assert bool(rule.allowed(3, spec, state)[0, moon])
+    rule.observe(3, spec, state, torch.tensor([tok.index["明"]]))
+    rule.observe(4, spec, state, torch.tensor([moon]))
+    assert not rule.notes(state, 0)
+    assert not bool(rule.allowed(7, spec, state)[0, moon])
+    plain = PoemSpec(form=5, lines=4, forced={0: "月"})
+    state = rule.start(plain, tok, 1)
+    for slot, ch in enumerate("月东江"):
+        rule.observe(slot, plain, state, torch.tensor([tok.index[ch]]))
+    assert not bool(rule.allowed(3, plain, state)[0, moon])
+
+
 @pytest.mark.parametrize("tone", ["relaxed", "strict"])
 def test_keywords_never_break_a_rule_where_a_placement_keeps_them_all(model, tone):
     """A random model would put keywords anywhere; every poem still keeps every rule."""
