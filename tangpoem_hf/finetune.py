@@ -303,7 +303,9 @@ def _raw_splits(raw: Dataset, simplified: bool) -> DatasetDict:
             raw = raw.add_column(col, [default] * len(raw))
     raw = raw.select_columns(["id", "author", "title", "paragraphs", "tags"])
     splits = clean_and_split(raw, simplified)
-    return DatasetDict({name: ds.cast(CLEAN_FEATURES) for name, ds in splits.items()})
+    return DatasetDict(
+        {name: ds.select_columns(list(CLEAN_FEATURES)).cast(CLEAN_FEATURES) for name, ds in splits.items()}
+    )
 
 
 def dataset_splits(location: str, simplified: bool = True) -> DatasetDict:
