@@ -19,7 +19,9 @@ from .text import is_han
 from .tokenizer import CharTokenizer
 
 TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
-    "corpus": "chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)",
+    "corpus": "chinese-poetry folder, Hub dataset id or packed corpus (tangpoem data pack) (default: $TANGPOEM_CORPUS)",
+    "dynasties": "comma-separated: tang, or tang,song to train on the 全宋诗 too (validation stays Tang's)",
+    "tang_weight": "every Tang training poem is read this many times per epoch (with --dynasties tang,song)",
     "out_dir": "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png",
     "mode": "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)",
     "min_freq": "drop characters seen fewer times than this from the vocabulary",
@@ -507,6 +509,18 @@ def _data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_pack(args: argparse.Namespace) -> int:
+    from .packed import pack_corpus
+
+    done = pack_corpus(
+        args.corpus, args.out, args.dynasties, simplified=not args.traditional, keyword_min_count=args.keyword_min_count
+    )
+    splits = ", ".join(f"{k} {v}" for k, v in done["splits"].items())
+    print(f"wrote {done['out']}: {done['bytes'] / 2**20:.1f} MiB, {done['characters']} distinct characters; {splits}")
+    print(f"train from it with --corpus {done['out']}" + (f" --dynasties {args.dynasties}" if args.dynasties else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tangpoem", description="Write, score and train Tang-poem models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -560,6 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--dynasties", help="comma-separated: tang, or tang,song to add the 全宋诗 [tang]")
     ds.add_argument("--json", action="store_true", help="print JSON")
     ds.set_defaults(func=_data_stats)
+    dp = dsub.add_parser(
+        "pack",
+        help="write the cleaned splits as uint16 ids (with titles, forms and keywords) to a folder that "
+        "--corpus reads like the corpus: training on a machine without the corpus folder",
+    )
+    dp.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    dp.add_argument("--out", required=True, help="the folder to write (packed.npz, packed.json)")
+    dp.add_argument("--dynasties", help="comma-separated: tang, or tang,song to add the 全宋诗 [tang]")
+    dp.add_argument("--traditional", action="store_true", help="keep traditional script")
+    dp.add_argument("--keyword-min-count", type=int, default=20, help="as tangpoem train's [20]")
+    dp.set_defaults(func=_data_pack)
 
     c = sub.add_parser("check", help="check rhyme and tone (格律) of 绝句 and 律诗; exit 1 if a poem fails")
     c.add_argument(

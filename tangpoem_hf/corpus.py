@@ -299,9 +299,10 @@ def never_trained_on(splits: DatasetDict, name: str, split_version: str = SPLIT_
     if LEGACY_SPLIT not in versions:
         return texts
     seen: set[str] = set()
-    for part in splits.values():
-        for pid, text in zip(part["id"], part["text"]):
-            if split_of(pid) == "train":
+    for part in splits.values():  # the legacy split was the Tang corpus's: no other dynasty was read
+        dynasties = part["dynasty"] if "dynasty" in part.column_names else ["tang"] * len(part)
+        for pid, text, dynasty in zip(part["id"], part["text"], dynasties):
+            if dynasty == "tang" and split_of(pid) == "train":
                 seen.update(split_lines(text))
     return [t for t in texts if not seen.intersection(split_lines(t))]
 
@@ -325,7 +326,11 @@ def _cleaning_fingerprint(raw: datasets.Dataset, simplified: bool) -> str:
 
 
 def _clean_and_assign(raw: datasets.Dataset, simplified: bool) -> datasets.Dataset:
-    """Cleaned, kept poems with a ``split`` column (:func:`assign_dynasty_splits`)."""
+    """Cleaned poems with a ``split`` column (:func:`assign_dynasty_splits`; ``""`` for a dropped poem).
+
+    The column is added before any filter: a filtered dataset would be rewritten whole (flattened)
+    to take it, which costs minutes for the 全宋诗.
+    """
     if "dynasty" not in raw.column_names:  # raw records of a dataset or a test: Tang
         raw = raw.add_column("dynasty", ["tang"] * len(raw))
     cleaned = raw.map(
@@ -337,19 +342,24 @@ def _clean_and_assign(raw: datasets.Dataset, simplified: bool) -> datasets.Datas
         desc="Cleaning poems",
         new_fingerprint=_cleaning_fingerprint(raw, simplified),
     )
-    kept = cleaned.filter(lambda keep: keep, input_columns="keep").remove_columns("keep")
-    return kept.add_column("split", assign_dynasty_splits(kept["id"], kept["text"], kept["dynasty"]))
+    kept = [i for i, keep in enumerate(cleaned["keep"]) if keep]
+    ids, texts, dynasties = cleaned["id"], cleaned["text"], cleaned["dynasty"]
+    split = [""] * len(cleaned)
+    assigned = assign_dynasty_splits([ids[i] for i in kept], [texts[i] for i in kept], [dynasties[i] for i in kept])
+    for i, name in zip(kept, assigned):
+        split[i] = name
+    return cleaned.remove_columns("keep").add_column("split", split)
 
 
 def _split_names(dynasties: Sequence[str]) -> list[str]:
     return [*SPLITS, *(held_out_name(d) for d in dynasties if d != "tang")]
 
 
-def _parts(kept: datasets.Dataset) -> DatasetDict:
-    dynasties = [d for d in DYNASTIES if d in set(kept.unique("dynasty"))]
+def _parts(poems: datasets.Dataset) -> DatasetDict:
+    dynasties = [d for d in DYNASTIES if d in set(poems.unique("dynasty"))]
     return DatasetDict(
         {
-            name: kept.filter(lambda s, name=name: s == name, input_columns="split").remove_columns("split")
+            name: poems.filter(lambda s, name=name: s == name, input_columns="split").remove_columns("split")
             for name in _split_names(dynasties)
         }
     )
@@ -371,12 +381,19 @@ def build_splits(
     dynasties: str | Sequence[str] | None = None,
 ) -> tuple[DatasetDict, LoadReport]:
     """Cleaned poems (id, author, title, tags, text, form, dynasty) in train/validation/test splits
-    (Tang alone by default; ``dynasties="tang,song"`` adds Song to train and a ``song_validation``)."""
+    (Tang alone by default; ``dynasties="tang,song"`` adds Song to train and a ``song_validation``).
+
+    ``source`` may also be a compact tokenised corpus (:mod:`tangpoem_hf.packed`): the same splits.
+    """
+    from .packed import is_packed, load_packed
+
+    if is_packed(corpus_location(source)):
+        return load_packed(corpus_location(source), parse_dynasties(dynasties), simplified)
     raw, report = load_raw(source, parse_dynasties(dynasties))
-    kept = _clean_and_assign(raw, simplified)
-    left = Counter(d for d, s in zip(kept["dynasty"], kept["split"]) if s == LEFT_OUT)
+    poems = _clean_and_assign(raw, simplified)
+    left = Counter(d for d, s in zip(poems["dynasty"], poems["split"]) if s == LEFT_OUT)
     report.left_out = {d: left[d] for d in report.raw_by_dynasty if d != "tang"}
-    return _parts(kept), report
+    return _parts(poems), report
 
 
 def corpus_stats(

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import warnings
-from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,9 +57,10 @@ from .corpus import (
 from .errors import CorpusError, InputError
 from .evaluation import perplexity
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+from .packed import is_packed
 from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 from .tokenizer import VOCAB_NAME, CharTokenizer
-from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config
+from .training import DEFAULT_LR, TrainConfig, Trainer, new_tokens, saved_train_config
 
 BUNDLED = "bundled"
 NEW_CHAR_POLICIES = ("grow", "unk")
@@ -165,9 +165,7 @@ def new_characters(tokenizer: CharTokenizer, texts: list[str], mode: str, min_fr
 
     Ordered like :meth:`CharTokenizer.build`: by descending count, ties by code point.
     """
-    counts = Counter(ch for t in texts for ch in tokenizer.normalize(prepare_text(t, mode)) if ch not in tokenizer)
-    kept = [ch for ch, n in counts.items() if n >= min_freq]
-    return sorted(kept, key=lambda ch: (-counts[ch], ord(ch)))
+    return new_tokens(tokenizer, [prepare_text(t, mode) for t in texts], min_freq)
 
 
 def grow_vocabulary(model: TangPoemLSTM, new_tokens: list[str]) -> TangPoemLSTM:
@@ -386,6 +384,7 @@ def build_finetune_data(
     simplified: bool = True,
     val_percent: int = DEFAULT_VAL_PERCENT,
     replay: float = 0.0,
+    dynasties: str | None = None,
 ) -> FinetuneData:
     """The fine-tuning splits from a text file, a chinese-poetry folder, a dataset folder or a Hub id.
 
@@ -402,8 +401,9 @@ def build_finetune_data(
             raise InputError("--author and --tag need a chinese-poetry folder or dataset; a text file has neither.")
         data = text_file_splits(location, simplified=simplified, val_percent=val_percent)
         kind = "text-file"
-    elif os.path.isdir(location) and next(Path(location).rglob(FILE_GLOB), None) is not None:
-        data = FinetuneData(build_splits(location, simplified=simplified)[0], "chinese-poetry", location)
+    elif is_packed(location) or os.path.isdir(location) and next(Path(location).rglob(FILE_GLOB), None) is not None:
+        splits, _ = build_splits(location, simplified=simplified, dynasties=dynasties)
+        data = FinetuneData(splits, "chinese-poetry", location)
         kind = "chinese-poetry"
     else:
         if location.startswith((".", os.sep)) and not os.path.exists(location):
@@ -507,6 +507,7 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         simplified=tok.simplified,
         val_percent=opts.val_percent,
         replay=opts.replay,
+        dynasties=cfg.dynasties,
     )
     train_texts = list(data.splits["train"]["text"])
     earlier = _run_vocabulary(out, tok)

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,8 +39,8 @@ from .checkpointing import (
     step_record,
     stop_requests,
 )
-from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
-from .corpus import SPLIT_VERSION, build_splits, cache_dir
+from .control import Control, ControlledPoems, clean_title, has_controls, poem_keywords, with_controls
+from .corpus import SPLIT_VERSION, build_splits, cache_dir, parse_dynasties
 from .errors import InputError
 from .evaluation import token_losses
 from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
@@ -70,7 +71,8 @@ CHOICES = {
     "start_state": ("stored", "learned"),
 }
 AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
-                "checkpoint_every", "keep_checkpoints", "keyword_min_count")  # fmt: skip
+                "checkpoint_every", "keep_checkpoints", "keyword_min_count", "tang_weight")  # fmt: skip
+MONITORED = 1000  # poems of another dynasty's validation slice scored at each validation (a fixed stride)
 NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads", "ar", "tar")
 
 
@@ -88,6 +90,11 @@ class TrainConfig:
     """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags."""
 
     corpus: str | None = None
+    # The corpus's dynasties ("tang", or "tang,song" to read the 全宋诗 too; tangpoem_hf.corpus). Song
+    # poems train beside Tang's; validation, model selection and every figure stay on Tang's split,
+    # and each other dynasty's own validation slice is logged (song_validation_perplexity).
+    dynasties: str = "tang"
+    tang_weight: int = 1  # every Tang training poem is read this many times per epoch (with Song)
     out_dir: str = "runs/tangpoem"
     mode: Mode = "ours"
     simplified: bool = True
@@ -170,6 +177,7 @@ class TrainConfig:
         for name in ("drop_title", "drop_keywords"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{flag(name)} must lie in [0, 1], not {getattr(self, name)}.")
+        self.dynasties = ",".join(parse_dynasties(self.dynasties))
 
     def model_config(self, vocab_size: int, pad_token_id: int) -> TangPoemConfig:
         """The model this run trains: the architecture fields come from here, in one place."""
@@ -203,7 +211,8 @@ class TrainConfig:
 ARCHITECTURE = tuple(f.name for f in fields(TangPoemConfig) if f.name in {g.name for g in fields(TrainConfig)})
 REGULARISATION = ("dropout", "weight_drop", "embed_drop", "locked_dropout")  # architecture fields training alone uses
 # What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
-FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed")
+FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed",
+                    "dynasties", "tang_weight")  # fmt: skip
 
 
 def saved_train_config(out_dir: str | Path) -> dict[str, Any]:
@@ -343,8 +352,12 @@ class Trainer:
 
     # data and model ---------------------------------------------------------------------------
 
-    def _tokenizer(self, train_texts: list[str]) -> CharTokenizer:
-        """Reuse the run's vocab.json (or the base model's) so ids never change across runs."""
+    def _tokenizer(self, train_texts: list[str], dynasties: list[str]) -> CharTokenizer:
+        """Reuse the run's vocab.json (or the base model's) so ids never change across runs.
+
+        A new vocabulary is built from the Tang training poems, as a Tang-only run builds it; the
+        characters only other dynasties use are appended after it (ids of Tang's never move).
+        """
         saved = self.out / VOCAB_NAME
         if saved.exists():
             return CharTokenizer.load(saved)
@@ -352,11 +365,13 @@ class Trainer:
             tok = self.base_model.tokenizer
         else:
             mode = self.cfg.mode
-            tok = CharTokenizer.build(
-                (prepare_text(t, mode) for t in train_texts), self.cfg.min_freq, self.cfg.simplified
-            )
+            tang = (prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d == "tang")
+            tok = CharTokenizer.build(tang, self.cfg.min_freq, self.cfg.simplified)
             if self.cfg.control and mode == "ours":
                 tok = with_controls(tok)
+            others = [prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d != "tang"]
+            if others:
+                tok = CharTokenizer(tok.tokens + new_tokens(tok, others, self.cfg.min_freq), simplified=tok.simplified)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             tok.save(self.out)
@@ -365,17 +380,27 @@ class Trainer:
     def prepare(self, splits: Any | None = None) -> None:
         cfg = self.cfg
         if splits is None:
-            splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified)
-        train_texts = list(splits["train"]["text"])
+            splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified, dynasties=cfg.dynasties)
+        train_split = splits["train"]
+        train_texts = list(train_split["text"])
+        dynasties = list(train_split["dynasty"]) if "dynasty" in _columns(train_split) else ["tang"] * len(train_texts)
         self.val_texts = list(splits["validation"]["text"])
-        self.tokenizer = self._tokenizer(train_texts)
+        # Other dynasties' validation slices (song_validation), logged beside Tang's, never selected on.
+        self.monitored = {
+            name: list(part["text"])[:: max(1, len(part) // MONITORED)][:MONITORED]
+            for name, part in splits.items()
+            if name.endswith("_validation") and len(part)
+        }
+        self.tokenizer = self._tokenizer(train_texts, dynasties)
         self.control = has_controls(self.tokenizer)
+        rows = weighted_rows(dynasties, cfg.tang_weight)
+        train_texts = [train_texts[i] for i in rows]
         poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
         if self.control:
             self.val_controls = self._controls(splits["validation"])
-            controls = self._controls(splits["train"])
+            controls = self._controls(train_split)  # keywords ranked among each dynasty's poems, once each
             train: list[np.ndarray] | ControlledPoems = ControlledPoems(
-                train_texts, controls, self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
+                train_texts, [controls[i] for i in rows], self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
             )
         else:
             train = poems
@@ -435,11 +460,13 @@ class Trainer:
             self.forward = torch.compile(self.forward)
 
     def _controls(self, split: Any) -> list[Control]:
-        """Each poem's title and keywords (keywords from the poem itself; a split without titles,
-        such as a text file's, has none)."""
+        """Each poem's title and keywords (keywords from the poem itself, ranked among its dynasty's
+        poems of the split; a split without titles, such as a text file's, has none)."""
         texts = list(split["text"])
-        titles = list(split["title"]) if "title" in getattr(split, "column_names", split) else [""] * len(texts)
-        keywords = cached_keywords(texts, cache_dir(), self.cfg.keyword_min_count)
+        columns = getattr(split, "column_names", split)
+        titles = list(split["title"]) if "title" in columns else [""] * len(texts)
+        dynasties = list(split["dynasty"]) if "dynasty" in columns else ["tang"] * len(texts)
+        keywords = poem_keywords(texts, dynasties, cache_dir(), self.cfg.keyword_min_count)
         return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
 
     # state ------------------------------------------------------------------------------------
@@ -538,8 +565,9 @@ class Trainer:
     def evaluate(self, theme: bool = True) -> dict[str, float]:
         """Validation perplexity from the start state the model will generate from: without a
         theme (a control model reads the form alone), and for a control model also with each
-        poem's title and keywords (``val_perplexity_theme``, unless ``theme`` is False). Control tokens
-        are never targets."""
+        poem's title and keywords (``val_perplexity_theme``), and on up to ``MONITORED`` poems of
+        each other dynasty's validation slice (``song_validation_perplexity``); ``theme=False``
+        gives the first alone. Control tokens are never targets."""
         if self.batches.carry_state:
             self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         total, count = token_losses(self.model, self.val_texts)
@@ -547,6 +575,9 @@ class Trainer:
         if self.control and theme:
             total, count = token_losses(self.model, self.val_texts, controls=self.val_controls)
             result["val_perplexity_theme"] = math.exp(total / max(count, 1))
+        for name, texts in self.monitored.items() if theme else ():
+            total, count = token_losses(self.model, texts)
+            result[f"{name}_perplexity"] = math.exp(total / max(count, 1))
         return result
 
     def _evals_since_best(self) -> int:
@@ -739,6 +770,22 @@ class Trainer:
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
+
+
+def _columns(split: Any) -> Any:
+    """A split's column names: a Dataset's, or the keys of a plain dict of lists."""
+    return getattr(split, "column_names", split)
+
+
+def weighted_rows(dynasties: list[str], tang_weight: int) -> list[int]:
+    """The training poems of an epoch, as positions: each Tang poem ``tang_weight`` times, each other once."""
+    return [i for i, d in enumerate(dynasties) for _ in range(tang_weight if d == "tang" else 1)]
+
+
+def new_tokens(tokenizer: CharTokenizer, texts: list[str], min_freq: int = 1) -> list[str]:
+    """Characters of ``texts`` the vocabulary lacks, ordered as :meth:`CharTokenizer.build` orders them."""
+    counts = Counter(ch for t in texts for ch in tokenizer.normalize(t) if ch not in tokenizer)
+    return sorted((ch for ch, n in counts.items() if n >= min_freq), key=lambda ch: (-counts[ch], ord(ch)))
 
 
 def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
