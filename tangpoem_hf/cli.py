@@ -510,7 +510,7 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _data_pack(args: argparse.Namespace) -> int:
-    from .packed import pack_corpus
+    from .corpus import pack_corpus
 
     done = pack_corpus(
         args.corpus, args.out, args.dynasties, simplified=not args.traditional, keyword_min_count=args.keyword_min_count

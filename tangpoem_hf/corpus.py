@@ -27,6 +27,7 @@ from datasets import DatasetDict, Features, List, Value
 from . import text as text_module
 from .control import FORMS, classify_form
 from .errors import CorpusError
+from .packed import is_packed, read_pack, write_pack
 from .paths import is_missing_local_path
 from .text import clean_poem_text, has_placeholder, is_han, split_lines
 
@@ -385,15 +386,43 @@ def build_splits(
 
     ``source`` may also be a compact tokenised corpus (:mod:`tangpoem_hf.packed`): the same splits.
     """
-    from .packed import is_packed, load_packed
-
     if is_packed(corpus_location(source)):
-        return load_packed(corpus_location(source), parse_dynasties(dynasties), simplified)
+        return _load_pack(corpus_location(source), parse_dynasties(dynasties), simplified)
     raw, report = load_raw(source, parse_dynasties(dynasties))
     poems = _clean_and_assign(raw, simplified)
     left = Counter(d for d, s in zip(poems["dynasty"], poems["split"]) if s == LEFT_OUT)
     report.left_out = {d: left[d] for d in report.raw_by_dynasty if d != "tang"}
     return _parts(poems), report
+
+
+def pack_corpus(
+    source: str | os.PathLike | None,
+    out: str | os.PathLike,
+    dynasties: str | Sequence[str] | None = None,
+    simplified: bool = True,
+    keyword_min_count: int = 20,
+) -> dict:
+    """Write the cleaned splits of ``source`` to ``out`` as a compact tokenised corpus (:mod:`.packed`)."""
+    splits, report = build_splits(source, simplified=simplified, dynasties=dynasties)
+    return write_pack(splits, report.__dict__, out, _CACHE, simplified, keyword_min_count)
+
+
+def _load_pack(location: str, dynasties: Sequence[str], simplified: bool) -> tuple[DatasetDict, LoadReport]:
+    """The splits of a pack, keeping the poems of ``dynasties`` (which the pack must hold)."""
+    splits, meta = read_pack(location, simplified, _CACHE)
+    missing = [d for d in dynasties if d not in meta["dynasties"]]
+    if missing:
+        raise CorpusError(f"{location} holds no {missing[0]} poems (packed: {', '.join(meta['dynasties'])}).")
+    parts = {}
+    for name in _split_names(dynasties):
+        part = splits[name]
+        if set(part.unique("dynasty")) - set(dynasties):
+            part = part.filter(lambda d: d in dynasties, input_columns="dynasty")
+        parts[name] = part
+    report = LoadReport(**meta["report"])
+    report.raw_by_dynasty = {d: n for d, n in report.raw_by_dynasty.items() if d in dynasties}
+    report.left_out = {d: n for d, n in report.left_out.items() if d in dynasties}
+    return DatasetDict(parts), report
 
 
 def corpus_stats(

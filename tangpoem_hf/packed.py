@@ -43,7 +43,7 @@ SPLIT_FEATURES = Features(
 
 
 def is_packed(location: str | os.PathLike | None) -> bool:
-    """Whether ``location`` is a folder written by :func:`pack_corpus`."""
+    """Whether ``location`` is a folder written by :func:`write_pack`."""
     return location is not None and Path(location, PACKED_META).is_file()
 
 
@@ -63,30 +63,23 @@ def _decode(ids: np.ndarray, offsets: np.ndarray, chars: np.ndarray) -> list[str
     return [whole[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
 
-def pack_corpus(
-    source: str | os.PathLike | None,
-    out: str | os.PathLike,
-    dynasties: str | Sequence[str] | None = None,
-    simplified: bool = True,
-    keyword_min_count: int = 20,
+def write_pack(
+    splits: DatasetDict, report: dict, out: str | os.PathLike, cache_dir: Path, simplified: bool, keyword_min_count: int
 ) -> dict:
-    """Write the cleaned, split corpus of ``source`` to ``out`` as uint16 ids; return what was written."""
-    from .corpus import DYNASTIES, build_splits, cache_dir, parse_dynasties
-
-    dynasties = parse_dynasties(dynasties)
-    splits, report = build_splits(source, simplified=simplified, dynasties=dynasties)
+    """Write ``splits`` and each poem's keywords (ranked as training ranks them) to ``out``; say what was written."""
+    names = sorted({d for part in splits.values() for d in part["dynasty"]}, key=lambda d: (d != "tang", d))
     table: dict[str, int] = {}
     arrays: dict[str, np.ndarray] = {}
     for name, part in splits.items():
         texts, dyns = list(part["text"]), list(part["dynasty"])
         columns = {col: list(part[col]) for col in TEXT_COLUMNS}
         columns["tags"] = [LIST_COLUMNS["tags"].join(tags) for tags in part["tags"]]
-        keywords = poem_keywords(texts, dyns, cache_dir(), keyword_min_count)
+        keywords = poem_keywords(texts, dyns, cache_dir, keyword_min_count)
         columns["keywords"] = [LIST_COLUMNS["keywords"].join(words) for words in keywords]
         for col, strings in columns.items():
             arrays[f"{name}.{col}"], arrays[f"{name}.{col}.offsets"] = _encode(strings, table)
         arrays[f"{name}.form"] = np.array([FORMS.index(f) for f in part["form"]], dtype=np.uint8)
-        arrays[f"{name}.dynasty"] = np.array([DYNASTIES.index(d) for d in dyns], dtype=np.uint8)
+        arrays[f"{name}.dynasty"] = np.array([names.index(d) for d in dyns], dtype=np.uint8)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"{PACKED_ARRAYS}.tmp{os.getpid()}.npz"
@@ -94,11 +87,11 @@ def pack_corpus(
     os.replace(tmp, folder / PACKED_ARRAYS)
     meta = {
         "format": _FORMAT,
-        "dynasties": list(dynasties),
+        "dynasties": names,
         "simplified": simplified,
         "keyword_min_count": keyword_min_count,
         "splits": {name: len(part) for name, part in splits.items()},
-        "report": report.__dict__,
+        "report": report,
         "chars": "".join(table),
     }
     (folder / PACKED_META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -106,16 +99,9 @@ def pack_corpus(
     return {"out": str(folder), "bytes": size, "characters": len(table), "splits": meta["splits"]}
 
 
-def load_packed(
-    location: str | os.PathLike, dynasties: Sequence[str] | None = None, simplified: bool = True
-) -> tuple[DatasetDict, object]:
-    """The splits a pack holds (only those of ``dynasties``, a subset of the pack's), and its LoadReport.
-
-    The keywords stored with the pack are put into the keyword cache, under the texts training will
-    ask them for (each split's poems of one dynasty, in order).
-    """
-    from .corpus import DYNASTIES, LoadReport, cache_dir, held_out_name
-
+def read_pack(location: str | os.PathLike, simplified: bool, cache_dir: Path) -> tuple[DatasetDict, dict]:
+    """Every split of a pack, and its ``packed.json``. The stored keywords go into ``cache_dir``, under
+    the texts training asks them for (each split's poems of one dynasty, in order)."""
     folder = Path(location)
     meta = json.loads((folder / PACKED_META).read_text(encoding="utf-8"))
     if meta.get("format") != _FORMAT:
@@ -123,40 +109,29 @@ def load_packed(
     if bool(meta["simplified"]) != simplified:
         script = "simplified" if meta["simplified"] else "traditional"
         raise CorpusError(f"{folder} holds the corpus in {script} script: pack it again in the other script.")
-    wanted = list(dynasties or meta["dynasties"])
-    missing = [d for d in wanted if d not in meta["dynasties"]]
-    if missing:
-        raise CorpusError(f"{folder} holds no {missing[0]} poems (packed: {', '.join(meta['dynasties'])}).")
     chars = np.array(list(meta["chars"]), dtype="<U1")
     parts = {}
     with np.load(folder / PACKED_ARRAYS) as arrays:
         for name in meta["splits"]:
-            if name.endswith("_validation") and name not in {held_out_name(d) for d in wanted if d != "tang"}:
-                continue
-            dyn = [DYNASTIES[i] for i in arrays[f"{name}.dynasty"].tolist()]
-            keep = [i for i, d in enumerate(dyn) if d in wanted]
             col = {
                 c: _decode(arrays[f"{name}.{c}"], arrays[f"{name}.{c}.offsets"], chars)
                 for c in (*TEXT_COLUMNS, *LIST_COLUMNS)
             }
             lists = {c: [s.split(sep) if s else [] for s in col[c]] for c, sep in LIST_COLUMNS.items()}
-            forms = [FORMS[i] for i in arrays[f"{name}.form"].tolist()]
+            dynasties = [meta["dynasties"][i] for i in arrays[f"{name}.dynasty"].tolist()]
+            for group in dynasty_groups(dynasties):
+                texts = [col["text"][i] for i in group]
+                store_keywords(
+                    texts, [tuple(lists["keywords"][i]) for i in group], cache_dir, meta["keyword_min_count"]
+                )
             rows = {
                 "id": col["id"],
-                "dynasty": dyn,
+                "dynasty": dynasties,
                 "author": col["author"],
                 "title": col["title"],
                 "tags": lists["tags"],
                 "text": col["text"],
-                "form": forms,
+                "form": [FORMS[i] for i in arrays[f"{name}.form"].tolist()],
             }
-            rows = {c: [values[i] for i in keep] for c, values in rows.items()}
-            keywords = [tuple(lists["keywords"][i]) for i in keep]
-            texts, kept_dyn = rows["text"], rows["dynasty"]
-            for group in dynasty_groups(kept_dyn):
-                group_texts = [texts[i] for i in group]
-                store_keywords(group_texts, [keywords[i] for i in group], cache_dir(), meta["keyword_min_count"])
             parts[name] = Dataset.from_dict(rows, features=SPLIT_FEATURES)
-    report = LoadReport(**meta["report"])
-    report.left_out = {d: n for d, n in report.left_out.items() if d in wanted}
-    return DatasetDict(parts), report
+    return DatasetDict(parts), meta

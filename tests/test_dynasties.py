@@ -14,10 +14,10 @@ from test_corpus import song_records, write_song
 import tangpoem_hf.control as control
 import tangpoem_hf.corpus as corpus
 from tangpoem_hf.cli import main
-from tangpoem_hf.corpus import build_splits
+from tangpoem_hf.corpus import build_splits, pack_corpus
 from tangpoem_hf.errors import CorpusError
 from tangpoem_hf.finetune import FinetuneOptions, finetune
-from tangpoem_hf.packed import PACKED_ARRAYS, pack_corpus
+from tangpoem_hf.packed import PACKED_ARRAYS
 from tangpoem_hf.training import TrainConfig, Trainer
 
 
