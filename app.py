@@ -30,15 +30,22 @@ from tangpoem_hf.app_support import (
     rewrite_ui_request,
     script_of,
 )
-from tangpoem_hf.decoding import MAX_CANDIDATES, MAX_LINES, MIN_LINES, Poem, PoemRequest
+from tangpoem_hf.decoding import Poem
 from tangpoem_hf.errors import InputError, TangPoemError
 from tangpoem_hf.modeling import TangPoemLSTM, load_model
+from tangpoem_hf.options import DEFAULT_LINES, MAX_LINES, OPTIONS, GenerationOptions, default_of, verse_rules
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
+from tangpoem_hf.text import split_rows
 
 MODEL_ID = model_id_from_env()
 # Up to eight poems in progress, decoded together as one batch by the PoemServer, and a bounded
 # queue behind them, so a burst of users gets "queue is full" instead of an ever-growing wait.
 CONCURRENCY_LIMIT = int(os.environ.get("TANGPOEM_CONCURRENCY", "8"))
+# Rows one default poem decodes (a line search: beam × line candidates), so that all of them fit in a step.
+DEFAULT_ROWS = (
+    default_of("beam") * default_of("line_candidates") if default_of("search") == "lines" else default_of("candidates")
+)
 # One torch thread: the server's batched LSTM step is small, and the other core is left to Gradio's
 # own per-request work, which is the larger share under load (see benchmarks/app_load.py).
 torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
@@ -48,9 +55,6 @@ torch.set_num_threads(int(os.environ.get("TANGPOEM_TORCH_THREADS", "1")))
 sys.setswitchinterval(0.0005)
 STREAM_INTERVAL = 0.1  # seconds between updates of the growing line (finished lines go at once)
 QUEUE_MAX_SIZE = int(os.environ.get("TANGPOEM_QUEUE_SIZE", "16"))
-# Candidates drawn per poem by default: they share every LSTM step with each other and with other
-# users' poems, so the best of 4 costs little more time than one (benchmarks/candidates.py).
-DEFAULT_CANDIDATES = 4
 
 _model: TangPoemLSTM | None = None
 _server: PoemServer | None = None
@@ -72,7 +76,7 @@ def get_server() -> PoemServer:
     model = get_model()
     with _model_lock:
         if _server is None:
-            _server = PoemServer(model)
+            _server = PoemServer(model, max_batch=CONCURRENCY_LIMIT * DEFAULT_ROWS)
         return _server
 
 
@@ -119,28 +123,11 @@ def quiet_checks(component: gr.components.Component) -> None:
     component.preprocess = preprocess
 
 
-def generate(
-    mode: str = "续写",
-    characters: str = "",
-    form: str = "七言",
-    lines: float = 4,
-    temperature: float = 0.8,
-    top_k: float = 0,
-    top_p: float = 0.9,
-    seed: float | None = None,
-    theme: str = "",
-    script: str = "简体",
-    rhyme: bool = True,
-    tone: str = "relaxed",
-    no_repeat: bool = True,
-    candidates: float = DEFAULT_CANDIDATES,
-) -> Iterator[tuple[Any, ...]]:
-    """Stream a poem: (HTML of the poem so far, its plain text, the seed used)."""
+def generate(characters: str = "", seed: float | None = None, script: str = "简体", **settings: Any) -> Iterator:
+    """Stream a poem: (HTML of the poem so far, its plain text, the seed used). ``settings`` are the
+    other controls by name (``GENERATE`` below); over the API each one left out takes its default."""
     try:
-        request = generation_request(
-            get_server().model.tokenizer, mode, characters, form, lines, temperature, top_k, top_p, seed, theme,
-            rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
-        )  # fmt: skip
+        request = generation_request(get_server().model.tokenizer, characters=characters, seed=seed, **settings)
         yield from _stream(request, script)
     except TangPoemError as exc:
         raise _as_gr_error(exc) from None
@@ -149,54 +136,43 @@ def generate(
 def rewrite(
     poem: str,
     keep: list[int] | None = None,
-    mode: str = "续写",
     characters: str | None = None,
-    form: str = "七言",
-    temperature: float = 0.8,
-    top_k: float = 0,
-    top_p: float = 0.9,
-    theme: str = "",
-    script: str = "简体",
-    rhyme: bool = True,
-    tone: str = "relaxed",
-    no_repeat: bool = True,
-    candidates: float = DEFAULT_CANDIDATES,
     seed: float | None = None,
+    script: str = "简体",
+    **settings: Any,
 ) -> Iterator[tuple[Any, ...]]:
-    """Keep the lines numbered ``keep`` (from 1) of ``poem`` and stream the others rewritten."""
+    """Keep the lines numbered ``keep`` (from 1) of ``poem`` and stream the others rewritten.
+    Without ``characters``, the poem's own first character (续写) or heads (藏头) are kept."""
     try:
-        request = rewrite_ui_request(
-            get_server().model.tokenizer, poem, keep, mode, characters, form, None, temperature, top_k, top_p,
-            seed, theme, rhyme=rhyme, tone=tone, no_repeat=no_repeat, candidates=candidates,
-        )  # fmt: skip
+        tokenizer = get_server().model.tokenizer
+        request = rewrite_ui_request(tokenizer, poem, keep, characters=characters, seed=seed, **settings)
         yield from _stream(request, script)
     except TangPoemError as exc:
         raise _as_gr_error(exc) from None
 
 
-def redo_line(poem: str, line: int | None, *settings: Any) -> Iterator[tuple[Any, ...]]:
+def redo_line(poem: str, line: int | None, **settings: Any) -> Iterator[tuple[Any, ...]]:
     """Rewrite only line ``line`` (from 1): every other line is kept."""
-    count = len(poem_text_lines(poem))
+    count = len(split_rows(poem or ""))
     if line is None:
         log_refusal("Choose the line to rewrite.")
         raise gr.Error("Choose the line to rewrite.", title="输入有误 · Input error", print_exception=False)
-    yield from rewrite(poem, [n for n in range(1, count + 1) if n != line], *settings)
-
-
-def poem_text_lines(text: str | None) -> list[str]:
-    return [part for part in (text or "").replace("，", "\n").replace("。", "\n").split("\n") if part.strip()]
+    yield from rewrite(poem, [n for n in range(1, count + 1) if n != line], **settings)
 
 
 def show_controls(poem: Poem | None, script: str, locks: list[int] | None, reset: bool) -> tuple[Any, ...]:
-    """After a poem: the lock boxes and the one-line choice name its lines, the candidates are listed."""
+    """After a poem: the co-writing tools appear, the lock boxes and the one-line choice name its
+    lines, and the candidates are listed as ranked poems."""
     if not isinstance(poem, Poem):
-        return gr.skip(), gr.skip(), gr.skip()
-    choices = line_choices(poem, script_of(script))
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    out_script = script_of(script)
+    choices = line_choices(poem, out_script)
     kept = [] if reset else [n for n in (locks or []) if n <= len(choices)]
     return (
         gr.CheckboxGroup(choices=choices, value=kept),
         gr.Dropdown(choices=choices, value=None),
-        gr.Radio(choices=candidate_choices(poem), value=0, visible=len(poem.others) > 0),
+        gr.Radio(choices=candidate_choices(poem, out_script), value=0, visible=len(poem.others) > 0),
+        gr.Column(visible=True),
     )
 
 
@@ -213,6 +189,24 @@ def show_candidate(poem: Poem | None, index: int | None, script: str) -> tuple[A
         gr.CheckboxGroup(choices=choices, value=[]),
         gr.Dropdown(choices=choices, value=None),
     )
+
+
+# The rules the app starts with: the default ones, as for every other interface (for the starting
+# line count; the checkbox and the radio then send what the user sees).
+RULES = verse_rules(GenerationOptions(lines=DEFAULT_LINES))
+
+
+def slider(name: str, label: str, value: float | None = None, **kwargs: Any) -> gr.Slider:
+    """A slider for setting ``name``: its bounds, step and default from options.GenerationOptions."""
+    low, high, step = OPTIONS[name].metadata["ui"]
+    value = default_of(name) if value is None else value
+    return gr.Slider(low, high, value=value, step=step, label=label, **kwargs)
+
+
+def radio(name: str, label: str, names: dict[str, str], **kwargs: Any) -> gr.Radio:
+    """A radio for setting ``name``: one button per choice (``names`` labels them), its default chosen."""
+    choices = [(names[c], c) for c in OPTIONS[name].metadata["choices"]]
+    return gr.Radio(choices, value=default_of(name), label=label, **kwargs)
 
 
 EXAMPLES = [
@@ -241,7 +235,18 @@ CSS = """
 #tp-header h1 { font-family: FONT_SERIF; font-size: 2.2rem; letter-spacing: 0.3em; margin: 0; }
 #tp-header h1 small { display: block; font-size: 1rem; letter-spacing: 0.05em; font-weight: 400; opacity: 0.7; }
 #tp-header p { margin: 0.4rem 0 0; opacity: 0.75; }
+/* Side by side when there is room; on a phone the poem goes under the form, never off to the side. */
+#tp-main { flex-wrap: wrap; }
+/* A closed panel says so in words, an open one too; the bare ◀/▼ arrow did not. */
+.tp-panel > .label-wrap .icon { display: none; }
+.tp-panel > .label-wrap::after { content: "展开 ▸ show"; font-size: 0.85em; opacity: 0.7; white-space: nowrap; }
+.tp-panel > .label-wrap.open::after { content: "收起 ▾ hide"; }
 """.replace("FONT_SERIF", FONT_SERIF)
+SCROLL_TO_POEM = """() => {
+  const poem = document.getElementById("tp-poem");
+  const box = poem && poem.getBoundingClientRect();
+  if (box && (box.top < 0 || box.bottom > window.innerHeight)) poem.scrollIntoView({block: "start"});
+}"""
 # show_error: input Gradio itself refuses (text in the seed box over the API) still gets its one sentence.
 STYLE: dict[str, Any] = {"theme": THEME, "css": CSS, "show_error": True}
 
@@ -274,8 +279,10 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
         "<p>一个字符级 LSTM 续写或藏头作诗 · A character-level LSTM writes a poem from your first "
         "characters or as an acrostic</p></div>"
     )
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=5):
+    # The first screen (1280×900) holds what a first poem needs, the button and the poem; the verse
+    # rules and sampling wait in closed panels, the co-writing tools until there is a poem.
+    with gr.Row(equal_height=False, elem_id="tp-main"):
+        with gr.Column(scale=5, min_width=300):
             mode = gr.Radio(
                 [("续写 · Continue", "续写"), ("藏头 · Acrostic", "藏头")],
                 value="续写",
@@ -292,15 +299,12 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
             )
             with gr.Row():
                 form = gr.Radio(
-                    [("五言 · 5 per line", "五言"), ("七言 · 7 per line", "七言")], value="七言", label="体裁 · Form"
+                    [("五言 · 5 per line", "五言"), ("七言 · 7 per line", "七言")],
+                    value={5: "五言", 7: "七言"}[default_of("form")],
+                    label="体裁 · Form",
                 )
-                lines = gr.Slider(
-                    MIN_LINES,
-                    MAX_LINES,
-                    value=4,
-                    step=1,
-                    label="句数 · Lines",
-                    info="藏头时等于首字数 · Acrostic: one line per head",
+                lines = slider(
+                    "lines", "句数 · Lines", value=DEFAULT_LINES, info="藏头时等于首字数 · Acrostic: one line per head"
                 )
             theme = gr.Textbox(
                 "",
@@ -309,13 +313,51 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                 info="空格分隔的词各入诗一次 · Words split by spaces each appear in the poem",
                 max_length=200,
             )
-            script = gr.Radio(
-                [("简体 · Simplified", "简体"), ("繁體 · Traditional", "繁體")], value="简体", label="输出字体 · Script"
-            )
-            with gr.Accordion("采样设置 · Sampling", open=False):
-                temperature = gr.Slider(0.1, 2.0, value=0.8, step=0.05, label="温度 · Temperature")
-                top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 = 不限 · no limit")
-                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+            button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
+            with gr.Accordion("格律与字体 · Rhyme, tones and script", open=False, elem_classes="tp-panel"):
+                with gr.Row():
+                    rhyme = gr.Checkbox(
+                        value=RULES[0], label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
+                    )
+                    tone = gr.Radio(
+                        [("不限 · Free", "none"), ("宽 · Relaxed", "relaxed"), ("严 · Strict", "strict")],
+                        value=RULES[1] or "none",
+                        label="平仄 · Tones",
+                        info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
+                    )
+                no_repeat = gr.Checkbox(
+                    value=default_of("no_repeat"),
+                    label="不重字 · No repeats",
+                    info="叠字与所给之字除外 · except 叠字 and your characters",
+                )
+                script = gr.Radio(
+                    [("简体 · Simplified", "简体"), ("繁體 · Traditional", "繁體")],
+                    value="简体",
+                    label="输出字体 · Script",
+                )
+            with gr.Accordion("采样设置 · Sampling", open=False, elem_classes="tp-panel"):
+                temperature = slider("temperature", "温度 · Temperature")
+                top_k = slider("top_k", "Top-k", value=0, info="0 = 不限 · no limit")
+                top_p = slider("top_p", "Top-p")
+                search = radio(
+                    "search",
+                    "搜索 · Search",
+                    {"lines": "逐句 · Line by line", "poem": "整首 · Whole poems"},
+                    info="逐句：每句后留最好的几首 · line by line: keep the best partial poems after each line",
+                )
+                with gr.Row():
+                    beam = slider("beam", "保留 · Beam", info="逐句时 · line by line: partial poems kept")
+                    line_candidates = slider(
+                        "line_candidates", "每句候选 · Line candidates", info="逐句时 · line by line: lines per poem"
+                    )
+                    candidates = slider(
+                        "candidates", "候选 · Candidates", info="整首时择优而取 · whole poems: the best is shown"
+                    )
+                with gr.Row():
+                    score = radio("score", "评分 · Score", {"mean": "平均 · Mean", "sum": "总和 · Sum"})
+                    coherence = slider(
+                        "coherence", "连贯 · Coherence", info="句间连贯之权重 · weight of cross-line coherence"
+                    )
                 seed = gr.Number(
                     # No precision: a seed of 1.5 must be refused, not silently rounded.
                     value=None,
@@ -323,66 +365,63 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                     label="种子 · Seed",
                     info="留空则随机 · Blank for random",
                 )
-            with gr.Row():
-                rhyme = gr.Checkbox(
-                    value=True, label="押韵 · Rhyme", info="偶句押平水韵平声 · even lines rhyme (平水韵)"
-                )
-                tone = gr.Radio(
-                    [("不限 · Free", ""), ("宽 · Relaxed", "relaxed"), ("严 · Strict", "strict")],
-                    value="relaxed",
-                    label="平仄 · Tones",
-                    info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
-                )
-            with gr.Row():
-                no_repeat = gr.Checkbox(
-                    value=True, label="不重字 · No repeats", info="叠字与所给之字除外 · except 叠字 and your characters"
-                )
-                candidates = gr.Slider(
-                    1,
-                    MAX_CANDIDATES // 4,
-                    value=DEFAULT_CANDIDATES,
-                    step=1,
-                    label="候选 · Candidates",
-                    info="择优而取 · the best of these is shown",
-                )
-            button = gr.Button("作诗 · Generate", variant="primary", size="lg", elem_id="tp-generate")
-        with gr.Column(scale=6):
+        with gr.Column(scale=6, min_width=300):
             poem = gr.HTML(
                 PLACEHOLDER_HTML, label="诗 · Poem", css_template=POEM_CSS, elem_id="tp-poem", js_on_load=None
             )
-            with gr.Row():
-                text = gr.Textbox(label="纯文本 · Plain text", lines=4, buttons=["copy"], interactive=False, scale=3)
-                seed_used = gr.Number(label="所用种子 · Seed used", precision=0, interactive=False, scale=1)
-            picker = gr.Radio(
-                [], label="候选 · Candidates (best first, by score)", visible=False, elem_id="tp-candidates"
-            )
-            locks = gr.CheckboxGroup(
-                [(str(n), n) for n in range(1, MAX_LINES + 1)],
-                label="锁定 · Keep lines",
-                info="勾选要保留的句子，其余重写 · tick the lines to keep; the others are rewritten",
-                elem_id="tp-locks",
-            )
-            with gr.Row():
-                rewrite_button = gr.Button("重写未锁定的句子 · Rewrite the others", elem_id="tp-rewrite")
-                one_line = gr.Dropdown([], label="重写一句 · Rewrite one line", elem_id="tp-one-line", scale=1)
-                one_button = gr.Button("重写此句 · Rewrite it", elem_id="tp-rewrite-one", scale=1)
+            # Hidden until a poem exists: before that, these would name lines and a seed of nothing.
+            with gr.Column(visible=False, elem_id="tp-after") as after:
+                picker = gr.Radio(
+                    [],
+                    label="候选 · Candidates, best first",
+                    info="按模型所见之可能性排列 · ranked by how likely the model finds each poem; click one to see it",
+                    visible=False,
+                    elem_id="tp-candidates",
+                )
+                locks = gr.CheckboxGroup(
+                    [(str(n), n) for n in range(1, MAX_LINES + 1)],
+                    label="锁定 · Keep lines",
+                    info="勾选要保留的句子，其余重写 · tick the lines to keep; the others are rewritten",
+                    elem_id="tp-locks",
+                )
+                with gr.Row():
+                    rewrite_button = gr.Button("重写未锁定的句子 · Rewrite the others", elem_id="tp-rewrite")
+                    one_line = gr.Dropdown([], label="重写一句 · Rewrite one line", elem_id="tp-one-line", scale=1)
+                    one_button = gr.Button("重写此句 · Rewrite it", elem_id="tp-rewrite-one", scale=1)
+                with gr.Row():
+                    text = gr.Textbox(
+                        label="纯文本 · Plain text", lines=4, buttons=["copy"], interactive=False, scale=3
+                    )
+                    seed_used = gr.Number(
+                        label="所用种子 · Seed used", precision=0, interactive=False, scale=1, elem_id="tp-seed-used"
+                    )
             current = gr.State(None)
             rewrite_seed = gr.Number(value=None, visible=False)
     gr.Examples(
         EXAMPLES,
         inputs=[mode, characters, form, lines, theme],
         label="示例（点击试试）· Examples (click to try)",
+        # Buttons that wrap, not a five-column table that pushed a phone's page sideways.
+        example_labels=[f"{m} {c} · {f}{n}句" + (f" · {t}" if t else "") for m, c, f, n, t in EXAMPLES],
+        elem_id="tp-examples",
     )
-    settings = [mode, characters, form, temperature, top_k, top_p, theme, script, rhyme, tone, no_repeat, candidates]
+    # Every control reaches the handlers by name (the API's parameter names and order too).
+    GENERATE = {
+        "mode": mode, "characters": characters, "form": form, "lines": lines, "temperature": temperature,
+        "top_k": top_k, "top_p": top_p, "seed": seed, "theme": theme, "script": script, "rhyme": rhyme, "tone": tone,
+        "no_repeat": no_repeat, "candidates": candidates, "search": search, "beam": beam,
+        "line_candidates": line_candidates, "score": score, "coherence": coherence,
+    }  # fmt: skip
+    # A rewrite keeps the poem's shape and has a seed of its own.
+    settings = {name: c for name, c in GENERATE.items() if name not in ("lines", "seed")}
     shown = [poem, text, seed_used, current]
-    controls = [locks, one_line, picker]
-    for component in [*settings, lines, seed, locks, one_line, rewrite_seed]:
+    controls = [locks, one_line, picker, after]
+    for component in [*settings.values(), lines, seed, locks, one_line, rewrite_seed]:
         quiet_checks(component)
     gr.on(
         [button.click, characters.submit],
         generate,
-        inputs=[mode, characters, form, lines, temperature, top_k, top_p, seed, theme, script, rhyme, tone,
-                no_repeat, candidates],
+        inputs_kwargs=GENERATE,
         outputs=shown,
         api_name="generate",
         api_description="Write a Tang poem; streams (poem HTML, plain text, seed used). Only `characters` is required.",
@@ -391,7 +430,7 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
     )  # fmt: skip
     rewrite_button.click(
         rewrite,
-        inputs=[text, locks, *settings, rewrite_seed],
+        inputs_kwargs={"poem": text, "keep": locks, **settings, "seed": rewrite_seed},
         outputs=shown,
         api_name="rewrite",
         api_description="Keep the lines numbered `keep` (from 1) of `poem`, rewrite the others; streams as /generate.",
@@ -399,10 +438,20 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
         lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
     )  # fmt: skip
     one_button.click(
-        redo_line, inputs=[text, one_line, *settings, rewrite_seed], outputs=shown, api_visibility="private"
+        redo_line,
+        inputs_kwargs={"poem": text, "line": one_line, **settings, "seed": rewrite_seed},
+        outputs=shown,
+        api_visibility="private",
     ).success(
         lambda p, sc, lk: show_controls(p, sc, lk, False), [current, script, locks], controls, api_visibility="private"
     )  # fmt: skip
+    # On a narrow screen the poem sits below the form: a click brings it into view (in the browser, at once).
+    gr.on(
+        [button.click, characters.submit, rewrite_button.click, one_button.click],
+        None,
+        js=SCROLL_TO_POEM,
+        api_visibility="private",
+    )
     picker.input(show_candidate, [current, picker, script], [poem, text, locks, one_line], api_visibility="private")
 
 demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)

@@ -13,7 +13,7 @@ for NumPy the child also reports tracemalloc's peak of the bytes numpy allocated
     python benchmarks/numpy_vs_torch.py [--repeats 5] [--batch 64] [--seq 100] [--vocab 6857]
 
 OpenBLAS: this machine may set OPENBLAS_CORETYPE=Haswell (AVX2 kernels); the script prints which
-kernel numpy runs. See docs/numpy-lstm-benchmark.md for both settings.
+kernel numpy runs. See docs/reports/numpy-lstm-benchmark.md for both settings.
 """
 
 from __future__ import annotations

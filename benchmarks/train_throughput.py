@@ -12,7 +12,7 @@ The two run in alternating slices (``--slice`` seconds each; a report step takes
 default, so the two then alternate step by step), so a neighbour's load on a shared machine hits
 both alike. Only training steps are timed; evaluation is not. Printed per pipeline:
 real (non-pad) target tokens per second, its own validation perplexity (over the tokens it
-predicts), and the comparable one, :func:`~tangpoem_hf.evaluation.char_perplexity`: per Han
+predicts), and the comparable one, :func:`~tangpoem_hf.scoring.char_perplexity`: per Han
 character 2..100 of each validation poem, what the report's model scores. The last line is
 ``speedup: X``, the ratio of real tokens per second.
 
@@ -35,8 +35,8 @@ import torch
 
 from tangpoem_hf.batching import prepare_text
 from tangpoem_hf.corpus import build_splits
-from tangpoem_hf.evaluation import char_perplexity, perplexity
 from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
+from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.tokenizer import CharTokenizer
 from tangpoem_hf.training import TrainConfig, Trainer, native_bf16
 

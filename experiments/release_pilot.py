@@ -2,7 +2,7 @@
 budget, side by side, one thread each, to measure its speed and catch its bugs.
 
     tangpoem data pack --dynasties tang,song --out data/packed      # once: the corpus as uint16 ids
-    nice -n 10 python experiments/release_pilot.py --corpus data/packed --budget 1800 --doc docs/results.md
+    nice -n 10 python experiments/release_pilot.py --corpus data/packed --budget 1800 --doc docs/reports/results.md
 
 A short pilot cannot show what more data is worth (every arm is still in its first pass over the
 poems), so it records what it can: tokens/s, steps, and Tang validation perplexity from each model's
@@ -31,12 +31,13 @@ import statistics
 import sys
 from pathlib import Path
 
+from side_by_side import train_side_by_side
+
 from tangpoem_hf.corpus import LEGACY_SPLIT, SPLIT_VERSION, build_splits, never_trained_on
-from tangpoem_hf.evaluation import token_losses
 from tangpoem_hf.finetune import load_base
 from tangpoem_hf.hub import read_training_info
 from tangpoem_hf.modeling import TangPoemLSTM
-from tangpoem_hf.training import train_side_by_side
+from tangpoem_hf.scoring import token_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = "<!-- pilot table: experiments/release_pilot.py -->", "<!-- end of pilot table -->"
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints [200]")
-    p.add_argument("--doc", type=Path, help="write the table into this markdown file (docs/results.md)")
+    p.add_argument("--doc", type=Path, help="write the table into this markdown file (docs/reports/results.md)")
     p.add_argument("--no-train", action="store_true", help="only measure the finished runs")
     args = p.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)

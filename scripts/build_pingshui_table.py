@@ -36,7 +36,7 @@ SECTIONS = (("ping", "上平聲部", "上平"), ("ping", "下平聲部", "下平
 
 # The scrape lost some common characters (啼, 爐, 遍 ...). These are hand-entered from the standard
 # 平水韵 listing, by group, and labelled as such in the output ("supplement"). Every entry was
-# checked against independent public listings (docs/prosody.md says which): none is contradicted;
+# checked against independent public listings (docs/reports/prosody.md says which): none is contradicted;
 # six variant spellings (怱 廻 慙 覩 竝 徧) are confirmed only through their standard forms.
 SUPPLEMENT = {
     "上平一东": "蔥葱怱",

@@ -1,6 +1,7 @@
 """Ship a trained model inside the package (tangpoem_hf/pretrained/), stored in fp16 if that is lossless enough.
 
     python scripts/bundle_model.py --model runs/bundled-v1/best [--corpus DIR] [--dtype float16]
+    python scripts/bundle_model.py --card-only   # rewrite the bundled card (and paths) from its training.json
 
 It measures the test-split perplexity of the fp32 weights and of the stored weights (on the test
 poems the model never trained on: a model trained on the old split read some of today's), refuses a
@@ -24,9 +25,10 @@ import torch
 
 from tangpoem_hf.control import Control, cached_keywords, clean_title
 from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, cache_dir, never_trained_on
-from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.hub import read_training_info, stage_model_folder
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
+from tangpoem_hf.paths import portable_record
+from tangpoem_hf.scoring import perplexity
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -46,15 +48,31 @@ def theme_figures(model: TangPoemLSTM, test: Any, texts: list[str]) -> dict[str,
     }
 
 
+def rewrite_card(out: Path) -> int:
+    """The card again from training.json, whose absolute paths become portable: no retraining."""
+    info = portable_record(read_training_info(out))
+    (out / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    stage_model_folder(out, out, bundled=True)
+    print(f"rewrote {out / 'README.md'} and the paths in {out / 'training.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a saved model folder (e.g. runs/NAME/best)")
+    parser.add_argument("--model", help="a saved model folder (e.g. runs/NAME/best)")
+    parser.add_argument(
+        "--card-only", action="store_true", help="only rewrite --out's card and training.json paths; no weights"
+    )
     parser.add_argument("--out", default=str(BUNDLED_MODEL_DIR), help="where to write the bundled model")
     parser.add_argument("--corpus", help="chinese-poetry folder (default: $TANGPOEM_CORPUS)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage dtype [float16]")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU, 2 cores", help="what it was trained on")
     parser.add_argument("--notes", help="a paragraph for the card on how it was trained (e.g. across several runs)")
     args = parser.parse_args(argv)
+    if args.card_only:
+        return rewrite_card(Path(args.out))
+    if not args.model:
+        parser.error("--model is required (or --card-only)")
 
     model = TangPoemLSTM.from_pretrained(args.model)
     splits, _ = build_splits(args.corpus, simplified=model.tokenizer.simplified)

@@ -5,7 +5,7 @@ Data comes from the package, exactly as ``scripts/train.py`` gets it: ``corpus.b
 (``ours``: packed streams with the state carried from chunk to chunk; ``report``: poems padded to 100)
 and a ``CharTokenizer`` built the same way. Only the model, its gradients and the optimiser are NumPy
 (:mod:`tangpoem_hf.numpy_lstm`). Validation perplexity is the package's own
-(``evaluation.perplexity`` on ``to_torch()``), so the two trainers' figures compare directly. The
+(``scoring.perplexity`` on ``to_torch()``), so the two trainers' figures compare directly. The
 loss always ignores padding (the torch trainer's ``report`` mode counts it, as the report did).
 
     python scripts/train_numpy.py --corpus DIR --out-dir runs/numpy [--max-steps 200] [--max-poems 2000]
@@ -30,7 +30,7 @@ checkpoint is refused without ``--resume``.
 
 On a machine shared with other busy processes, ``OPENBLAS_NUM_THREADS=1`` gives steadier (often
 faster) steps: each time step's small matmul otherwise waits for a descheduled second BLAS thread
-(see docs/numpy-lstm-benchmark.md).
+(see docs/reports/numpy-lstm-benchmark.md).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ from tangpoem_hf.checkpointing import (
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import TangPoemError
-from tangpoem_hf.evaluation import perplexity
 from tangpoem_hf.modeling import TangPoemConfig
 from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
+from tangpoem_hf.scoring import perplexity
 from tangpoem_hf.tokenizer import CharTokenizer
 from tangpoem_hf.training import DEFAULT_LR
 

@@ -1,7 +1,7 @@
 """Glue between the Gradio app and the package: UI values → a ``PoemRequest``, poem → HTML.
 
 Kept out of ``app.py`` so it can be tested without starting a server, and so the app stays a thin
-layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.decoding`.
+layer: every rule about what a valid poem request is still lives in :mod:`tangpoem_hf.request`.
 """
 
 from __future__ import annotations
@@ -15,20 +15,23 @@ from typing import Any
 import opencc
 
 from .control import has_controls
-from .decoding import MAX_LINES, MIN_LINES, Poem, PoemRequest, check_chars, rewrite_request
+from .decoding import Poem
 from .errors import InputError
-from .text import COMMA, PERIOD, is_han, to_simplified, to_traditional
+from .options import MAX_LINES, MIN_LINES, OPTIONS
+from .request import PoemRequest, check_chars, rewrite_request
+from .text import COMMA, PERIOD, SIZE_NAMES, form_title, is_han, split_rows, to_simplified, to_traditional
 from .tokenizer import CharTokenizer
 
 MODEL_ENV = "MODEL_ID"
 
 # UI values (what the radios send, also over the API) and the English aliases API users may send.
 MODES = {"续写": "continue", "藏头": "acrostic", "continue": "continue", "acrostic": "acrostic"}
-FORMS = {"五言": 5, "七言": 7, "5": 5, "7": 7}
+FORMS = {**{name: size for size, name in SIZE_NAMES.items()}, "5": 5, "7": 7}
 SCRIPTS = {"简体": "simplified", "繁體": "traditional", "simplified": "simplified", "traditional": "traditional"}
 
 CHARS_NAME = "字 · Characters"
 THEME_NAME = "主题 · Theme"
+POEM_NAME = "诗 · Poem"
 
 # Other spellings of a character that OpenCC knows: Taiwan/Hong Kong standards and Japanese
 # shinjitai (via traditional). Used only to suggest a replacement for an unknown character.
@@ -124,21 +127,18 @@ def _choice(table: Mapping[str, Any], value: object, name: str) -> Any:
 
 def generation_kwargs(
     tokenizer: CharTokenizer,
-    mode: object,
-    characters: object,
-    form: object,
-    lines: object,
-    temperature: object,
-    top_k: object,
-    top_p: object,
-    seed: object,
-    theme: object,
-    **extra: Any,
+    *,
+    mode: object = "续写",
+    characters: object = None,
+    form: object = None,
+    theme: object = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Map the app's inputs onto :meth:`tangpoem_hf.decoding.PoemRequest.build` keyword arguments.
-
-    ``extra`` is passed through unchanged: new controls (e.g. ``rhyme``, ``tone``) need only a
-    component in ``app.py`` and a keyword argument of ``PoemRequest.build``.
+    """Map the app's inputs, by name, onto :meth:`tangpoem_hf.request.PoemRequest.build` keyword
+    arguments: the mode and characters become ``first`` or ``acrostic``, the form radio and the
+    theme box their settings, and slider floats whole numbers. ``settings`` (sliders, checkboxes:
+    fields of :class:`~tangpoem_hf.options.GenerationOptions`) pass through; what is not given
+    takes the package's default.
     """
     kind = _choice(MODES, mode, "mode (模式)")
     if kind == "acrostic" and isinstance(characters, str) and len(characters.strip()) > MAX_LINES:
@@ -147,14 +147,15 @@ def generation_kwargs(
             f"not {len(characters.strip())}."
         )
     chars = validate_chars(tokenizer, characters, CHARS_NAME)
-    kwargs: dict[str, Any] = {
-        "form": _choice(FORMS, form, "form (体裁)"),
-        "temperature": temperature,
-        "top_k": None if top_k in (None, 0, 0.0, "") else _whole(top_k, "top_k"),
-        "top_p": top_p,
-        "seed": None if seed in (None, "") else _whole(seed, "seed"),
-        **theme_kwargs(tokenizer, theme),
-    }
+    kwargs: dict[str, Any] = {**settings, **theme_kwargs(tokenizer, theme)}
+    if form is not None:
+        kwargs["form"] = _choice(FORMS, form, "form (体裁)")
+    if kwargs.get("top_k") in (0, 0.0, ""):  # the slider's "no limit"
+        kwargs["top_k"] = None
+    if kwargs.get("seed") == "":  # an empty seed box
+        kwargs["seed"] = None
+    for name in kwargs.keys() & {name for name, option in OPTIONS.items() if option.metadata["kind"] is int}:
+        kwargs[name] = _whole(kwargs[name], name)
     if kind == "acrostic":
         # One line per head; a line count that differs is refused by the decoder, as in the CLI.
         if not MIN_LINES <= len(chars) <= MAX_LINES:
@@ -165,32 +166,33 @@ def generation_kwargs(
         kwargs["acrostic"] = chars
     else:
         kwargs["first"] = chars
-    kwargs["lines"] = _whole(lines, "lines")
-    kwargs.update(extra)
-    if kwargs.get("tone") == "":  # the radio's "free" choice
-        kwargs["tone"] = None
-    if "candidates" in kwargs:
-        kwargs["candidates"] = _whole(kwargs["candidates"], "candidates")
     return kwargs
 
 
-def generation_request(tokenizer: CharTokenizer, *values: object, **extra: Any) -> PoemRequest:
-    """The app's inputs (those of :func:`generation_kwargs`) as one validated request."""
-    return PoemRequest.build(tokenizer, **generation_kwargs(tokenizer, *values, **extra))
+def generation_request(tokenizer: CharTokenizer, **values: Any) -> PoemRequest:
+    """The app's inputs (those of :func:`generation_kwargs`, by name) as one validated request."""
+    return PoemRequest.build(tokenizer, **generation_kwargs(tokenizer, **values))
 
 
 def rewrite_ui_request(
-    tokenizer: CharTokenizer, poem: object, keep: object, *values: object, **extra: Any
+    tokenizer: CharTokenizer,
+    poem: object,
+    keep: object,
+    *,
+    mode: object = "续写",
+    characters: object = None,
+    **values: Any,
 ) -> PoemRequest:
     """Rewrite the poem shown (its plain text, either script) keeping the lines numbered ``keep``
-    (from 1, as the app shows them); ``values`` are :func:`generation_kwargs`' inputs. Without
+    (from 1, as the app shows them); ``values`` are :func:`generation_kwargs`' other inputs. Without
     characters, the poem's own first character (续写) or line heads (藏头) are kept."""
     if not isinstance(poem, str) or not poem.strip():
         raise InputError("There is no poem to rewrite yet: write one first.")
+    # The poem is checked before its heads stand in for empty characters, so bad text blames the poem.
+    validate_chars(tokenizer, "".join(poem.split()), POEM_NAME, allow_punct=True)
     numbers = [] if keep is None else list(keep) if isinstance(keep, (list, tuple)) else [keep]
-    lines = [line.strip() for line in poem.replace("，", "\n").replace("。", "\n").split("\n") if line.strip()]
+    lines = split_rows(poem)
     count = len(lines)
-    mode, characters, *rest = values
     if not str(characters or "").strip():
         heads = "".join(line[0] for line in lines)
         characters = heads if _choice(MODES, mode, "mode (模式)") == "acrostic" else heads[:1]
@@ -200,7 +202,7 @@ def rewrite_ui_request(
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= count:
             raise InputError(f"Lines to keep are numbered from 1 to {count}, not {number!r}.")
         indices.append(n - 1)
-    kwargs = generation_kwargs(tokenizer, mode, characters, *rest, **extra)
+    kwargs = generation_kwargs(tokenizer, mode=mode, characters=characters, **values)
     kwargs.pop("lines", None)  # the poem's own shape
     kwargs.pop("form", None)
     return rewrite_request(tokenizer, poem, sorted(set(indices)), **kwargs)
@@ -212,10 +214,12 @@ def line_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]
     return [(f"{i + 1} · {line}", i + 1) for i, line in enumerate(shown.lines)]
 
 
-def candidate_choices(poem: Poem) -> list[tuple[str, int]]:
-    """(label, index) for the candidates drawn for one poem, best first: ``1 · -3.41 ★``."""
+def candidate_choices(poem: Poem, script: str = "simplified") -> list[tuple[str, int]]:
+    """(label, index) for the candidates drawn for one poem, best first: each label is its rank and
+    the whole poem on one line (the ranking score, a mean log-probability, means nothing to a reader)."""
     ranked = [poem, *poem.others]
-    return [(f"{k + 1} · {p.score:.2f}" + (" ★" if k == 0 else ""), k) for k, p in enumerate(ranked)]
+    shown = [p.traditional() if script == "traditional" else p for p in ranked]
+    return [(f"{k + 1}. {p.text.replace(chr(10), '')}", k) for k, p in enumerate(shown)]
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -224,23 +228,6 @@ PLACEHOLDER_HTML = (
     '<div class="tp-poem tp-empty" lang="zh">'
     '<p class="tp-hint">诗将在此显现<br><span class="tp-en">Your poem will appear here</span></p></div>'
 )
-
-
-def form_name(form: int, lines: int) -> str:
-    """五言绝句, 七言律诗, or 五言十二句 for the uncommon lengths."""
-    size = "五言" if form == 5 else "七言"
-    if lines == 4:
-        return size + "绝句"
-    if lines == 8:
-        return size + "律诗"
-    return f"{size}{_chinese_number(lines)}句"
-
-
-def _chinese_number(n: int) -> str:
-    digits = "〇一二三四五六七八九"
-    if n < 10:
-        return digits[n]
-    return "十" + (digits[n - 10] if n > 10 else "")
 
 
 def poem_html(poem: Poem | None, script: str = "simplified") -> str:
@@ -272,7 +259,7 @@ def poem_html(poem: Poem | None, script: str = "simplified") -> str:
     lang = "zh-Hant" if script == "traditional" else "zh-Hans"
     body = "".join(f'<p class="tp-row">{row}</p>' for row in rows)
     status = "" if poem.finished else " tp-streaming"
-    meta = f"{form_name(poem.form, total)} · seed {poem.seed}"
+    meta = f"{form_title(poem.form, total)} · seed {poem.seed}"
     if script == "traditional":
         meta = to_traditional(meta)
     # A rule the user asked for that the poem had to break is said under it, never hidden.

@@ -10,56 +10,17 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import fields
+import unicodedata
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import NoReturn
 
 from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
-from .text import is_han
+from .options import OPTIONS, default_draw_text
+from .push import add_push_parser
+from .text import FORM_SHAPES, FORMS, is_han
 from .tokenizer import CharTokenizer
-
-TRAIN_FLAGS = {  # TrainConfig field → help; the flag is --field-with-dashes
-    "corpus": "chinese-poetry folder, Hub dataset id or packed corpus (tangpoem data pack) (default: $TANGPOEM_CORPUS)",
-    "dynasties": "comma-separated: tang, or tang,song to train on the 全宋诗 too (validation stays Tang's)",
-    "tang_weight": "every Tang training poem is read this many times per epoch (with --dynasties tang,song)",
-    "out_dir": "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png",
-    "mode": "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)",
-    "min_freq": "drop characters seen fewer times than this from the vocabulary",
-    "embedding_dim": "embedding size",
-    "hidden_size": "LSTM hidden size",
-    "num_layers": "LSTM layers",
-    "dropout": "dropout on embeddings and LSTM outputs",
-    "weight_drop": "AWD-LSTM DropConnect on the hidden-to-hidden weights (training only)",
-    "embed_drop": "drop whole characters from the embedding table (training only)",
-    "ar": "activation regularisation: this × mean square of the last layer's outputs",
-    "tar": "temporal activation regularisation: this × mean square of their step-to-step change",
-    "average": "validate and save an exponential moving average of the weights with this decay (0: none)",
-    "start_state": "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
-    "(one poem per row, from a learned start state)",
-    "softmax": "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/training-speed.md)",
-    "optimizer": "adam, adamw, adagrad or sgd",
-    "lr": "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
-    "scaled by the square root of global batch / 64, linearly for sgd)",
-    "lr_schedule": "constant or cosine",
-    "warmup_steps": "linear learning-rate warm-up steps (worth a few hundred with large batches)",
-    "weight_decay": "weight decay",
-    "batch_size": "sequences per batch (per process)",
-    "seq_len": "tokens per chunk in packed mode (the report mode always uses 100)",
-    "epochs": "epochs (when only --max-steps is given: as many as its steps need)",
-    "max_steps": "train this many steps (with --epochs too: stop at whichever comes first)",
-    "time_budget": "stop after this many seconds of training",
-    "clip": "gradient-norm clipping (0 disables)",
-    "seed": "random seed",
-    "device": "auto (CUDA when present), cpu or cuda",
-    "checkpoint_every": "steps between checkpoints",
-    "keep_checkpoints": "how many checkpoints to keep",
-    "eval_every": "steps between validations (0: once per epoch)",
-    "patience": "stop after this many validations without a better perplexity (0: never stop early)",
-    "threads": "torch CPU threads (0: torch's default)",
-    "drop_title": "with a control segment: the share of poems (per epoch) that train without their title",
-    "drop_keywords": "with a control segment: the share of poems (per epoch) that train without keywords",
-    "keyword_min_count": "a 2-gram may be a keyword once the corpus's 五言/七言 lines hold it this often",
-}
 
 # Fine-tuning starts from a good model and usually has little data: a quarter of the learning rate
 # (adam 5e-4, chosen in finetune.FINETUNE_LR when --lr is not given), early stopping, short runs.
@@ -92,24 +53,28 @@ BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag 
 }
 
 
-def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -> None:
-    """The TrainConfig flags; ``overrides`` changes defaults (fine-tuning's are not training's).
+def _train_fields() -> list[Field]:
+    """The TrainConfig fields that are ``--field-name VALUE`` flags: those with help text (the
+    switches are BOOL_FLAGS)."""
+    from .training import TrainConfig
+
+    return [f for f in fields(TrainConfig) if "help" in f.metadata and f.type != "bool"]
+
+
+def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, shown: dict | None = None) -> None:
+    """The TrainConfig flags, help from its fields; ``overrides`` changes defaults (fine-tuning's are
+    not training's) and ``shown`` says a default in words where the run decides it later.
 
     Every flag defaults to None (the TrainConfig default is filled in later), so that a resume can
     tell the flags a user gave from the ones left out.
     """
-    from .training import TrainConfig
+    from .training import TrainConfig, flag
 
-    types = {f.name: f for f in fields(TrainConfig)}
     defaults = TrainConfig(**(overrides or {}))
-    for name, help_text in TRAIN_FLAGS.items():
-        default = getattr(defaults, name)
-        kind = {"int": int, "float": float}.get(str(types[name].type).split(" ")[0], str)
-        if name in ("lr", "time_budget"):
-            kind = float
-        elif name == "max_steps":
-            kind = int
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"{help_text} [{default}]")
+    for f in _train_fields():
+        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        default = (shown or {}).get(f.name, getattr(defaults, f.name))
+        p.add_argument(flag(f.name), type=kind, default=None, help=f"{f.metadata['help']} [{default}]")
     for name, (_, _, help_text) in BOOL_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
     p.add_argument(
@@ -118,6 +83,20 @@ def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None) -
         help="continue the run in --out-dir with its saved configuration (only --no-progress and --threads may change)",
     )
     p.set_defaults(train_defaults=overrides or {})
+
+
+def _finetune_shown() -> dict[str, str]:
+    """The defaults fine-tuning takes from elsewhere: the base model's architecture (the bundled
+    model's shown) and a quarter of training's learning rate."""
+    from .finetune import FINETUNE_LR
+    from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME
+    from .training import ARCHITECTURE
+
+    bundled = json.loads((BUNDLED_MODEL_DIR / CONFIG_NAME).read_text(encoding="utf-8"))
+    shown = {name: f"the base model's; the bundled one's: {bundled[name]}" for name in ARCHITECTURE if name in bundled}
+    shown["mode"] = f"the base model's; the bundled one's: {bundled['preprocessing']}"
+    shown["lr"] = "a quarter of training's: " + ", ".join(f"{name} {lr:g}" for name, lr in FINETUNE_LR.items())
+    return shown
 
 
 def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
@@ -152,7 +131,7 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
 
 def _given_train_values(args: argparse.Namespace) -> dict:
     """The TrainConfig fields set by the flags the user actually gave."""
-    values = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    values = {f.name: getattr(args, f.name) for f in _train_fields() if getattr(args, f.name) is not None}
     for name, (target, value, _) in BOOL_FLAGS.items():
         if getattr(args, name):
             values[target] = value
@@ -167,19 +146,17 @@ def _train_config(args: argparse.Namespace, extra: dict | None = None):
     A resume continues the run exactly as it was configured: a flag that differs from the saved
     configuration (other than --out-dir, --no-progress and --threads) is refused, not applied.
     """
-    from .training import TrainConfig, flag, saved_train_config
+    from .training import TrainConfig, changed_settings, flag, saved_train_config
 
     given = {**_given_train_values(args), **(extra or {})}
     if not args.resume:
         return TrainConfig(**{**args.train_defaults, **given})
     out_dir = given.get("out_dir") or TrainConfig(**args.train_defaults).out_dir
     saved = saved_train_config(out_dir)
-    changed = [
-        flag(name) if name != "simplified" else "--traditional"
-        for name, value in given.items()
-        if name not in RESUME_MAY_CHANGE and name in saved and value != saved[name]
-        and not (name == "epochs" and args.epochs is None)
-    ]  # fmt: skip
+    fixed = {
+        k: v for k, v in given.items() if k not in RESUME_MAY_CHANGE and not (k == "epochs" and args.epochs is None)
+    }
+    changed = [flag(name) if name != "simplified" else "--traditional" for name in changed_settings(saved, fixed)]
     if changed:
         raise InputError(
             f"--resume continues {out_dir} with its saved configuration, and {', '.join(changed)} differ from it: "
@@ -199,6 +176,7 @@ def _finish(summary: dict, out_dir: str) -> None:
 def _finetune_options(args: argparse.Namespace, saved: dict | None):
     """The fine-tuning options from the flags, or (resuming) the saved ones, which flags may not change."""
     from .finetune import FinetuneOptions
+    from .training import changed_settings, flag
 
     given = {
         "init_from": args.init_from,
@@ -222,7 +200,8 @@ def _finetune_options(args: argparse.Namespace, saved: dict | None):
             f"{saved['out_dir']} holds a training run, not a fine-tuning one: resume it with tangpoem train."
         )
     spelled = {"authors": "--author", "forms": "--form", "tags": "--tag"}
-    changed = [spelled.get(k, "--" + k.replace("_", "-")) for k, v in given.items() if v != options.get(k)]
+    unset = {k: None for k in given if k not in options}  # an option the saved run left unset
+    changed = [spelled.get(k, flag(k)) for k in changed_settings({**unset, **options}, given)]
     if changed:
         raise InputError(
             f"--resume continues {saved['out_dir']} with its saved options, and {', '.join(changed)} differ from them: "
@@ -265,31 +244,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .decoding import PoemRequest, generate_poems
+    from .decoding import generate_poems
     from .modeling import load_model
+    from .request import PoemRequest
 
-    rhyme, tone = _verse_defaults(args)
     model = load_model(args.model)
-    request = PoemRequest.build(
-        model.tokenizer,
-        num=args.num,
-        candidates=args.candidates,
-        no_repeat=args.no_repeat,
-        first=args.first,
-        acrostic=args.acrostic,
-        form=args.form,
-        lines=args.lines,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        title=args.title,
-        keywords=args.keywords,
-        rhyme=rhyme,
-        tone=tone,
-        rhyme_group=args.rhyme_group,
-    )
-    poems = generate_poems(model, request=request)
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    poems = generate_poems(model, request=PoemRequest.build(model.tokenizer, **given))
     if args.traditional:
         poems = [p.traditional() for p in poems]
     if args.json:
@@ -306,16 +267,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verse_defaults(args: argparse.Namespace) -> tuple[bool, str | None]:
-    """Rhyme and relaxed tone unless --free, for 4- and 8-line poems: a newcomer's first poem is a
-    regulated one. Explicit --rhyme/--tone always apply."""
-    if args.free and (args.rhyme or args.tone or args.rhyme_group):
-        raise InputError(
-            "--free turns rhyme and tone off: leave it out, or leave out --rhyme, --tone and --rhyme-group."
-        )
-    heads = len(args.acrostic.strip()) if isinstance(args.acrostic, str) else None
-    regulated = not args.free and (args.lines or heads or 4) in (4, 8)
-    return args.rhyme or regulated, args.tone or ("relaxed" if regulated else None)
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    """One flag per field of GenerationOptions, its help and default from the field. Every flag
+    defaults to None, so that only the settings a user gave reach PoemRequest.build."""
+    for name, option in OPTIONS.items():
+        meta, flag = option.metadata, "--" + name.replace("_", "-")
+        if meta["kind"] is bool:
+            on = " [on]" if option.default else ""
+            p.add_argument(flag, action="store_const", const=True, dest=name, help=meta["help"] + on)
+            if meta["off"]:
+                off_flag, off_help = meta["off"]
+                p.add_argument(off_flag, action="store_const", const=False, dest=name, help=off_help)
+            continue
+        shown = "" if option.default is None else f" [{option.default}]"
+        p.add_argument(flag, type=meta["kind"], choices=meta["choices"], help=meta["help"] + shown)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -359,7 +324,7 @@ def _check(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .corpus import CORPUS_ENV
     from .errors import CorpusError
-    from .evaluation import FORM_SHAPES, build_reference, evaluate_model, render_markdown
+    from .evaluation import build_reference, evaluate_model, render_markdown
     from .modeling import load_model
 
     if not (args.corpus or os.environ.get(CORPUS_ENV)):
@@ -445,36 +410,71 @@ def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
     return rows
 
 
-def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> Control:
-    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) as the control a
-    control model reads before the poem; characters the model lacks are an error naming the row."""
+def scoring_theme(row: dict, number: int) -> tuple[str, tuple[str, ...]]:
+    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) checked as
+    ``generate`` checks them; anything else is one sentence naming the poem, never a silent drop.
+
+    A title keeps its Han characters up to ``MAX_TITLE`` (as training reads corpus titles, whose
+    「·」 and 「（一作…）」 notes are common) but may hold no letters or digits; keywords are one to
+    ``MAX_KEYWORDS`` distinct words of Chinese characters. Whether the model knows the characters is
+    :func:`scoring_control`'s question.
+    """
     title, keywords = row.get("title") or "", row.get("keywords") or []
     if isinstance(keywords, str):
-        keywords = keywords.split()
+        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
     if not isinstance(title, str) or not isinstance(keywords, list) or not all(isinstance(w, str) for w in keywords):
         raise InputError(f"Poem {number}: title must be text and keywords a list of words (or one text).")
-    title = "".join(ch for ch in tokenizer.normalize(title) if is_han(ch))
-    words = tuple(tokenizer.normalize(w.strip()) for w in keywords if w.strip())
-    unknown = sorted({ch for ch in title + "".join(words) if ch not in tokenizer})
+    bad = sorted({ch for ch in title if not is_han(ch) and unicodedata.category(ch)[0] in "LN"})
+    if bad or (title.strip() and not any(is_han(ch) for ch in title)):
+        shown = ", ".join(map(repr, bad)) or repr(title.strip())
+        raise InputError(f"Poem {number}: its title may hold only Chinese characters, but contains {shown}.")
+    words = tuple(w.strip() for w in keywords if w.strip())
+    if len(words) > MAX_KEYWORDS:
+        raise InputError(f"Poem {number}: give one to {MAX_KEYWORDS} keywords, not {len(words)}.")
+    for word in words:
+        if not all(is_han(ch) for ch in word):
+            raise InputError(f"Poem {number}: the keyword {word!r} may hold only Chinese characters.")
+    if len(set(words)) < len(words):
+        raise InputError(f"Poem {number}: a keyword is given twice in {' '.join(words)}.")
+    return "".join(ch for ch in title.split("（")[0] if is_han(ch))[:MAX_TITLE], words
+
+
+def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> tuple[Control, str]:
+    """A scoring row's title and keywords (:func:`scoring_theme`) as the control a control model
+    reads before the poem, and the characters of them the model lacks: a poem with one is scored
+    without its theme (a rare character in one title must not refuse a whole file)."""
+    title, words = scoring_theme(row, number)
+    title, words = tokenizer.normalize(title), tuple(tokenizer.normalize(w) for w in words)
+    unknown = "".join(sorted({ch for ch in title + "".join(words) if ch not in tokenizer}))
     if unknown:
-        raise InputError(
-            f"Poem {number}: the model does not know the character(s) {''.join(unknown)} in its title or keywords."
-        )
-    return Control(title[:MAX_TITLE], words[:MAX_KEYWORDS])
+        return Control(), unknown
+    return Control(title, words), ""
 
 
 def _perplexity(args: argparse.Namespace) -> int:
-    from .evaluation import perplexity
     from .modeling import load_model
+    from .scoring import perplexity
 
     path = Path(args.file)
     if not path.is_file():
         raise InputError(f"{path} is not a file.")
     model = load_model(args.model)
     rows = read_scoring_file(path, model.tokenizer.simplified)
+    for number, row in enumerate(rows, 1):  # a bad theme is refused whether or not the model reads it
+        scoring_theme(row, number)
     controls = None
     if model.config.control:
-        controls = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+        read = [scoring_control(model.tokenizer, row, number) for number, row in enumerate(rows, 1)]
+        controls = [control for control, _ in read]
+        lacking = {number: chars for number, (_, chars) in enumerate(read, 1) if chars}
+        if lacking:
+            chars = "".join(sorted(set("".join(lacking.values()))))
+            where = ", ".join(map(str, list(lacking)[:5])) + (" …" if len(lacking) > 5 else "")
+            print(
+                f"tangpoem: note: {len(lacking)} poem(s) scored without their title and keywords, whose character(s) "
+                f"{chars} the model does not know (poem {where}).",
+                file=sys.stderr,
+            )
     elif any(row.get("title") or row.get("keywords") for row in rows):
         print("tangpoem: note: this model reads no control segment: titles and keywords are ignored.", file=sys.stderr)
     value = perplexity(model, [row["text"] for row in rows], controls=controls)
@@ -521,40 +521,26 @@ def _data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one sentence and exit code 2, like every other error; --help shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see {self.prog} --help).")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tangpoem", description="Write, score and train Tang-poem models.")
+    parser = _Parser(prog="tangpoem", description="Write, score and train Tang-poem models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="write poems")
-    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
-    start = g.add_mutually_exclusive_group()
-    start.add_argument("--first", help="the poem's first character(s)")
-    start.add_argument("--acrostic", help="acrostic heads, one per line (藏头诗)")
-    g.add_argument("--form", type=int, default=7, help="5 (五言) or 7 (七言) [7]")
-    g.add_argument("--lines", type=int, default=None, help="number of lines, 2–16 [4; an acrostic sets it]")
-    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0, 10] [0.8]")
-    g.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest characters")
-    g.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (0, 1] [0.9]")
-    g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same poem")
-    g.add_argument("--num", type=int, default=1, help="how many distinct poems (poem i uses seed+i) [1]")
-    g.add_argument(
-        "--candidates", type=int, default=1, help="draw this many candidates per poem, print the best (by score) [1]"
+    g = sub.add_parser(
+        "generate",
+        help="write poems",
+        description=f"Write poems. Unless you ask otherwise: {default_draw_text()}; --free for free verse.",
     )
-    g.add_argument("--no-repeat", action="store_true", help="no character twice, except 叠字 pairs and your own")
-    g.add_argument("--title", help="the poem's title: read by a control model before the poem, not printed")
-    g.add_argument("--keywords", help='1–4 words, e.g. "明月 故乡", each standing whole where the model likes it')
+    g.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+    _add_generation_args(g)
     g.add_argument("--traditional", action="store_true", help="print in traditional script")
     g.add_argument("--json", action="store_true", help="print JSON")
-    g.add_argument(
-        "--rhyme", action="store_true", help="even lines rhyme in one 平水韵 平声 group [on for 4 and 8 lines]"
-    )
-    g.add_argument(
-        "--tone",
-        choices=("relaxed", "strict"),
-        help="follow a 平仄 pattern (relaxed: 一三五不论) [relaxed for 4 and 8 lines]",
-    )
-    g.add_argument("--free", action="store_true", help="no rhyme or tone rules, whatever the line count")
-    g.add_argument("--rhyme-group", help="the rhyme group, e.g. 东 or 下平七阳 (implies --rhyme)")
     g.set_defaults(func=_generate)
 
     p = sub.add_parser(
@@ -590,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "poem", help="a poem (lines split by ，。 or newlines) or a file of poems: blank-line separated, or one per row"
     )
-    c.add_argument("--form", choices=("五绝", "七绝", "五律", "七律"), help="require this form")
+    c.add_argument("--form", choices=FORMS, help="require this form")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_check)
 
@@ -605,7 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num", type=int, default=500, help="poems per form and setting [500]")
     e.add_argument("--form", action="append", help="五绝, 七绝, 五律 or 七律; repeat for several [all four]")
     e.add_argument("--seed", type=int, default=0, help="random seed [0]")
-    e.add_argument("--write-docs", nargs="?", const="docs/evaluation.md", help="write markdown [docs/evaluation.md]")
+    e.add_argument(
+        "--write-docs",
+        nargs="?",
+        const="docs/reports/evaluation.md",
+        help="write markdown [docs/reports/evaluation.md]",
+    )
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=_evaluate)
 
@@ -625,22 +616,31 @@ def build_parser() -> argparse.ArgumentParser:
             "and settings."
         ),
     )
-    _add_train_args(f, FINETUNE_DEFAULTS)
+    _add_train_args(f, FINETUNE_DEFAULTS, _finetune_shown())
     _add_finetune_args(f, "the base model: a folder or a Hub id [the bundled model]")
     f.set_defaults(func=_finetune)
+
+    add_push_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
     except TangPoemError as exc:
         print(f"tangpoem: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`tangpoem check … | head -1`): end quietly, as a Unix filter does. What
+        # is still buffered would fail again at exit, so stdout is pointed at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter whose reader went away
 
 
 if __name__ == "__main__":

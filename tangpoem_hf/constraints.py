@@ -1,7 +1,8 @@
 """The decoding constraints' interface and the request's slot layout.
 
 A :class:`Constraint` is a small rule behind one interface, like transformers' LogitsProcessors:
-it says which ids may stand in a slot and watches what was drawn. It holds only its settings. The
+it says which ids may stand in a slot and watches what was drawn. It holds only its settings.
+The rules of regulated verse and keywords live in :mod:`tangpoem_hf.verse`. The
 per-poem state it needs (patterns still possible, rhyme characters used, …) is created by
 :meth:`Constraint.start` and kept by the decoder's walk, so one constraint object can serve any
 number of requests at once (the server decodes many requests in one loop).
@@ -14,14 +15,14 @@ silently.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .control import fits_at, keyword_windows, keywords_fit
+from .attested import doublings
+from .control import WORD_STARTS
 from .tokenizer import CharTokenizer
 
 
@@ -77,16 +78,33 @@ class Constraint:
         return None
 
     def reweigh(self, slot: int, spec: PoemSpec, state: Any, logits: torch.Tensor) -> torch.Tensor:
-        """The (batch, vocab) logits to draw from (called after :meth:`allowed`); most rules leave
-        them alone. Never changes the poem's score, which is the model's own probability."""
+        """The (batch, vocab) logits to draw from; most rules leave them alone. Never changes the
+        poem's score, which is the model's own probability."""
         return logits
 
-    def observe(self, slot: int, spec: PoemSpec, state: Any, chosen: torch.Tensor) -> None:
-        """Update ``state`` with the (batch,) ids drawn for ``slot``; record any broken rule there."""
+    def observe(
+        self, slot: int, spec: PoemSpec, state: Any, chosen: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> None:
+        """Update ``state`` with the (batch,) ids drawn for ``slot`` from the model's (batch, vocab)
+        ``logits`` (None where a character was fed, not drawn); record any broken rule there. The
+        only method that changes ``state``: the others read it, so their order never matters."""
+
+    def select(self, state: Any, rows: torch.Tensor) -> Any:
+        """A new state for the poems ``rows`` (indices into the batch, in order, repeats allowed),
+        like transformers' ``_reorder_cache``: a line search keeps the best partial poems and lets
+        each go on in several rows. Per-poem parts are copied, never shared, so drawing in one row
+        leaves every other row (and ``state``) alone; what all poems share may be shared. A rule
+        without it cannot be used with a line search."""
+        raise NotImplementedError(f"The rule {self.name!r} cannot select rows of its state.")
 
     def notes(self, state: Any, poem: int) -> list[str]:
         """Sentences saying where poem ``poem`` had to break this rule (empty when it never did)."""
         return []
+
+
+def selects_rows(constraint: Constraint) -> bool:
+    """Whether ``constraint`` implements :meth:`Constraint.select` (a line search needs it)."""
+    return type(constraint).select is not Constraint.select
 
 
 class Broken:
@@ -95,6 +113,12 @@ class Broken:
     def __init__(self, spec: PoemSpec, batch_size: int) -> None:
         self.spec = spec
         self.events: list[list[tuple[int, str, str]]] = [[] for _ in range(batch_size)]
+
+    def select(self, rows: torch.Tensor) -> Broken:
+        """The breaks of the poems ``rows``, copied (see :meth:`Constraint.select`)."""
+        out = Broken(self.spec, 0)
+        out.events = [list(self.events[r]) for r in rows.tolist()]
+        return out
 
     def add(self, poem: int, slot: int, char: str, why: str) -> None:
         self.events[poem].append((slot, char, why))
@@ -121,6 +145,9 @@ class HanOnly(Constraint):
     def allowed(self, slot: int, spec: PoemSpec, state: torch.Tensor) -> torch.Tensor:
         return state
 
+    def select(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return state  # one mask for every poem, never changed
+
 
 class Forced(Constraint):
     """The user's first characters, acrostic heads or kept lines, at their slots."""
@@ -138,122 +165,15 @@ class Forced(Constraint):
         mask[ids[slot]] = True
         return mask
 
-
-@dataclass
-class KeywordState:
-    tokenizer: CharTokenizer
-    words: tuple[str, ...]
-    pending: list[set[int]]  # per poem: indices of the words not yet placed
-    active: list[tuple[int, int] | None]  # per poem: (word, next character) while a word is being written
-    starts: list[list[int]]  # per poem: words that may start at the current slot (set by allowed)
-    free: list[bool]  # per poem: whether the current slot may hold any character
-    seen: list[dict[int, list[float]]]  # per poem and word: [sum, count] of its first character's probability
-    fits: dict[tuple[frozenset[int], int], bool]  # (pending words, from slot) → whether they still fit
+    def select(self, state: tuple[dict[int, int], int], rows: torch.Tensor) -> tuple[dict[int, int], int]:
+        return state  # the request's forced characters, the same for every poem
 
 
-class Keywords(Constraint):
-    """Each of the request's keywords stands in the poem whole, inside one line, where the model's
-    likelihood puts it: at every slot a poem may start a pending word if the rest of the line holds
-    it and the remaining slots still hold the other pending words; once started, it is finished.
-    A slot must start a word only when otherwise the pending words could no longer fit.
-    """
-
-    name = "keyword"
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> KeywordState:
-        words = spec.keywords
-        return KeywordState(
-            tokenizer,
-            words,
-            [set(spec.open_keywords()) for _ in range(batch_size)],
-            [None] * batch_size,
-            [[] for _ in range(batch_size)],
-            [True] * batch_size,
-            [{} for _ in range(batch_size)],
-            {},
-        )
-
-    def _fit(self, spec: PoemSpec, state: KeywordState, pending: set[int], start: int) -> bool:
-        key = (frozenset(pending), start)
-        if key not in state.fits:
-            words = [state.words[i] for i in pending]
-            state.fits[key] = keywords_fit(words, spec.slots, spec.form, spec.forced, start)
-        return state.fits[key]
-
-    def allowed(self, slot: int, spec: PoemSpec, state: KeywordState) -> torch.Tensor | None:
-        index, vocab = state.tokenizer.index, len(state.tokenizer)
-        mask: torch.Tensor | None = None
-        for b, pending in enumerate(state.pending):
-            if state.active[b] is not None:
-                word, at = state.active[b]
-                state.starts[b], state.free[b] = [], False
-                chars = [index[state.words[word][at]]]
-            elif not pending:
-                state.starts[b], state.free[b] = [], True
-                continue
-            else:
-                state.starts[b] = [
-                    w
-                    for w in sorted(pending)
-                    if fits_at(state.words[w], slot, spec.slots, spec.form, spec.forced)
-                    and self._fit(spec, state, pending - {w}, slot + len(state.words[w]))
-                ]
-                state.free[b] = self._fit(spec, state, pending, slot + 1)
-                if state.free[b] or not state.starts[b]:  # free, or nothing fits any more: no restriction
-                    continue
-                chars = [index[state.words[w][0]] for w in state.starts[b]]
-            if mask is None:
-                mask = torch.ones(len(state.pending), vocab, dtype=torch.bool)
-            mask[b] = False
-            mask[b, chars] = True
-        return mask
-
-    def reweigh(self, slot: int, spec: PoemSpec, state: KeywordState, logits: torch.Tensor) -> torch.Tensor:
-        """Where a poem may start a word or write anything, give the word's first character the
-        probability max(p, p / (p + (n - 1) · p̄)): p is the model's probability for it here, p̄ its
-        mean over this and the earlier slots, n the slots left where the word can start. A start
-        lands where the model likes the word, or likes it more than at the slots before, and is not
-        left to the last slot that still fits (where a model that rarely draws the exact character
-        would otherwise put it, breaking the rhyme there).
-        """
-        rows = [b for b in range(len(state.pending)) if state.free[b] and state.starts[b]]
-        if not rows:
-            return logits
-        out = logits.double().clone()
-        logp = torch.log_softmax(out[rows], dim=-1)
-        for k, b in enumerate(rows):
-            for w in state.starts[b]:
-                word, first = state.words[w], state.tokenizer.index[state.words[w][0]]
-                p = min(float(logp[k, first].exp()), 1 - 1e-12)
-                seen = state.seen[b].setdefault(w, [0.0, 0])
-                seen[0], seen[1] = seen[0] + p, seen[1] + 1
-                left = len(keyword_windows(word, spec.slots, spec.form, spec.forced, slot))
-                h = min(max(p, p / max(p + (left - 1) * seen[0] / seen[1], 1e-300)), 1 - 1e-9)
-                logp[k] += math.log((1 - h) / (1 - p))
-                logp[k, first] = math.log(max(h, 1e-300))
-            out[b] = logp[k]
-        return out
-
-    def observe(self, slot: int, spec: PoemSpec, state: KeywordState, chosen: torch.Tensor) -> None:
-        for b, i in enumerate(chosen.tolist()):
-            ch = state.tokenizer.tokens[i]
-            if state.active[b] is not None:
-                word, at = state.active[b]
-                if ch != state.words[word][at]:  # another rule won (a forced slot): the word starts over
-                    state.pending[b].add(word)
-                    state.active[b] = None
-                else:
-                    state.active[b] = (word, at + 1) if at + 1 < len(state.words[word]) else None
-                continue
-            started = [w for w in state.starts[b] if state.words[w][0] == ch]
-            if started:
-                word = started[0]
-                state.pending[b].discard(word)
-                state.active[b] = (word, 1) if len(state.words[word]) > 1 else None
-
-    def notes(self, state: KeywordState, poem: int) -> list[str]:
-        missing = sorted(state.pending[poem]) + ([state.active[poem][0]] if state.active[poem] else [])
-        return [f"The keyword {state.words[w]} could not be placed whole in the poem." for w in missing]
+def doubling_allowed(ch: str, column: int, form: int) -> bool:
+    """Whether ``ch`` may stand again right after itself as a 叠字 whose pair starts at ``column``:
+    a doubling the corpus attests (萋萋, never 乡乡), where a word starts (依依 opens a word; 故乡乡
+    is a word and a stray repeat). 98% of the corpus's doublings of attested characters start there."""
+    return ch in doublings() and column in WORD_STARTS.get(form, range(form))
 
 
 @dataclass
@@ -262,11 +182,13 @@ class RepeatState:
     counts: torch.Tensor  # (batch, V) how often each id stands in the poem, forced slots counted from the start
     last: torch.Tensor  # (batch,) the id drawn at the previous slot
     broken: Broken
+    doubles: torch.Tensor  # (V,) bool: characters whose doubling the corpus attests
 
 
 class NoRepeat(Constraint):
     """A character stands once in the poem, as 近体诗 wants, except as a reduplicated pair (叠字,
-    声声: the character right after itself, inside one line, when that is its only other use).
+    声声: the character right after itself, inside one line, when that is its only other use) that
+    the corpus attests there (:func:`doubling_allowed`).
 
     The characters the user forced (first characters, acrostic heads, kept lines) always stand
     where they were put, repeated or not; a drawn character repeats none of them.
@@ -279,14 +201,19 @@ class NoRepeat(Constraint):
         for ch in spec.forced.values():
             counts[:, tokenizer.index[ch]] += 1
         last = torch.full((batch_size,), -1, dtype=torch.long)
-        return RepeatState(tokenizer, counts, last, Broken(spec, batch_size))
+        doubles = torch.zeros(len(tokenizer), dtype=torch.bool)
+        doubles[[tokenizer.index[ch] for ch in doublings() if ch in tokenizer]] = True
+        return RepeatState(tokenizer, counts, last, Broken(spec, batch_size), doubles)
 
     def _may_double(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
         """(batch,) whether each poem may repeat its previous character here: not at a line start,
-        and only a character that stands once so far."""
-        if not slot % spec.form:
+        a pair starting where a word may start, of a character the corpus doubles that stands once
+        so far."""
+        col = slot % spec.form
+        if not col or col - 1 not in WORD_STARTS.get(spec.form, range(spec.form)):
             return torch.zeros(len(state.last), dtype=torch.bool)
-        return state.counts[torch.arange(len(state.last)), state.last] == 1
+        rows = torch.arange(len(state.last))
+        return (state.counts[rows, state.last] == 1) & state.doubles[state.last]
 
     def _allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
         mask = state.counts == 0
@@ -297,7 +224,9 @@ class NoRepeat(Constraint):
     def allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor | None:
         return None if slot in spec.forced else self._allowed(slot, spec, state)
 
-    def observe(self, slot: int, spec: PoemSpec, state: RepeatState, chosen: torch.Tensor) -> None:
+    def observe(
+        self, slot: int, spec: PoemSpec, state: RepeatState, chosen: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> None:
         if slot not in spec.forced:
             rows = torch.arange(len(chosen))
             # _allowed's verdict on the chosen ids alone, without a (batch, vocab) mask
@@ -307,13 +236,18 @@ class NoRepeat(Constraint):
             state.counts[rows, chosen] += 1
         state.last = chosen.clone()
 
+    def select(self, state: RepeatState, rows: torch.Tensor) -> RepeatState:
+        counts, last = state.counts[rows], state.last[rows]  # copies: observe adds to them in place
+        return RepeatState(state.tokenizer, counts, last, state.broken.select(rows), state.doubles)
+
     def notes(self, state: RepeatState, poem: int) -> list[str]:
         return state.broken.sentences(self.name, poem)
 
 
 def stray_repeats(lines: Sequence[str], forced: Collection[int] = ()) -> list[str]:
     """Characters that stand more than once with a use at a slot not in ``forced`` (slot indices),
-    other than a 叠字 pair: what :class:`NoRepeat` keeps out (for tests, scores and judging)."""
+    other than a pair (叠字) inside one line: the repeats the candidates' score marks down. A poem
+    under :class:`NoRepeat` has none, and no doubling the corpus does not attest either."""
     text = "".join(lines)
     form = len(lines[0]) if lines else 1
     slots: dict[str, list[int]] = {}

@@ -5,7 +5,7 @@ poem and ``<eos>``. Title and keywords are spelled in ordinary characters; the c
 appended to the vocabulary, so no existing id moves. The control is context only: its positions
 are never training or scoring targets (:func:`control_positions`).
 
-Keywords are extracted from each poem itself (:func:`extract_keywords`, docs/control.md): TF-IDF of
+Keywords are extracted from each poem itself (:func:`extract_keywords`, docs/guide/control.md): TF-IDF of
 the character 2-grams that stand where a word can stand in a line (the caesura of 五言 and 七言).
 During training the title and the keywords are each dropped at random, per poem and epoch, as a
 pure function of (seed, epoch), so every combination works at generation and ``--resume`` stays exact.
@@ -20,16 +20,14 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
 
-from .text import is_han, split_lines, to_simplified
+from .text import FORM_CLASSES, classify_form, is_han, split_lines, to_simplified
 from .tokenizer import CharTokenizer
 
-FORMS = ("五绝", "七绝", "五律", "七律", "other")  # what classify_form tells apart
-FORM_TOKENS = {form: f"<form:{form}>" for form in FORMS}
+FORM_TOKENS = {form: f"<form:{form}>" for form in FORM_CLASSES}
 TITLE, KEYWORD, POEM = "<title>", "<kw>", "<poem>"
 CONTROL_TOKENS = (*FORM_TOKENS.values(), TITLE, KEYWORD, POEM)
 MAX_KEYWORDS = 4
@@ -58,22 +56,6 @@ class Control:
 
     title: str = ""
     keywords: tuple[str, ...] = ()
-
-
-def classify_form(text: str) -> str:
-    """五绝/七绝/五律/七律 by line count and length; anything irregular is "other"."""
-    lines = split_lines(text)
-    lengths = {len(line) for line in lines}
-    if len(lengths) != 1 or text.count("，") + text.count("。") != len(lines):
-        return "other"
-    return form_name(lengths.pop(), len(lines))
-
-
-def form_name(form: int, lines: int) -> str:
-    """五绝/七绝/五律/七律 for 4 or 8 lines of 5 or 7 characters; anything else is "other"."""
-    if form in (5, 7) and lines in (4, 8):
-        return ("五" if form == 5 else "七") + ("绝" if lines == 4 else "律")
-    return "other"
 
 
 def clean_title(title: str, simplified: bool = True) -> str:
@@ -267,37 +249,3 @@ class ControlledPoems:
             same = (title, words) == (control.title, control.keywords)
             poems.append(self.full[i] if same else self._encode(i, Control(title, words)))
         return poems
-
-
-# --- decoding: where keywords can still go ---------------------------------------------------------
-
-
-def fits_at(word: str, slot: int, slots: int, form: int, forced: dict[int, str]) -> bool:
-    """Whether ``word`` can stand whole from ``slot``: inside one line, agreeing with every forced
-    character it covers."""
-    if slot + len(word) > slots or slot % form + len(word) > form:
-        return False
-    return all(forced.get(slot + j, ch) == ch for j, ch in enumerate(word))
-
-
-def keyword_windows(word: str, slots: int, form: int, forced: dict[int, str], start: int) -> list[int]:
-    """Every slot at or after ``start`` where ``word`` can stand whole (see :func:`fits_at`)."""
-    return [s for s in range(start, slots) if fits_at(word, s, slots, form, forced)]
-
-
-def keywords_fit(words: Sequence[str], slots: int, form: int, forced: dict[int, str], start: int) -> bool:
-    """Whether ``words`` can all still stand whole, without overlapping, in the slots from ``start``.
-
-    For a fixed order, placing each word at its earliest window is optimal, so trying every order
-    (at most 4! = 24) decides it exactly.
-    """
-    for order in permutations(words):
-        at = start
-        for word in order:
-            windows = keyword_windows(word, slots, form, forced, at)
-            if not windows:
-                break
-            at = windows[0] + len(word)
-        else:
-            return True
-    return False

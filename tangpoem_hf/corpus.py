@@ -25,11 +25,10 @@ import datasets
 from datasets import DatasetDict, Features, List, Value
 
 from . import text as text_module
-from .control import FORMS, classify_form
 from .errors import CorpusError
 from .packed import is_packed, read_pack, write_pack
 from .paths import is_missing_local_path
-from .text import clean_poem_text, has_placeholder, is_han, split_lines
+from .text import FORM_CLASSES, classify_form, clean_poem_text, has_placeholder, is_han, split_lines
 
 CORPUS_ENV = "TANGPOEM_CORPUS"
 DYNASTIES = ("tang", "song")  # chinese-poetry's poet.<dynasty>.*.json files, in the order they are read
@@ -456,7 +455,7 @@ def corpus_stats(
         "kept_poems": sum(len(part) for part in splits.values()),
         "characters": sum(chars.values()),
         "vocabulary": len(chars),
-        "forms": {f: forms.get(f, 0) for f in FORMS},
+        "forms": {f: forms.get(f, 0) for f in FORM_CLASSES},
         "splits": {name: len(part) for name, part in splits.items()},
         "dynasties": per,
         "script": "simplified" if simplified else "traditional",

@@ -7,34 +7,33 @@ decided by small composable :class:`~tangpoem_hf.constraints.Constraint` objects
 transformers' LogitsProcessors; their per-poem state lives in the walk, never in the objects.
 
 Every caller (CLI, app, server, Python API) describes what it wants with one validated
-:class:`PoemRequest`; the public functions build it from keyword arguments.
+:class:`~tangpoem_hf.request.PoemRequest` (request.py checks the input); the public functions
+build it from keyword arguments.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .constraints import Constraint, Forced, HanOnly, Keywords, NoRepeat, PoemSpec, stray_repeats
-from .control import MAX_KEYWORDS, MAX_TITLE, Control, control_ids, form_name, has_controls, keywords_fit
+from .coherence import load_table as load_coherence
+from .coherence import table_ids
+from .constraints import Constraint, Forced, HanOnly, PoemSpec, stray_repeats
+from .control import Control, control_ids, has_controls
 from .errors import InputError
 from .modeling import TangPoemLSTM
-from .prosody import poem_lines, prosody_constraints
-from .text import COMMA, PERIOD, is_han, normalize_punctuation, to_traditional
+from .request import PoemRequest, as_request, rewrite_request
+from .text import form_name, join_lines, line_end, to_traditional
 from .tokenizer import CharTokenizer
 
-MAX_INPUT_CHARS = 200
-MIN_LINES, MAX_LINES = 2, 16
-MAX_BATCH = 1000
-MAX_CANDIDATES = 32
-REPEAT_PENALTY = 1.0  # score points per stray repeated character (see scripts/score_study.py)
+REPEAT_PENALTY = 1.0  # score points per stray repeated character (see experiments/score_study.py)
 NUCLEUS_GUESSES = (1024, 4096)  # top-p sampling: candidates tried before a full sort
+QUICK_NUCLEUS = 64  # tried first: topk takes its cheap partial-sort path up to vocab / 64
 
 
 @dataclass
@@ -61,7 +60,7 @@ class Poem:
         rows, parts = [], []
         total = self.total_lines or len(self.lines)
         for i, line in enumerate(self.lines):
-            parts.append(line + (COMMA if i % 2 == 0 and i + 1 < total else PERIOD))
+            parts.append(line + line_end(i, total))
             if i % 2 == 1 or i + 1 == total:
                 rows.append("".join(parts))
                 parts = []
@@ -83,264 +82,6 @@ class Poem:
         return self.text
 
 
-# --- input checking: every user value passes here once ---------------------------------------
-
-
-def _describe(chars: Sequence[str]) -> str:
-    return ", ".join(repr(ch) if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}" for ch in chars)
-
-
-def check_chars(value: object, name: str, tokenizer: CharTokenizer, allow_punct: bool = False) -> str:
-    """Han characters the model knows, converted into its script; else one clear sentence."""
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be text, not {type(value).__name__}.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"{name} contains invalid Unicode (an unpaired surrogate).") from None
-    text = value.strip()
-    if not text:
-        raise InputError(f"{name} is empty: give at least one Chinese character.")
-    if len(text) > MAX_INPUT_CHARS:
-        raise InputError(f"{name} is too long: {len(text)} characters, at most {MAX_INPUT_CHARS}.")
-    if allow_punct:
-        text = normalize_punctuation(text)
-    bad = sorted({ch for ch in text if not is_han(ch) and not (allow_punct and ch in COMMA + PERIOD)})
-    if bad:
-        raise InputError(f"{name} may hold only Chinese characters, but contains {_describe(bad)}.")
-    converted = tokenizer.normalize(text)
-    unknown = sorted({ch for ch in converted if ch not in tokenizer})
-    if unknown:
-        raise InputError(f"The model does not know the character(s) {''.join(unknown)} in {name}.")
-    return converted
-
-
-def _number(value: object, name: str, kind: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a number, not {value!r}.")
-    if kind is int and not float(value).is_integer():
-        raise InputError(f"{name} must be a whole number, not {value!r}.")
-    if not math.isfinite(value):
-        raise InputError(f"{name} must be finite, not {value!r}.")
-    return value
-
-
-def check_sampling(temperature: object, top_k: object, top_p: object, seed: object) -> tuple[float, int, float, int]:
-    """Sampling settings in range; an unset seed becomes a fresh random one (and is reported)."""
-    t = float(_number(temperature, "temperature", float))
-    if not 0.0 < t <= 10.0:
-        raise InputError(f"temperature must be above 0 and at most 10, not {temperature!r}.")
-    k = 0
-    if top_k is not None:
-        k = int(_number(top_k, "top_k", int))
-        if k < 1:
-            raise InputError(f"top_k must be at least 1 (or unset for no limit), not {top_k!r}.")
-    p = float(_number(top_p, "top_p", float))
-    if not 0.0 < p <= 1.0:
-        raise InputError(f"top_p must lie in (0, 1], not {top_p!r}.")
-    if seed is None:
-        s = int.from_bytes(os.urandom(4), "little")
-    else:
-        s = int(_number(seed, "seed", int))
-        if not 0 <= s < 2**63:
-            raise InputError(f"seed must be a non-negative integer below 2**63, not {seed!r}.")
-    return t, k, p, s
-
-
-def make_spec(
-    tokenizer: CharTokenizer,
-    first: str | None = None,
-    acrostic: str | None = None,
-    form: object = 7,
-    lines: object = None,
-    title: str | None = None,
-    keywords: str | Sequence[str] | None = None,
-    keep: Mapping[int, str] | None = None,
-) -> PoemSpec:
-    """Validate the shape request; the acrostic fixes the line count to its number of heads.
-
-    ``keep`` maps 0-based line indices to lines kept whole (a rewrite): their characters are forced.
-    ``title`` needs a control model (one whose vocabulary has the control tokens); ``keywords``
-    (a list, or one text of words separated by spaces) must each fit in a line, and all together
-    in the poem around the forced characters.
-    """
-    if isinstance(form, str) and form.strip() in ("5", "7", "五言", "七言"):
-        form = 5 if form.strip() in ("5", "五言") else 7
-    if isinstance(form, bool) or form not in (5, 7):
-        raise InputError(f"form must be 5 (五言) or 7 (七言), not {form!r}.")
-    if first is not None and acrostic is not None:
-        raise InputError("Give either first characters or acrostic heads, not both.")
-    forced: dict[int, str] = {}
-    if acrostic is not None:
-        if isinstance(acrostic, str) and len(acrostic.strip()) > MAX_LINES:  # the shape error comes first
-            raise InputError(
-                f"An acrostic has one head per line, at most {MAX_LINES} heads; got {len(acrostic.strip())}."
-            )
-        heads = check_chars(acrostic, "acrostic", tokenizer)
-        if not MIN_LINES <= len(heads) <= MAX_LINES:
-            raise InputError(f"An acrostic has one head per line: {MIN_LINES} to {MAX_LINES} heads, not {len(heads)}.")
-        if lines is not None and lines != len(heads):
-            raise InputError(f"An acrostic of {len(heads)} heads makes {len(heads)} lines, not {lines!r}.")
-        lines = len(heads)
-        forced = {i * form: ch for i, ch in enumerate(heads)}
-    lines = 4 if lines is None else lines
-    lines = int(_number(lines, "lines", int))
-    if not MIN_LINES <= lines <= MAX_LINES:
-        raise InputError(f"lines must be between {MIN_LINES} and {MAX_LINES}, not {lines}.")
-    if first is not None:
-        chars = check_chars(first, "first", tokenizer)
-        if len(chars) > form * lines:
-            raise InputError(f"first has {len(chars)} characters but the poem holds only {form * lines}.")
-        forced = dict(enumerate(chars))
-    kept = _kept_lines(tokenizer, keep or {}, form, lines, forced)
-    for index, line in kept.items():
-        forced.update({index * form + c: ch for c, ch in enumerate(line)})
-    text_title = ""
-    if title is not None:
-        if not has_controls(tokenizer):
-            raise InputError(
-                "This model was trained without a control segment, so it cannot read a title: give keywords instead."
-            )
-        text_title = check_chars(title, "title", tokenizer)
-        if len(text_title) > MAX_TITLE:
-            raise InputError(f"title is too long: {len(text_title)} characters, at most {MAX_TITLE}.")
-    spec = PoemSpec(form, lines, forced, text_title, _keywords(tokenizer, keywords, form, lines), frozenset(kept))
-    words = [spec.keywords[i] for i in spec.open_keywords()]
-    if not keywords_fit(words, form * lines, form, forced, 0):
-        raise InputError(
-            f"The keywords {' '.join(words)} cannot all stand whole in {lines} lines of {form} characters "
-            "around the characters you gave."
-        )
-    return spec
-
-
-def _keywords(tokenizer: CharTokenizer, keywords: str | Sequence[str] | None, form: int, lines: int) -> tuple[str, ...]:
-    """The keywords checked one by one against the vocabulary and the shape (their fit around the
-    forced characters is checked by :func:`make_spec`)."""
-    if keywords is None:
-        return ()
-    if isinstance(keywords, str):
-        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
-        if not keywords:
-            raise InputError("keywords is empty: give one to four words separated by spaces.")
-    if not isinstance(keywords, (list, tuple)) or not 1 <= len(keywords) <= MAX_KEYWORDS:
-        raise InputError(f"Give one to {MAX_KEYWORDS} keywords, not {keywords!r}.")
-    words = tuple(check_chars(w, "keyword", tokenizer) for w in keywords)
-    for word in words:
-        if len(word) > form:
-            raise InputError(f"The keyword {word} has {len(word)} characters but a line holds only {form}.")
-    if len(set(words)) < len(words):
-        raise InputError(f"A keyword is given twice in {' '.join(words)}.")
-    if sum(map(len, words)) > form * lines:
-        raise InputError(f"The keywords {' '.join(words)} have more characters than the poem ({form * lines}).")
-    return words
-
-
-def _kept_lines(
-    tokenizer: CharTokenizer, keep: Mapping[int, str], form: int, lines: int, forced: Mapping[int, str]
-) -> dict[int, str]:
-    """Kept lines checked against the shape and the other forced characters (acrostic heads, first)."""
-    kept = {}
-    for index, line in keep.items():
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < lines:
-            raise InputError(f"A kept line must be a line index from 0 to {lines - 1}, not {index!r}.")
-        text = check_chars(line, f"kept line {index + 1}", tokenizer)
-        if len(text) != form:
-            raise InputError(f"Kept line {index + 1} has {len(text)} characters, not {form}.")
-        for c, ch in enumerate(text):
-            want = forced.get(index * form + c)
-            if want is not None and want != ch:
-                raise InputError(f"Kept line {index + 1} has {ch} where the poem must have {want}.")
-        kept[index] = text
-    return kept
-
-
-# --- the request ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PoemRequest:
-    """What to write, validated once by :meth:`build`: the CLI, the app, the server and the
-    Python API all hand the decoder one of these.
-
-    Poem ``i`` of ``num`` uses seed ``seed + i``, so each equals the poem of that seed alone.
-    """
-
-    spec: PoemSpec
-    temperature: float = 0.8
-    top_k: int = 0  # 0: no limit
-    top_p: float = 0.9
-    seed: int = 0
-    constraints: tuple[Constraint, ...] = ()
-    num: int = 1
-    candidates: int = 1
-
-    @classmethod
-    def build(
-        cls,
-        tokenizer: CharTokenizer,
-        *,
-        first: str | None = None,
-        acrostic: str | None = None,
-        form: object = 7,
-        lines: object = None,
-        temperature: object = 0.8,
-        top_k: object = None,
-        top_p: object = 0.9,
-        seed: object = None,
-        title: str | None = None,
-        keywords: str | Sequence[str] | None = None,
-        constraints: Sequence[Constraint] = (),
-        rhyme: object = False,
-        tone: object = None,
-        rhyme_group: object = None,
-        num: object = 1,
-        candidates: object = 1,
-        no_repeat: object = False,
-        keep: Mapping[int, str] | None = None,
-    ) -> PoemRequest:
-        """Check every value (one clear ``InputError`` sentence for the first bad one).
-
-        ``first`` or ``acrostic`` (heads, one per line) start the poem; ``form`` 5 or 7 characters
-        per line, ``lines`` 2–16; ``temperature``, ``top_k``, ``top_p`` and ``seed`` steer sampling
-        (no seed: a fresh random one, reported in the poem); ``title`` (a control model only) is
-        read by the model before the poem and not printed; ``keywords`` (1–4 words, a list or one
-        text split at spaces) each stand whole in the poem where the model likes them best
-        (:class:`~tangpoem_hf.constraints.Keywords`), and a control model reads them too; ``rhyme``,
-        ``tone`` ("relaxed"/"strict") and ``rhyme_group`` ask for regulated verse
-        (:mod:`tangpoem_hf.prosody`); ``constraints`` adds your own rules; ``no_repeat`` keeps any
-        character from standing twice (叠字 and forced characters excepted); ``candidates`` draws
-        that many poems for each of the ``num`` poems and keeps the best by :func:`score_lines`;
-        ``keep`` maps line indices to lines kept whole (see :func:`rewrite_poem`).
-        """
-        spec = make_spec(tokenizer, first, acrostic, form, lines, title, keywords, keep)
-        t, k, p, s = check_sampling(temperature, top_k, top_p, seed)
-        n = int(_number(num, "num", int))
-        if not 1 <= n <= MAX_BATCH:
-            raise InputError(f"num must be between 1 and {MAX_BATCH}, not {num!r}.")
-        c = int(_number(candidates, "candidates", int))
-        if not 1 <= c <= MAX_CANDIDATES:
-            raise InputError(f"candidates must be between 1 and {MAX_CANDIDATES}, not {candidates!r}.")
-        if n * c > MAX_BATCH:
-            raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
-        if not isinstance(no_repeat, bool):
-            raise InputError(f"no_repeat must be True or False, not {no_repeat!r}.")
-        verse = prosody_constraints(rhyme=rhyme, tone=tone, rhyme_group=rhyme_group)
-        rules = (*([Keywords()] if spec.keywords else []), *verse, *([NoRepeat()] if no_repeat else []), *constraints)
-        return cls(spec, t, k, p, s, rules, n, c)
-
-
-def as_request(model: TangPoemLSTM, request: PoemRequest | None, kwargs: Mapping[str, Any]) -> PoemRequest:
-    """The request given, or one built from the keyword arguments (never both)."""
-    if request is not None:
-        if kwargs:
-            raise InputError(f"Give either a PoemRequest or keyword arguments, not both ({', '.join(kwargs)}).")
-        return request
-    tok = model.tokenizer
-    assert tok is not None, "a model loaded with from_pretrained carries its tokenizer"
-    return PoemRequest.build(tok, **kwargs)
-
-
 # --- the loop ---------------------------------------------------------------------------------
 
 
@@ -360,26 +101,46 @@ def _sample_rows(
         logits = logits.masked_fill(logits < kth, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     if top_p < 1.0:
-        # A partial sort (topk) of the likeliest characters is ~20x faster than sorting the whole
-        # vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row
-        # whose nucleus is wider tries the larger guesses on its own. Only the sorted entries are
-        # written, not whole rows: with many rows (candidates) row copies would cost more than the sort.
-        nucleus = torch.zeros_like(probs)
-        pending, rows = torch.arange(len(probs)), probs
-        for guess in (*NUCLEUS_GUESSES, vocab):
-            sorted_p, order = torch.topk(rows, min(guess, vocab), dim=-1)
-            mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
-            done = (mass[:, -1] >= top_p) | (guess >= vocab)
-            keep = (mass - sorted_p < top_p) & done.unsqueeze(1)
-            nucleus[pending.unsqueeze(1), order] = sorted_p * keep
-            pending = pending[~done]
-            if not len(pending):
-                break
-            rows = probs[pending]
-        probs = nucleus
+        return _draw_nucleus(probs, top_p, gens)
     cdf = torch.cumsum(probs, dim=-1)
     u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in gens]) * cdf[:, -1]
     return torch.searchsorted(cdf, u.unsqueeze(1)).squeeze(1).clamp(max=vocab - 1)
+
+
+def _draw_nucleus(probs: torch.Tensor, top_p: float, gens: Sequence[torch.Generator]) -> torch.Tensor:
+    """One draw per row from its top-p nucleus.
+
+    A partial sort (topk) of the likeliest characters is far cheaper than sorting the whole
+    vocabulary, and gives the same nucleus whenever it already holds top_p of the mass; a row whose
+    nucleus is wider tries the larger guesses on its own. ``QUICK_NUCLEUS`` (topk's cheap heap path)
+    comes first and is trusted only where it decides the nucleus alone: no tie of probabilities
+    straddles the nucleus' edge, whose order the larger guess's sort would settle. The draw runs on
+    the sorted entries put back in vocabulary order: the same running sums as a cumulative sum over
+    the whole vocabulary (the left-out entries add exact zeros), without (rows, vocab) copies.
+    """
+    vocab = probs.shape[-1]
+    out = torch.empty(len(probs), dtype=torch.long)
+    pending = torch.arange(len(probs))
+    for guess in (QUICK_NUCLEUS, *NUCLEUS_GUESSES, vocab):
+        rows = probs[pending]
+        sorted_p, order = torch.topk(rows, min(guess, vocab), dim=-1)
+        mass = torch.cumsum(sorted_p, dim=-1)  # the same running sums a full sort would give
+        keep = mass - sorted_p < top_p
+        done = (mass[:, -1] >= top_p) | (guess >= vocab)
+        if guess == QUICK_NUCLEUS:
+            n = keep.sum(1, keepdim=True)
+            edge = sorted_p.gather(1, torch.cat([n - 1, n.clamp(max=guess - 1)], dim=1))
+            done &= (n.squeeze(1) < guess) & (edge[:, 0] != edge[:, 1])
+        if bool(done.any()):
+            index, where = order[done].sort(dim=-1)
+            cdf = torch.cumsum((sorted_p[done] * keep[done]).gather(1, where), dim=-1)
+            u = torch.stack([torch.rand((), generator=gens[r], dtype=torch.float64) for r in pending[done].tolist()])
+            at = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).clamp(max=cdf.shape[1] - 1)
+            out[pending[done]] = index.gather(1, at).squeeze(1)
+        pending = pending[~done]
+        if not len(pending):
+            break
+    return out
 
 
 def _combine(
@@ -415,9 +176,7 @@ class PoemWalk:
         self.tok, self.request, self.spec = tokenizer, request, request.spec
         # Row i * candidates + j is candidate j of poem i; candidate 0 has the poem's own seed, so
         # one candidate gives exactly the poem drawn without ranking.
-        self.seeds = [
-            candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.candidates)
-        ]
+        self.seeds = [candidate_seed(request.seed + i, j) for i in range(request.num) for j in range(request.width)]
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
         self.constraints: list[Constraint] = [HanOnly(), Forced(), *request.constraints]
         self.states = [c.start(self.spec, tokenizer, self.batch) for c in self.constraints]
@@ -433,6 +192,8 @@ class PoemWalk:
         elif 0 not in self.spec.forced:
             raise InputError("This model was trained without start markers: give the first character.")
         self.end_id = tokenizer.eos_id if preprocessing == "ours" else None
+        self.regrouped: torch.Tensor | None = None  # rows the LSTM state must follow after the last feed
+        self.coherence = load_coherence() if request.coherence else None
 
     @property
     def batch(self) -> int:
@@ -453,7 +214,7 @@ class PoemWalk:
             chosen = _sample_rows(masked, t, k, p, self.gens)
             self._score(logits, chosen)
         for c, state in zip(self.constraints, self.states):
-            c.observe(slot, self.spec, state, chosen)
+            c.observe(slot, self.spec, state, chosen, logits)
         ids = chosen.tolist()
         for row, i in zip(self.rows, ids):
             row.append(i)
@@ -473,7 +234,7 @@ class PoemWalk:
         self.finished = self.slot == self.spec.slots
         step = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
         if col == self.spec.form - 1:
-            mark = self.punct.get(COMMA if line % 2 == 0 and not self.finished else PERIOD)
+            mark = self.punct.get(line_end(line, self.spec.lines))
             if mark is not None:
                 step = torch.cat([step, torch.full((self.batch, 1), mark, dtype=torch.long)], dim=1)
         return step
@@ -488,11 +249,16 @@ class PoemWalk:
         return logits[:, -1]
 
     def score(self, row: int) -> float:
-        """:func:`score_lines` of the row's poem, from the log-probabilities gathered while drawing."""
-        lines = [
-            self.tok.decode(self.rows[row][i : i + self.spec.form]) for i in range(0, self.spec.slots, self.spec.form)
-        ]
-        return _score(float(self.logp[row]), self.scored, lines, self.spec.forced)
+        """:func:`score_lines` of the row's poem (its whole lines so far), from the log-probabilities
+        gathered while drawing, plus the request's weight times the lines' coherence."""
+        form = self.spec.form
+        ids = self.rows[row][: len(self.rows[row]) // form * form]
+        lines = [self.tok.decode(ids[i : i + form]) for i in range(0, len(ids), form)]
+        value = _score(float(self.logp[row]), self.scored, lines, self.spec.forced, self.request.score)
+        if self.coherence is not None:
+            where = table_ids(self.tok, self.coherence)[torch.tensor(ids, dtype=torch.long)].view(-1, form)
+            value += self.request.coherence * self.coherence.score_ids(where.tolist())
+        return value
 
     def poem(self, row: int, ids: Sequence[int] | None = None) -> Poem:
         """Poem ``row`` as drawn so far (partial while streaming), with the notes of broken rules;
@@ -502,17 +268,17 @@ class PoemWalk:
         full, rest = divmod(len(chars), form)
         lines = ["".join(chars[i * form : (i + 1) * form]) for i in range(full)]
         partial = "".join(chars[full * form :]) if rest else ""
-        poem, candidate = divmod(row, self.request.candidates)
+        poem, candidate = divmod(row, self.request.width)
         seed = self.request.seed + poem
         if ids is not None:
             return Poem(lines, form, seed, total_lines=self.spec.lines, partial=partial, candidate=candidate)
-        notes = [n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row)]
+        notes = [*self.request.notes, *(n for c, st in zip(self.constraints, self.states) for n in c.notes(st, row))]
         score = self.score(row) if self.finished else None
         return Poem(lines, form, seed, self.spec.lines, partial, notes, score, candidate=candidate)
 
     def poems(self) -> list[Poem]:
         """The finished poems, one per requested poem: its best candidate, the others attached."""
-        n = self.request.candidates
+        n = self.request.width
         out = []
         for i in range(self.request.num):
             ranked = sorted((self.poem(r) for r in range(i * n, (i + 1) * n)), key=lambda p: -(p.score or 0.0))
@@ -520,6 +286,72 @@ class PoemWalk:
             best.others = ranked[1:]
             out.append(best)
         return out
+
+
+class LineWalk(PoemWalk):
+    """A beam over lines: each line is drawn ``line_candidates`` times for each of the ``beam``
+    best partial poems, all in one batch; after the line the best distinct partial poems (by
+    :meth:`score`) are kept and each goes on in ``line_candidates`` rows. One bad line no longer
+    sinks the poem, and the LSTM state after each kept prefix is carried on, never recomputed.
+
+    Row ``(i * beam + b) * line_candidates + k`` is candidate ``k`` of beam ``b`` of poem ``i``.
+    The rules run inside the same walk: each rule's :meth:`~tangpoem_hf.constraints.Constraint.select`
+    gives its state for the kept rows, so every rule holds exactly as in a poem drawn whole. Each line's
+    rows draw with generators seeded by the poem's seed, the line and the row: deterministic per seed.
+    """
+
+    def fed(self, step: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        nxt = super().fed(step, logits)
+        self.regrouped = None
+        if self.finished or self.slot % self.spec.form:
+            return nxt
+        rows = self._keep()
+        self.regrouped = rows
+        self.rows = [list(self.rows[r]) for r in rows.tolist()]
+        self.logp = self.logp[rows]
+        self.states = [c.select(s, rows) for c, s in zip(self.constraints, self.states)]
+        line, width = self.slot // self.spec.form, self.request.width
+        self.seeds = [
+            candidate_seed(self.request.seed + i, line * width + j)
+            for i in range(self.request.num)
+            for j in range(width)
+        ]
+        self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]
+        return nxt[rows]
+
+    def _keep(self) -> torch.Tensor:
+        """For every row, the row it continues: the ``beam`` best distinct partial poems of each
+        poem, each ``line_candidates`` times (the best ones again when fewer are distinct)."""
+        width, k = self.request.width, self.request.line_candidates
+        out = []
+        for i in range(self.request.num):
+            ranked = sorted(range(i * width, (i + 1) * width), key=lambda r: -self.score(r))
+            best, seen = [], set()
+            for r in ranked:
+                if tuple(self.rows[r]) not in seen:
+                    seen.add(tuple(self.rows[r]))
+                    best.append(r)
+            parents = [best[b % len(best)] for b in range(self.request.beam)]
+            out += [p for p in parents for _ in range(k)]
+        return torch.tensor(out, dtype=torch.long)
+
+    def poems(self) -> list[Poem]:
+        """The best finished poem of each request, the other distinct ones attached (best first)."""
+        out = []
+        for best in super().poems():
+            seen, others = {best.text}, []
+            for p in best.others:
+                if p.text not in seen:
+                    seen.add(p.text)
+                    others.append(p)
+            best.others = others
+            out.append(best)
+        return out
+
+
+def make_walk(tokenizer: CharTokenizer, preprocessing: str, request: PoemRequest) -> PoemWalk:
+    """The walk the request asks for: whole-poem candidates, or a line search."""
+    return (LineWalk if request.search == "lines" else PoemWalk)(tokenizer, preprocessing, request)
 
 
 @torch.inference_mode()
@@ -539,6 +371,8 @@ def decode(model: TangPoemLSTM, walk: PoemWalk) -> Iterator[int]:
         slot = walk.slot
         step = walk.advance(walk.choose(logits))
         logits = walk.fed(step, feed(step))
+        if walk.regrouped is not None:  # a line search kept some rows: their states go on
+            state = tuple(s[:, walk.regrouped.to(device)] for s in state)
         yield slot
 
 
@@ -547,8 +381,10 @@ def candidate_seed(seed: int, candidate: int) -> int:
     return seed if candidate == 0 else (seed + candidate * 0x9E3779B97F4A7C15) % 2**63
 
 
-def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int]) -> float:
-    return logp / max(tokens, 1) - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
+def _score(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int], score: str = "mean") -> float:
+    """The model's log-probability (``mean`` per token, or the ``sum``) less the repeat penalty."""
+    value = logp / max(tokens, 1) if score == "mean" else logp
+    return value - REPEAT_PENALTY * len(stray_repeats(list(lines), forced))
 
 
 def poem_context(
@@ -568,7 +404,7 @@ def token_logprobs(
     """Teacher-forced log-probabilities of a poem's characters, and of its ，/。 and end marker,
     read the way the decoder reads them (from ``<bos>`` and, for a control model, the control)."""
     tok = model.tokenizer
-    text = "".join(line + (COMMA if i % 2 == 0 and i + 1 < len(lines) else PERIOD) for i, line in enumerate(lines))
+    text = join_lines(lines)
     context = poem_context(tok, len(lines[0]), len(lines), title, keywords)
     ids = context + tok.encode(text, add_eos=True)
     device = next(model.parameters()).device
@@ -591,8 +427,8 @@ def score_lines(
     """The candidates' ranking score: the mean log-probability per token under the model (the
     characters, each line's ，/。 and the end marker, so a line or a poem that stops where the
     model would not is marked down), minus ``REPEAT_PENALTY`` per stray repeated character
-    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``scripts/score_study.py`` and
-    docs/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
+    (not a 叠字 pair, not only at ``forced`` slots). Why this one: ``experiments/score_study.py`` and
+    docs/reports/evaluation.md. ``title`` and ``keywords`` are the control a control model reads first."""
     chars, marks = token_logprobs(model, lines, title, keywords)
     return _score(sum(chars) + sum(marks), len(chars) + len(marks), lines, forced)
 
@@ -609,7 +445,7 @@ def stream_poem(model: TangPoemLSTM, request: PoemRequest | None = None, **kwarg
     req = as_request(model, request, kwargs)
     if req.num != 1:
         raise InputError(f"stream_poem writes one poem, not num={req.num}; use generate_poems.")
-    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     for slot in decode(model, walk):
         if slot + 1 < req.spec.slots:
             yield walk.poem(0)
@@ -625,30 +461,9 @@ def generate_poems(model: TangPoemLSTM, num: int = 1, request: PoemRequest | Non
     """``num`` poems decoded together; poem ``i`` uses seed ``seed + i``, so each one equals the
     poem :func:`generate_poem` gives for that seed, whatever the batch size."""
     req = as_request(model, request, {**kwargs, "num": num} if request is None else kwargs)
-    walk = PoemWalk(model.tokenizer, model.config.preprocessing, req)
+    walk = make_walk(model.tokenizer, model.config.preprocessing, req)
     deque(decode(model, walk), maxlen=0)
     return walk.poems()
-
-
-def rewrite_request(
-    tokenizer: CharTokenizer, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any
-) -> PoemRequest:
-    """The request that rewrites ``poem`` keeping the lines at indices ``keep``; see :func:`rewrite_poem`."""
-    lines = poem.lines if isinstance(poem, Poem) else poem_lines(poem) if isinstance(poem, str) else list(poem)
-    sizes = {len(line) for line in lines}
-    if not lines or len(sizes) != 1 or next(iter(sizes)) not in (5, 7):
-        raise InputError("The poem to rewrite must have lines of 5 or 7 characters each, all the same length.")
-    for name, value in (("form", len(lines[0])), ("lines", len(lines))):
-        if kwargs.get(name, value) != value:
-            raise InputError(f"A rewrite keeps the poem's {name} ({value}), not {kwargs[name]!r}.")
-    kwargs = {**kwargs, "form": len(lines[0])}
-    if kwargs.get("acrostic") is None:
-        kwargs["lines"] = len(lines)
-    wanted = list(keep)
-    if any(isinstance(i, bool) or not isinstance(i, int) for i in wanted):
-        raise InputError(f"Lines to keep are given by their 0-based index, not {wanted!r}.")
-    keep_lines = {i: lines[i] if 0 <= i < len(lines) else "" for i in wanted}
-    return PoemRequest.build(tokenizer, keep=keep_lines, **kwargs)
 
 
 def rewrite_poem(model: TangPoemLSTM, poem: Poem | str | Sequence[str], keep: Iterable[int], **kwargs: Any) -> Poem:

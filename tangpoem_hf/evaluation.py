@@ -1,221 +1,29 @@
-"""Held-out perplexity over real tokens, and the metric suite built on it."""
+"""The metric suite behind ``tangpoem evaluate``: regulated verse, diversity and novelty of generated
+poems, set beside real held-out poems, and the markdown report (docs/reports/evaluation.md)."""
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .batching import REPORT_LENGTH, encode_poems, prepare_text
 from .constraints import Constraint, PoemSpec
-from .control import Control, classify_form, control_ids
+from .corpus import SPLIT_VERSION, build_splits, never_trained_on
+from .decoding import generate_poems
 from .errors import InputError
-from .modeling import IGNORE_INDEX, TangPoemLSTM
-from .text import is_han
+from .modeling import TangPoemLSTM
+from .options import PLAIN_SAMPLE
+from .prosody import check_poem, load_table
+from .scoring import perplexity
+from .text import FORM_SHAPES, split_lines
 from .tokenizer import CharTokenizer
 
-# --- perplexity ---------------------------------------------------------------------------------
-
-
-def encode_scored(
-    model: TangPoemLSTM, texts: Sequence[str], controls: Sequence[Control] | None = None
-) -> list[tuple[np.ndarray, int]]:
-    """Each poem's ids as the model reads them, and how many leading ids are context, never targets.
-
-    A control model reads ``<bos>`` + the control segment (the poem's form, and its entry of
-    ``controls`` if given) before the poem; other models read ``<bos>`` alone (``controls`` unused).
-    """
-    tok = model.tokenizer
-    assert tok is not None
-    if not model.config.control:
-        return [(p, 1) for p in encode_poems(texts, tok, model.config.preprocessing)]
-    out = []
-    for i, text in enumerate(texts):
-        context = control_ids(tok, classify_form(text), controls[i] if controls else Control())
-        body = tok.encode(prepare_text(text, "ours"), add_eos=True)
-        out.append((np.asarray(context + body, dtype=np.int64), len(context)))
-    return out
-
-
-@torch.inference_mode()
-def token_losses(
-    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, controls: Sequence[Control] | None = None
-) -> tuple[float, int]:
-    """Summed cross-entropy (nats) and the number of real target tokens over ``texts``.
-
-    Each poem starts from the model's start state and is scored in the model's own preprocessing;
-    padding and a control model's control segment (``controls``: a title and keywords per poem,
-    see :func:`encode_scored`) are context, never targets. Poems are sorted by length so a batch
-    wastes little compute on padding.
-    """
-    tok = model.tokenizer
-    assert tok is not None
-    device = next(model.parameters()).device
-    poems = [p for p in encode_scored(model, texts, controls) if len(p[0]) >= 2]
-    poems.sort(key=lambda p: len(p[0]))
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(poems), batch_size):
-        chunk = poems[start : start + batch_size]
-        width = max(len(p) for p, _ in chunk)
-        ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
-        for i, (p, _) in enumerate(chunk):
-            ids[i, : len(p)] = torch.from_numpy(p)
-        y = ids[:, 1:].masked_fill(ids[:, 1:] == tok.pad_id, IGNORE_INDEX)
-        for i, (_, context) in enumerate(chunk):
-            y[i, : context - 1] = IGNORE_INDEX  # the control tokens after <bos>, and <poem>
-        x, y = ids[:, :-1].to(device), y.to(device)
-        logits = model(x).logits.float()
-        total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"))
-        count += int((y != IGNORE_INDEX).sum())
-    model.train(was_training)
-    return total, count
-
-
-def perplexity(
-    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, controls: Sequence[Control] | None = None
-) -> float:
-    """exp(mean cross-entropy per real token): the honest, padding-free figure (see :func:`token_losses`)."""
-    total, count = token_losses(model, texts, batch_size, controls)
-    if count == 0:
-        raise ValueError("No scorable tokens: every poem was empty.")
-    return math.exp(total / count)
-
-
-@torch.inference_mode()
-def padded_perplexity(
-    model: TangPoemLSTM, texts: Sequence[str], batch_size: int = 64, length: int = REPORT_LENGTH
-) -> float:
-    """The report's training perplexity: exp of the mean cross-entropy over padded rows, padding counted.
-
-    As the report (and ``Trainer`` in ``report`` mode) computed its loss: each poem stripped of
-    punctuation, cut and padded to ``length`` slots, slots 1..length-1 predicted from those before
-    (from a zero state), and every target counted, padding too. Kept only to set the report's figures
-    beside ours: an easy pad after a poem's end lowers it, so it is not a perplexity of the poems.
-    """
-    if model.config.preprocessing != "report":
-        raise ValueError("padded_perplexity needs a model trained in the report's preprocessing (--mode report).")
-    tok = model.tokenizer
-    assert tok is not None
-    device = next(model.parameters()).device
-    poems = [p for p in encode_poems(texts, tok, "report") if len(p)]
-    if not poems:
-        raise ValueError("No scorable poems: every poem was empty.")
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(poems), batch_size):
-        chunk = poems[start : start + batch_size]
-        ids = torch.full((len(chunk), length), tok.pad_id, dtype=torch.long)
-        for i, p in enumerate(chunk):
-            ids[i, : min(len(p), length)] = torch.from_numpy(p[:length])
-        ids = ids.to(device)
-        logits = model(ids[:, :-1]).logits.float()
-        total += float(F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"))
-        count += ids[:, 1:].numel()
-    model.train(was_training)
-    return math.exp(total / count)
-
-
-def _char_weights(model: TangPoemLSTM, text: str, cut: int, fold_skipped: bool) -> tuple[list[int], list[float], int]:
-    """Ids of one poem in the model's preprocessing, a 0/1 weight per target, and the scored count.
-
-    Scored targets are the Han characters 2..``cut`` of the poem; with ``fold_skipped`` the targets
-    between two Han characters (punctuation) also weigh 1, so their loss lands on the next scored one.
-    """
-    tok = model.tokenizer
-    assert tok is not None
-    prepared = prepare_text(text, model.config.preprocessing)
-    framed = model.config.preprocessing == "ours"
-    chars = tok.normalize(prepared)
-    context = control_ids(tok, classify_form(text)) if model.config.control else [tok.bos_id] if framed else []
-    ids = context + tok.encode(prepared, add_eos=framed)
-    offset = len(context)  # the poem's first character is ids[offset]
-    assert len(ids) == len(chars) + offset + int(framed)
-    weights = [0.0] * (len(ids) - 1)  # weights[k] belongs to the target ids[k + 1]
-    rank, pending = 0, []
-    for j, ch in enumerate(chars):
-        k = j + offset - 1
-        if not is_han(ch):
-            pending.append(k)
-            continue
-        if 1 <= rank < cut and k >= 0:
-            weights[k] = 1.0
-            for q in pending if fold_skipped else ():
-                weights[q] = 1.0
-        pending = []
-        rank += 1
-    return ids, weights, max(0, min(rank, cut) - 1)
-
-
-@torch.inference_mode()
-def char_losses(
-    model: TangPoemLSTM,
-    texts: Sequence[str],
-    batch_size: int = 64,
-    cut: int = REPORT_LENGTH,
-    fold_skipped: bool = False,
-) -> tuple[float, int]:
-    """Summed cross-entropy (nats) over each poem's Han characters 2..``cut``, and their count.
-
-    These are the targets the report's model scores (punctuation stripped, cut at 100, the first
-    character given), so models with different preprocessing compare on the same characters. The
-    default drops what else a model predicts (，。, <eos>: easy, and absent from the report's task);
-    ``fold_skipped`` charges that loss to the next character instead, which bounds the
-    character-sequence probability from below: the conservative choice for a model with punctuation.
-    """
-    tok = model.tokenizer
-    assert tok is not None
-    device = next(model.parameters()).device
-    rows = sorted((_char_weights(model, t, cut, fold_skipped) for t in texts), key=lambda r: len(r[0]))
-    rows = [r for r in rows if r[2] > 0]
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        width = max(len(r[0]) for r in chunk)
-        ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
-        weights = torch.zeros(len(chunk), width - 1)
-        for i, (p, w, n) in enumerate(chunk):
-            ids[i, : len(p)] = torch.tensor(p)
-            weights[i, : len(w)] = torch.tensor(w)
-            count += n
-        ids = ids.to(device)
-        logits = model(ids[:, :-1]).logits.float()
-        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        total += float((nll * weights.to(device)).sum())
-    model.train(was_training)
-    return total, count
-
-
-def char_perplexity(
-    model: TangPoemLSTM,
-    texts: Sequence[str],
-    batch_size: int = 64,
-    cut: int = REPORT_LENGTH,
-    fold_skipped: bool = False,
-) -> float:
-    """exp(mean cross-entropy per scored Han character); see :func:`char_losses`."""
-    total, count = char_losses(model, texts, batch_size, cut, fold_skipped)
-    if count == 0:
-        raise ValueError("No scorable characters: every poem had fewer than two Han characters.")
-    return math.exp(total / count)
-
-
-# --- the metric suite (issue 5): regulated verse, diversity and novelty of generated poems ------
-
-FORM_SHAPES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
 SETTINGS = {  # name → generate_poems keyword arguments
-    "unconstrained": {},
-    "rhyme + relaxed tone": {"rhyme": True, "tone": "relaxed"},
+    "unconstrained": PLAIN_SAMPLE,
+    "rhyme + relaxed tone": {**PLAIN_SAMPLE, "rhyme": True, "tone": "relaxed"},
 }
 
 
@@ -239,9 +47,6 @@ def build_reference(source: str | None = None, simplified: bool = True, split_ve
     The held-out poems are those a model trained under ``split_version`` (default: today's) never
     read (see :func:`~tangpoem_hf.corpus.never_trained_on`), so its held-out perplexity stays honest.
     """
-    from .corpus import SPLIT_VERSION, build_splits, never_trained_on
-    from .text import split_lines
-
     splits, _ = build_splits(source, simplified=simplified)
     lines: set[str] = set()
     ngrams: set[str] = set()
@@ -280,8 +85,6 @@ class PerPoemFirst(Constraint):
 
 def _generate_from(model: TangPoemLSTM, ids: Sequence[int], seed: int, kwargs: dict) -> list[str]:
     """Poem texts starting with the given character ids, in one batch where the model allows."""
-    from .decoding import generate_poems
-
     if model.config.preprocessing == "ours":
         poems = generate_poems(model, num=len(ids), seed=seed, constraints=[PerPoemFirst(ids)], **kwargs)
         return [p.text for p in poems]
@@ -300,8 +103,6 @@ def _generate_from(model: TangPoemLSTM, ids: Sequence[int], seed: int, kwargs: d
 
 def poem_metrics(texts: Sequence[str], form: str, reference: Reference | None = None) -> dict[str, float]:
     """Format, rhyme and tone pass rates, distinct-1/2 and novelty of a set of poems of ``form``."""
-    from .prosody import check_poem
-
     reports = [check_poem(t, form=form) for t in texts]
     n = max(len(reports), 1)
     lines = [line for r in reports for line in r.lines]
@@ -341,8 +142,6 @@ def evaluate_model(
     First characters are drawn (seeded) from the first characters of training poems of that form,
     so the poems start the way real ones do and vary; the same draw serves every setting.
     """
-    from .prosody import load_table
-
     reference = reference or build_reference(corpus, simplified=model.tokenizer.simplified)
     settings = SETTINGS if settings is None else settings
     tok, table = model.tokenizer, load_table()
@@ -386,7 +185,7 @@ _COLUMNS = (
 
 
 def render_markdown(result: dict[str, Any], command: str = "", model_label: str = "") -> str:
-    """``docs/evaluation.md``: one table per form, then a few sample poems."""
+    """``docs/reports/evaluation.md``: one table per form, then a few sample poems."""
     out = [
         "# Evaluation",
         "",
@@ -397,8 +196,9 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         "characters of training poems of the form. Rates are shares of poems (format, rhyme, tone), "
         "of characters/bigrams (distinct-n), of lines (copied: appears verbatim in the training split) "
         "and of 4-grams (seen in training). The real poems are the validation and test poems the model "
-        "never trained on, checked by the same checker (see docs/prosody.md for the whole corpus). Perplexity is the "
-        "model's per-token perplexity: on its own poems of each setting, and on the real held-out poems. "
+        "never trained on, checked by the same checker (see [prosody.md](prosody.md) for the whole corpus). "
+        "Perplexity is the model's per-token perplexity: on its own poems of each setting, and on the real "
+        "held-out poems. "
         "Distinct-n is counted over the whole set, so it falls as the set grows: the real sets are smaller. "
         "How readers judge the poems, blind against real ones and setting against setting: "
         "[judging.md](judging.md).",

@@ -1,9 +1,11 @@
 """Fine-tuning: start from a trained model (bundled, a folder or a Hub id) and adapt it to new poems.
 
-The corpus is a chinese-poetry folder or Hub dataset filtered by author, form or tag, or a plain
-text file with one poem per line. Training itself is :class:`~tangpoem_hf.training.Trainer` with
-the grown base model and these splits, so logging, progress bar, checkpoints, ``--resume`` and
-curves are the same as for a model trained from scratch.
+One pass, each part prepared once and in this order: the base model; its data (the corpus of
+:mod:`tangpoem_hf.finetune_data`, a chinese-poetry folder or Hub dataset filtered by author, form
+or tag, or a plain text file with one poem per line; held out where the base never read; the
+characters the base lacks); its model (the base with those characters added); its trainer
+(:class:`~tangpoem_hf.training.Trainer`, so logging, progress bar, checkpoints, ``--resume`` and
+curves are the same as for a model trained from scratch).
 
 Vocabulary growth. Characters of the training poems that the base vocabulary lacks get new ids
 after the old ones; old ids never move. Every new character starts as ``<unk>`` did: its
@@ -20,64 +22,44 @@ embedding row and output weight row are copies of ``<unk>``'s, and its output bi
 ``new_chars="unk"`` keeps the vocabulary and maps the new characters to ``<unk>`` instead.
 
 Forgetting. Fine-tuning on one poet pulls the model away from Tang poetry at large; ``replay``
-mixes other poems of the corpus back in. In docs/finetune.md (李白), replay 1.5 with a cosine
+mixes other poems of the corpus back in. In docs/reports/finetune.md (李白), replay 1.5 with a cosine
 schedule gave the poet's held-out perplexity −16.5% for +5.0% on the general test split, where
 trials without replay paid about twice as much general perplexity for the same gain.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from datasets import Dataset, DatasetDict, Features, List, Value
+from datasets import Dataset, DatasetDict
 
 from .batching import encode_poems, prepare_text
 from .checkpointing import has_checkpoint
 from .control import CONTROL_TOKENS, has_controls
-from .corpus import (
-    FILE_GLOB,
-    FORMS,
-    LEGACY_SPLIT,
-    SPLIT_VERSION,
-    build_splits,
-    classify_form,
-    clean_and_split,
-    corpus_location,
-    never_trained_on,
-)
-from .errors import CorpusError, InputError
-from .evaluation import perplexity
+from .corpus import LEGACY_SPLIT, SPLIT_VERSION, never_trained_on
+from .errors import InputError
+from .finetune_data import DEFAULT_VAL_PERCENT, FinetuneData, build_finetune_data
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
-from .packed import is_packed
-from .text import clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
+from .paths import portable_path
+from .scoring import perplexity
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .training import DEFAULT_LR, TrainConfig, Trainer, new_tokens, saved_train_config
 
 BUNDLED = "bundled"
 NEW_CHAR_POLICIES = ("grow", "unk")
-DEFAULT_VAL_PERCENT = 10
 # A base model already knows the language; a quarter of the from-scratch rate adapts it without
 # wiping that out (adam: 5e-4).
 FINETUNE_LR = {name: lr / 4 for name, lr in DEFAULT_LR.items()}
-CLEAN_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "author": Value("string"),
-        "title": Value("string"),
-        "tags": List(Value("string")),
-        "text": Value("string"),
-        "form": Value("string"),
-    }
-)
 
 
 @dataclass
@@ -97,21 +79,6 @@ class FinetuneOptions:
     # Teach a base without a control segment to read one (form, title, keywords): the control
     # tokens join its vocabulary as new rows, and the Tang corpus gives each poem's title.
     add_control: bool = False
-
-
-@dataclass
-class FinetuneData:
-    """The splits to train on and a description of where they came from (for the model card)."""
-
-    splits: DatasetDict
-    kind: str  # chinese-poetry, text-file, dataset
-    source: str
-    filters: dict[str, list[str]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def describe(self) -> dict[str, Any]:
-        counts = {name: len(ds) for name, ds in self.splits.items()}
-        return {"kind": self.kind, "source": self.source, "filters": self.filters, "poems": counts, "notes": self.notes}
 
 
 # --- the base model -----------------------------------------------------------------------------
@@ -218,230 +185,7 @@ def freeze_old_embedding_rows(model: TangPoemLSTM, n_old: int) -> Any:
     return model.embed.weight.register_hook(hook)
 
 
-# --- data -----------------------------------------------------------------------------------------
-
-
-def _text_key(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
-def hash_validation(train: Dataset, val_percent: int) -> tuple[Dataset, Dataset, str]:
-    """Split off a deterministic validation set by a hash of each poem's text.
-
-    Identical poems share a hash, so a repeated poem never sits on both sides. Small sets fall back:
-    if no poem hashes into validation, the poem with the smallest hash validates; if every poem
-    did, only that one does; a single distinct poem validates on itself (a measure of fit only).
-    """
-    if not 0 < val_percent < 100:
-        raise InputError(f"--val-percent must lie between 1 and 99, not {val_percent}.")
-    keys = [_text_key(t) for t in train["text"]]
-    distinct = sorted(set(keys))
-    in_val = {k for k in distinct if k % 100 < val_percent}
-    note = f"validation: the poems whose text hash falls in the first {val_percent}% (SHA-256 of the text)"
-    if len(distinct) == 1:
-        note = (
-            "validation: the file holds one distinct poem, so it is both the training and the validation "
-            "data; validation perplexity measures fit, not generalisation"
-        )
-        return train, train.select(range(len(train))), note
-    if not in_val or len(in_val) == len(distinct):
-        in_val = {distinct[0]}
-        note = "validation: too few poems for a hash share, so the one poem with the smallest text hash validates"
-    val_rows = [i for i, k in enumerate(keys) if k in in_val]
-    train_rows = [i for i, k in enumerate(keys) if k not in in_val]
-    return train.select(train_rows), train.select(val_rows), note
-
-
-def text_file_splits(path: str | Path, simplified: bool = True, val_percent: int = DEFAULT_VAL_PERCENT) -> FinetuneData:
-    """One poem per line (either script, with or without punctuation) → train/validation/test.
-
-    Lines are cleaned like the corpus (:func:`clean_poem_text`); bare lines of equal 5- or
-    7-character lines get their ，/。 back (:func:`punctuate`); lines with lost-character marks
-    or fewer than four Han characters are dropped. The test split is empty.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text.") from None
-    except OSError as exc:
-        raise InputError(f"Cannot read {path} ({exc.strerror}).") from None
-    rows: dict[str, list] = {name: [] for name in CLEAN_FEATURES}
-    dropped = punctuated = 0
-    for number, line in enumerate(raw, start=1):
-        if not line.strip():
-            continue
-        text = "" if has_placeholder(line) else clean_poem_text(line, simplified=simplified)
-        if sum(is_han(ch) for ch in text) < 4:
-            dropped += 1
-            continue
-        fixed = punctuate(text)
-        punctuated += fixed != text
-        for name, value in (("id", f"line-{number}"), ("author", ""), ("title", ""), ("tags", [])):
-            rows[name].append(value)
-        rows["text"].append(fixed)
-        rows["form"].append(classify_form(fixed))
-    if not rows["text"]:
-        raise InputError(f"{path} holds no poems (one per line, at least four Han characters each).")
-    everything = Dataset.from_dict(rows, features=CLEAN_FEATURES)
-    train, validation, note = hash_validation(everything, val_percent)
-    notes = [note]
-    if dropped:
-        notes.append(f"{dropped} line(s) dropped: lost-character marks or fewer than four Han characters")
-    if punctuated:
-        notes.append(f"{punctuated} unpunctuated line(s) got ，/。 back after every 5 or 7 characters")
-    splits = DatasetDict({"train": train, "validation": validation, "test": everything.select([])})
-    return FinetuneData(splits, "text-file", str(path), notes=notes)
-
-
-def _raw_splits(raw: Dataset, simplified: bool) -> DatasetDict:
-    """Raw chinese-poetry records (``paragraphs``) cleaned and split exactly as :func:`build_splits` does."""
-    for col, default in (("author", ""), ("title", ""), ("tags", [])):
-        if col not in raw.column_names:
-            raw = raw.add_column(col, [default] * len(raw))
-    raw = raw.select_columns(["id", "author", "title", "paragraphs", "tags"])
-    splits = clean_and_split(raw, simplified)
-    return DatasetDict(
-        {name: ds.select_columns(list(CLEAN_FEATURES)).cast(CLEAN_FEATURES) for name, ds in splits.items()}
-    )
-
-
-def dataset_splits(location: str, simplified: bool = True) -> DatasetDict:
-    """A Hub dataset id or a local dataset folder (Parquet, JSON Lines...) → train/validation/test.
-
-    Cleaned ``text`` (as ``scripts/push_dataset.py`` publishes the corpus) is re-cleaned into the
-    model's script and keeps the dataset's splits; raw ``id`` + ``paragraphs`` records are cleaned
-    and split like a chinese-poetry folder (copies kept together).
-    """
-    try:
-        loaded = datasets.load_dataset(location)
-    except Exception as exc:  # the Hub and the loaders raise many types; the user needs one sentence
-        raise CorpusError(f"Could not load the dataset {location} ({type(exc).__name__}: {exc}).") from None
-    if not isinstance(loaded, DatasetDict) or "train" not in loaded:
-        raise CorpusError(f"The dataset {location} has no train split.")
-    columns = set(loaded["train"].column_names)
-    if "text" not in columns:
-        if not {"id", "paragraphs"} <= columns:
-            raise CorpusError(f"The dataset {location} needs a text column, or id and paragraphs columns.")
-        return _raw_splits(loaded["train"], simplified)
-    parts = {}
-    for name, ds in loaded.items():
-        if name not in ("train", "validation", "test"):
-            continue
-        for col, default in (("author", ""), ("title", ""), ("tags", []), ("form", "")):
-            if col not in ds.column_names:
-                ds = ds.add_column(col, [default] * len(ds))
-        if "id" not in ds.column_names:
-            ds = ds.add_column("id", [f"{name}-{i}" for i in range(len(ds))])
-        ds = ds.select_columns(list(CLEAN_FEATURES)).cast(CLEAN_FEATURES)
-        ds = ds.map(
-            lambda text: {"text": clean_poem_text(text, simplified=simplified)}, input_columns="text", desc="Cleaning"
-        )
-        ds = ds.map(lambda text: {"form": classify_form(text)}, input_columns="text")
-        parts[name] = ds
-    for name in ("validation", "test"):
-        parts.setdefault(name, parts["train"].select([]))
-    return DatasetDict(parts)
-
-
-def _normalised(values: list[str]) -> set[str]:
-    return {to_simplified(v.strip()) for v in values if v and v.strip()}
-
-
-def filter_splits(
-    splits: DatasetDict, authors: list[str] = (), forms: list[str] = (), tags: list[str] = ()
-) -> DatasetDict:
-    """Poems by any of ``authors``, of any of ``forms`` and with any of ``tags`` (each filter optional).
-
-    Names and tags match in either script (both sides are compared in simplified script).
-    """
-    want_authors, want_tags = _normalised(list(authors)), _normalised(list(tags))
-    want_forms = _normalised(list(forms))
-    unknown = sorted(want_forms - set(FORMS))
-    if unknown:
-        raise InputError(f"--form must be one of {', '.join(FORMS)}, not {', '.join(unknown)}.")
-    if not (want_authors or want_forms or want_tags):
-        return splits
-
-    def keep(batch: dict) -> list[bool]:
-        out = []
-        for author, form, poem_tags in zip(batch["author"], batch["form"], batch["tags"]):
-            ok = not want_authors or to_simplified(author) in want_authors
-            ok = ok and (not want_forms or form in want_forms)
-            ok = ok and (not want_tags or bool(want_tags & {to_simplified(t) for t in poem_tags}))
-            out.append(ok)
-        return out
-
-    return DatasetDict({name: ds.filter(keep, batched=True, desc=f"Filtering {name}") for name, ds in splits.items()})
-
-
-def build_finetune_data(
-    source: str | None,
-    *,
-    authors: list[str] = (),
-    forms: list[str] = (),
-    tags: list[str] = (),
-    simplified: bool = True,
-    val_percent: int = DEFAULT_VAL_PERCENT,
-    replay: float = 0.0,
-    dynasties: str | None = None,
-) -> FinetuneData:
-    """The fine-tuning splits from a text file, a chinese-poetry folder, a dataset folder or a Hub id.
-
-    ``replay`` > 0 adds ``replay`` × (selected training poems) other poems of the unfiltered train
-    split (the first by a hash of their id), a standard guard against forgetting the general
-    style; validation and test stay the selected poems'.
-    """
-    location = corpus_location(source)
-    if replay < 0:
-        raise InputError(f"--replay must be 0 or more, not {replay}.")
-    filters = {k: list(v) for k, v in (("author", authors), ("form", forms), ("tag", tags)) if v}
-    if os.path.isfile(location):
-        if authors or tags:
-            raise InputError("--author and --tag need a chinese-poetry folder or dataset; a text file has neither.")
-        data = text_file_splits(location, simplified=simplified, val_percent=val_percent)
-        kind = "text-file"
-    elif is_packed(location) or os.path.isdir(location) and next(Path(location).rglob(FILE_GLOB), None) is not None:
-        splits, _ = build_splits(location, simplified=simplified, dynasties=dynasties)
-        data = FinetuneData(splits, "chinese-poetry", location)
-        kind = "chinese-poetry"
-    else:
-        if location.startswith((".", os.sep)) and not os.path.exists(location):
-            raise CorpusError(f"{location} does not exist.")
-        data = FinetuneData(dataset_splits(location, simplified), "dataset", location)
-        kind = "dataset"
-    splits = filter_splits(data.splits, authors, forms, tags)
-    if len(splits["train"]) == 0:
-        what = ", ".join(f"{k}={'/'.join(v)}" for k, v in filters.items()) or "no filter"
-        raise InputError(f"No training poems in {location} match {what}.")
-    notes = list(data.notes)
-    if replay:
-        if kind == "text-file" or not filters:
-            raise InputError("--replay mixes in the rest of a corpus, so it needs a corpus and a filter.")
-        splits, note = _with_replay(splits, data.splits["train"], replay)
-        notes.append(note)
-    if kind != "text-file" and len(splits["validation"]) == 0:
-        train, validation, note = hash_validation(splits["train"], val_percent)
-        splits = DatasetDict({"train": train, "validation": validation, "test": splits["test"]})
-        notes.append("the matching poems have no validation split of their own; " + note)
-    if kind == "text-file" and filters:
-        notes.append("the form filter was applied after the validation split")
-        if len(splits["validation"]) == 0:
-            raise InputError(f"No validation poems in {location} match the form filter; use a larger file.")
-    return FinetuneData(splits, kind, location, filters, notes)
-
-
-def _with_replay(splits: DatasetDict, everything: Dataset, replay: float) -> tuple[DatasetDict, str]:
-    chosen = set(splits["train"]["id"])
-    keys = sorted((_text_key(pid), i) for i, pid in enumerate(everything["id"]) if pid not in chosen)
-    count = min(len(keys), round(replay * len(splits["train"])))
-    extra = everything.select(sorted(i for _, i in keys[:count])).cast(splits["train"].features)
-    train = datasets.concatenate_datasets([splits["train"], extra])
-    note = f"replay: {count} other poems of the unfiltered train split mixed in (the first by SHA-256 of the id)"
-    return DatasetDict({**splits, "train": train}), note
-
-
-# --- the run ----------------------------------------------------------------------------------------
+# --- the run: data, then model, then trainer ------------------------------------------------------
 
 
 def fit_batches(cfg: TrainConfig, poems: list, world: int = 1) -> tuple[TrainConfig, str | None]:
@@ -476,29 +220,16 @@ def _run_vocabulary(out_dir: Path, base: CharTokenizer) -> list[str] | None:
     return tokens[len(base) :]
 
 
-def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api: Any = None) -> dict[str, Any]:
-    """Fine-tune, write ``best/`` with a model card naming the base, optionally push; return a summary."""
-    if opts.new_chars not in NEW_CHAR_POLICIES:
-        raise InputError(f"--new-chars must be grow or unk, not {opts.new_chars!r}.")
-    out = Path(cfg.out_dir)
-    if not resume and has_checkpoint(out / "checkpoints"):  # fail before the slow part
-        raise InputError(f"{out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
-    if resume:
-        saved_train_config(out)  # one sentence when there is nothing to resume, before the slow part
-    base = load_base(opts.init_from)
+def prepare_data(cfg: TrainConfig, opts: FinetuneOptions, base: TangPoemLSTM) -> FinetuneData:
+    """The corpus, filtered and split; held out only what the base never read; the tokens it lacks.
+
+    A base trained on another split validates and tests only on poems it never read. New tokens are
+    those an earlier run in ``cfg.out_dir`` added (so ``--resume`` rebuilds the same model), else the
+    training poems' characters the base lacks (``--new-chars grow``) and, with ``add_control``, the
+    control tokens.
+    """
     tok = base.tokenizer
     assert tok is not None
-    base_cfg = base.config
-    if cfg.freeze_embedding and base_cfg.tie_weights:
-        raise InputError("--freeze-embedding would freeze the output layer too: the base model ties their weights.")
-    base_label = opts.init_from if opts.init_from not in (None, "", BUNDLED) else f"{BUNDLED} ({BUNDLED_MODEL_DIR})"
-    base_id = card_base_model(opts)
-    if opts.push_to_hub and base_id is None:
-        warnings.warn(
-            f"The base ({base_label}) has no Hub id, so the pushed card's YAML will have no base_model "
-            "(its training section names the base); pass --base-model-id to record one.",
-            stacklevel=2,
-        )
     data = build_finetune_data(
         cfg.corpus,
         authors=opts.authors,
@@ -509,85 +240,151 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         replay=opts.replay,
         dynasties=cfg.dynasties,
     )
-    train_texts = list(data.splits["train"]["text"])
-    earlier = _run_vocabulary(out, tok)
-    if earlier is not None:
-        new = earlier
-    elif opts.new_chars == "grow":
-        new = new_characters(tok, train_texts, base_cfg.preprocessing, cfg.min_freq)
-    else:
-        new = []
-    unk_chars = [] if opts.new_chars == "grow" else new_characters(tok, train_texts, base_cfg.preprocessing)
-    if opts.add_control:
-        new += [t for t in CONTROL_TOKENS if t not in tok and t not in new]
-    model = grow_vocabulary(base, new)
-    model.config.control = has_controls(model.tokenizer)
     base_split = base_split_version(opts.init_from)
-    split_version = base_split
+    data.split_version = base_split
     if data.kind == "chinese-poetry" and base_split != SPLIT_VERSION:
-        # The base read poems this split holds out: validate and test only on poems it never read.
         held_out = {name: _never_read(data.splits, name, base_split) for name in data.splits if name != "train"}
         data.splits = DatasetDict({"train": data.splits["train"], **held_out})
         data.notes.append(
             f"validation and test keep only poems the base (trained on the `{base_split}` split) never read"
         )
         if SPLIT_VERSION not in base_split.split("+"):
-            split_version = f"{base_split}+{SPLIT_VERSION}"
-    partial_freeze = cfg.freeze_embedding and bool(new)
-    if partial_freeze and cfg.weight_decay:
+            data.split_version = f"{base_split}+{SPLIT_VERSION}"
+    mode, train = base.config.preprocessing, data.train_texts
+    earlier = _run_vocabulary(Path(cfg.out_dir), tok)
+    if earlier is not None:
+        data.new_tokens = earlier
+    elif opts.new_chars == "grow":
+        data.new_tokens = new_characters(tok, train, mode, cfg.min_freq)
+    if opts.new_chars == "unk":
+        data.unk_chars = new_characters(tok, train, mode)
+    if opts.add_control:
+        data.new_tokens += [t for t in CONTROL_TOKENS if t not in tok and t not in data.new_tokens]
+    if cfg.freeze_embedding and data.new_tokens and cfg.weight_decay:
         raise InputError("--freeze-embedding with new characters needs --weight-decay 0 (decay would move old rows).")
+    return data
+
+
+def prepare_model(base: TangPoemLSTM, data: FinetuneData) -> TangPoemLSTM:
+    """The base with the data's new tokens appended; it reads a control segment once it has the tokens."""
+    model = grow_vocabulary(base, data.new_tokens)
+    model.config.control = has_controls(model.tokenizer)
+    return model
+
+
+def prepare_trainer(
+    cfg: TrainConfig, opts: FinetuneOptions, model: TangPoemLSTM, data: FinetuneData, info: dict[str, Any]
+) -> Trainer:
+    """A trainer for ``model`` on ``data``: the model's architecture, the fine-tuning rate, batches that fit.
+
+    With new tokens, ``--freeze-embedding`` freezes only the base's rows, so the new ones still learn.
+    """
+    n_old = len(model.tokenizer) - len(data.new_tokens)
+    partial_freeze = cfg.freeze_embedding and bool(data.new_tokens)
+    if partial_freeze:
+        info["frozen_embedding_rows"] = n_old
+    cfg = cfg.with_model(
+        model.config,
+        lr=cfg.lr if cfg.lr is not None else FINETUNE_LR[cfg.optimizer],
+        simplified=model.tokenizer.simplified,
+        freeze_embedding=cfg.freeze_embedding and not partial_freeze,
+        extra={**cfg.extra, "finetune": info, "finetune_options": asdict(opts)},
+    )
+    poems = encode_poems(data.train_texts, model.tokenizer, model.config.preprocessing)
+    cfg, note = fit_batches(cfg, poems, int(os.environ.get("WORLD_SIZE", "1")))
+    if note:
+        data.notes.append(note)
+    trainer = Trainer(cfg, base_model=model)
+    trainer.split_version = data.split_version
+    try:
+        trainer.prepare(splits=data.splits)
+    except ValueError as exc:  # the batcher's "too small" even after shrinking
+        raise InputError(f"Too little fine-tuning data: {exc}") from None
+    if partial_freeze:
+        freeze_old_embedding_rows(trainer.model, n_old)
+    return trainer
+
+
+@contextmanager
+def datasets_bars_off() -> Iterator[None]:
+    """``datasets`` draws a bar for every map and filter (Generating, Cleaning, Filtering train…);
+    a fine-tuning run shows only its own training bar, and a caller's setting comes back after."""
+    was_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            datasets.enable_progress_bars()
+
+
+@datasets_bars_off()
+def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api: Any = None) -> dict[str, Any]:
+    """Fine-tune, write ``best/`` with a model card naming the base, optionally push; return a summary.
+
+    One pass: the base, then the data (:func:`prepare_data`), the model (:func:`prepare_model`) and
+    the trainer (:func:`prepare_trainer`), each prepared once; then the run and the card.
+    """
+    if opts.new_chars not in NEW_CHAR_POLICIES:
+        raise InputError(f"--new-chars must be grow or unk, not {opts.new_chars!r}.")
+    out = Path(cfg.out_dir)
+    if not resume and has_checkpoint(out / "checkpoints"):  # fail before the slow part
+        raise InputError(f"{out} already holds a run: pass --resume to continue it or pick a new --out-dir.")
+    if resume:
+        saved_train_config(out)  # one sentence when there is nothing to resume, before the slow part
+    base = load_base(opts.init_from)
+    if cfg.freeze_embedding and base.config.tie_weights:
+        raise InputError("--freeze-embedding would freeze the output layer too: the base model ties their weights.")
+    bundled = opts.init_from in (None, "", BUNDLED)
+    base_label = f"{BUNDLED} (tangpoem_hf/{BUNDLED_MODEL_DIR.name})" if bundled else portable_path(opts.init_from)
+    base_id = card_base_model(opts)
+    if opts.push_to_hub and base_id is None:
+        warnings.warn(
+            f"The base ({base_label}) has no Hub id, so the pushed card's YAML will have no base_model "
+            "(its training section names the base); pass --base-model-id to record one.",
+            stacklevel=2,
+        )
+    data = prepare_data(cfg, opts, base)
+    model = prepare_model(base, data)
     base_val = perplexity(model, list(data.splits["validation"]["text"]))
     info = {
         "base_model": base_label,
         "base_model_id": base_id,
         "data": data.describe(),
         "new_chars": opts.new_chars,
-        "new_characters": "".join(new),
-        "unk_characters": "".join(unk_chars),
+        "new_characters": "".join(data.new_tokens),
+        "unk_characters": "".join(data.unk_chars),
         "base_val_perplexity": round(base_val, 3),
         "embedding_init": "new rows copy <unk>'s embedding and output rows; output bias = b_unk - log(new count)",
     }
-    if partial_freeze:
-        info["frozen_embedding_rows"] = len(tok)
-    cfg = cfg.with_model(
-        model.config,
-        lr=cfg.lr if cfg.lr is not None else FINETUNE_LR[cfg.optimizer],
-        simplified=tok.simplified,
-        freeze_embedding=cfg.freeze_embedding and not partial_freeze,
-        extra={**cfg.extra, "finetune": info, "finetune_options": asdict(opts)},
-    )
-    poems = encode_poems(train_texts, model.tokenizer, base_cfg.preprocessing)
-    cfg, note = fit_batches(cfg, poems, int(os.environ.get("WORLD_SIZE", "1")))
-    if note:
-        data.notes.append(note)
-    trainer = Trainer(cfg, base_model=model)
-    trainer.split_version = split_version
-    try:
-        trainer.prepare(splits=data.splits)
-    except ValueError as exc:  # the batcher's "too small" even after shrinking
-        raise InputError(f"Too little fine-tuning data: {exc}") from None
-    if partial_freeze:
-        freeze_old_embedding_rows(trainer.model, len(tok))
+    trainer = prepare_trainer(cfg, opts, model, data, info)
+    new, unk = data.new_tokens, data.unk_chars
     if trainer.main:
         print(
-            f"Fine-tuning {base_label} on {len(train_texts)} poems ({data.kind}: {data.source}); "
+            f"Fine-tuning {base_label} on {len(data.splits['train'])} poems ({data.kind}: {data.source}); "
             f"{len(new)} new characters{' ' + ''.join(new[:20]) if new else ''}; "
             f"validation perplexity before: {base_val:.2f}"
         )
         for note in data.notes:
             print(f"  {note}")
-        if unk_chars:
-            print(f"  {len(unk_chars)} characters unknown to the base become <unk>: {''.join(unk_chars[:20])}")
+        if unk:
+            print(f"  {len(unk)} characters unknown to the base become <unk>: {''.join(unk[:20])}")
     summary = trainer.run(resume=resume)
     summary.update(
         base_val_perplexity=base_val,
-        train_poems=len(train_texts),
+        train_poems=len(data.splits["train"]),
         new_characters=len(new),
         vocab_size=len(trainer.tokenizer),
     )
-    if not trainer.main:
-        return summary
-    best = out / "best"
+    if trainer.main:
+        _publish(out / "best", opts, data, base_id, api, summary)
+    return summary
+
+
+def _publish(
+    best: Path, opts: FinetuneOptions, data: FinetuneData, base_id: str | None, api: Any, summary: dict
+) -> None:
+    """Write ``best/``'s model card (naming the base and the data) and push it when asked."""
     from .hub import push_model_folder, stage_model_folder
 
     # A Hub dataset names itself; the Tang corpus gets the card's default (the user's tang-poems); a file, none.
@@ -600,4 +397,3 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
     if opts.push_to_hub:
         push_model_folder(best, opts.push_to_hub, api=api, private=opts.private, **card)
         summary["pushed_to"] = opts.push_to_hub
-    return summary

@@ -37,6 +37,8 @@ from huggingface_hub import (
 from .decoding import generate_poem
 from .errors import InputError, TangPoemError
 from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME, MODEL_CARD_TEMPLATE, WEIGHTS_NAME, TangPoemLSTM
+from .options import default_draw_text
+from .paths import portable_path, portable_record
 from .tokenizer import VOCAB_NAME
 
 CARD_NAME = "README.md"
@@ -46,7 +48,7 @@ UPLOADED_MODEL_FILES = [*MODEL_FILES, CARD_NAME, TRAINING_INFO_NAME]
 LIBRARY_NAME = "tangpoem"
 LICENSE = "mit"
 MODEL_TAGS = ["poetry", "tang-poetry", "chinese", "lstm", "char-level", "pytorch"]
-DEFAULT_DATASET_NAME = "tang-poems"  # what scripts/push_dataset.py publishes, under the user's namespace
+DEFAULT_DATASET_NAME = "tang-poems"  # what tangpoem push dataset publishes, under the user's namespace
 CORPUS_URL = "https://github.com/chinese-poetry/chinese-poetry"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -78,7 +80,7 @@ def default_api() -> HfApi:
 
 
 def default_dataset(repo_id: str | None) -> list[str]:
-    """``USER/tang-poems``: the corpus as ``scripts/push_dataset.py`` publishes it for that user."""
+    """``USER/tang-poems``: the corpus as ``tangpoem push dataset`` publishes it for that user."""
     if repo_id and "/" in repo_id:
         return [f"{repo_id.split('/')[0]}/{DEFAULT_DATASET_NAME}"]
     return []
@@ -100,7 +102,9 @@ def read_training_info(folder: str | Path) -> dict[str, Any]:
 
 
 def sample_poems(model: TangPoemLSTM, seed: int = 0) -> list[tuple[str, str]]:
-    """(description, poem text) for each sample request the model's vocabulary can serve."""
+    """(description, poem text) for each sample request the model's vocabulary can serve, drawn
+    with the one default of every interface (:class:`~tangpoem_hf.options.GenerationOptions`: the
+    rules and the search ``tangpoem generate`` uses), so a card shows the poems its readers will get."""
     samples = []
     for description, kwargs in SAMPLE_REQUESTS:
         try:
@@ -111,6 +115,61 @@ def sample_poems(model: TangPoemLSTM, seed: int = 0) -> list[tuple[str, str]]:
     return samples
 
 
+def describe_data(finetuned: Mapping[str, Any]) -> str:
+    """What a model was fine-tuned on, in words: the selection (poet, form, tag) and its size."""
+    data = finetuned.get("data", {})
+    kind, source, counts = data.get("kind"), portable_path(data.get("source")), data.get("poems", {})
+    where = {
+        "chinese-poetry": f"the chinese-poetry corpus (folder `{source}`)",
+        "text-file": f"the text file `{source}`",
+    }.get(kind, f"the dataset `{source}`")
+    names = {"author": "poet", "form": "form", "tag": "tag"}
+    filters = "; ".join(
+        f"{names.get(k, k)}{'s' if len(v) > 1 else ''} {', '.join(v)}" for k, v in data.get("filters", {}).items() if v
+    )
+    selection = f"the poems of {where} with {filters}" if filters else f"all the poems of {where}"
+    held = ", ".join(f"{counts[s]:,} {s}" for s in ("validation", "test") if counts.get(s))
+    return f"{counts.get('train', 0):,} training poems: {selection}" + (f" (held out: {held})" if held else "")
+
+
+def _whole_corpus(finetuned: Mapping[str, Any] | None) -> bool:
+    """Trained, or fine-tuned, on the whole Tang corpus and its own splits (no selection of poems)."""
+    data = (finetuned or {}).get("data", {})
+    return not finetuned or (data.get("kind") == "chinese-poetry" and not data.get("filters"))
+
+
+def _evaluation(
+    perplexity: float | None,
+    split: str,
+    poems: int | None,
+    model: TangPoemLSTM,
+    finetuned: Mapping[str, Any] | None,
+) -> list[str]:
+    """The held-out figure with its split and poem count; a fine-tuned model's figure on its own
+    data is set beside the base model's on the same poems, never where a corpus test figure stands."""
+    if perplexity is None or not math.isfinite(perplexity):
+        return ["Held-out perplexity: not measured.", ""]
+    cfg = model.config
+    tokens = "characters, ，/。 and the end marker" if cfg.preprocessing == "ours" else "characters"
+    how = f"per real token: {tokens}; no padding; every poem from the model's start state, `{cfg.start_state}`"
+    count = f", {poems:,} poems" if poems else ""
+    if _whole_corpus(finetuned):
+        return [f"Held-out perplexity ({split} split{count}, {how}): **{perplexity:.2f}**", ""]
+    lines = [
+        f"Held-out perplexity on the {split} split of the fine-tuning data{count} ({how}): **{perplexity:.2f}**",
+        "",
+    ]
+    base = finetuned.get("base_val_perplexity")
+    if split == "validation" and isinstance(base, (int, float)):
+        lines += [f"The base model, before fine-tuning, on the same poems: {base:.2f}.", ""]
+    lines += [
+        "Measured on these poems only (" + describe_data(finetuned) + "): not comparable with a perplexity "
+        "on the whole corpus's test split, such as the base model's own figure.",
+        "",
+    ]
+    return lines
+
+
 def _body(
     samples: Sequence[tuple[str, str]],
     training_config: Mapping[str, Any] | None,
@@ -119,11 +178,16 @@ def _body(
     model: TangPoemLSTM,
     notes: str | None = None,
     comparison: Mapping[str, Any] | None = None,
+    perplexity_poems: int | None = None,
+    finetuned: Mapping[str, Any] | None = None,
 ) -> str:
     parts = [
         "The `tangpoem_hf` package is not on PyPI: install it from its source tree (`pip install .`) first.",
         "",
         "## Sample poems",
+        "",
+        f"Drawn as every interface (`tangpoem generate`, the app, the Python API) draws by default: "
+        f"{default_draw_text()}.",
         "",
     ]
     if samples:
@@ -142,28 +206,25 @@ def _body(
         "## Training",
         "",
     ]
+    if finetuned:
+        base = finetuned.get("base_model_id") or finetuned.get("base_model") or "an earlier model"
+        parts += [f"Fine-tuned from `{base}` on {describe_data(finetuned)}.", ""]
+        parts += [f"- {note}" for note in finetuned.get("data", {}).get("notes", [])]
+        parts += [""] if finetuned.get("data", {}).get("notes") else []
     if notes:
         parts += [notes, ""]
     if training_config:
         parts += ["```json", json.dumps(dict(training_config), indent=2, ensure_ascii=False, default=str), "```", ""]
     else:
         parts += ["Training configuration not recorded.", ""]
-    parts += ["## Evaluation", ""]
-    if perplexity is not None and math.isfinite(perplexity):
-        tokens = "characters, ，/。 and the end marker" if cfg.preprocessing == "ours" else "characters"
-        parts += [
-            f"Held-out perplexity ({perplexity_split} split, per real token: {tokens}; no padding; every poem "
-            f"from the model's start state, `{cfg.start_state}`): **{perplexity:.2f}**",
-            "",
-        ]
-    else:
-        parts += ["Held-out perplexity: not measured.", ""]
+    parts += ["## Evaluation", "", *_evaluation(perplexity, perplexity_split, perplexity_poems, model, finetuned)]
     if comparison:
         parts += [_comparison_table(comparison), ""]
     parts += [
         "## Data and limitations",
         "",
-        f"Trained on the Tang poems of [chinese-poetry]({CORPUS_URL}), cleaned and split 96/2/2 so that copies "
+        ("Trained" if _whole_corpus(finetuned) else "The base model was trained")
+        + f" on the Tang poems of [chinese-poetry]({CORPUS_URL}), cleaned and split 96/2/2 so that copies "
         "stay together (poems sharing a line take the split of their group's smallest id; no held-out poem "
         "shares a line with a training poem). The model imitates form (line length, ，/。) and learns rhyme and "
         "tonal patterns only in part: ask for them (`rhyme`, `tone`) to have them guaranteed.",
@@ -172,7 +233,7 @@ def _body(
 
 
 def _comparison_table(comparison: Mapping[str, Any]) -> str:
-    """Other models measured the same way (written by scripts/release_results.py)."""
+    """Other models measured the same way (written by experiments/release_results.py)."""
     ppl, seconds, recipes = (comparison.get(k, {}) for k in ("test_perplexity", "training_seconds", "recipes"))
     rows = ["Compared on the same test split with the same code:", ""]
     rows += ["| model | recipe | training time | test perplexity |", "|---|---|---:|---:|"]
@@ -202,8 +263,14 @@ def build_model_card(
     notes: str | None = None,
     comparison: Mapping[str, Any] | None = None,
     bundled: bool = False,
+    perplexity_poems: int | None = None,
+    finetuned: Mapping[str, Any] | None = None,
 ) -> ModelCard:
-    """The card: YAML metadata the Hub indexes, then usage, samples, training config, perplexity."""
+    """The card: YAML metadata the Hub indexes, then usage, samples, training config, perplexity.
+
+    ``perplexity_poems`` is how many poems the figure covers; ``finetuned`` is training.json's
+    fine-tuning record (base, data, the base's figure on the same poems), which the card describes.
+    """
     datasets = list(datasets) if datasets is not None else default_dataset(repo_id)
     eval_results = None
     if perplexity is not None and math.isfinite(perplexity) and datasets:
@@ -211,7 +278,8 @@ def build_model_card(
             EvalResult(
                 task_type="text-generation",
                 dataset_type=datasets[0],
-                dataset_name=datasets[0],
+                # A selection of poems is named, so the figure is not read as one on the whole dataset.
+                dataset_name=datasets[0] if _whole_corpus(finetuned) else f"{datasets[0]}: {describe_data(finetuned)}",
                 dataset_split=perplexity_split,
                 metric_type="perplexity",
                 metric_value=round(float(perplexity), 3),
@@ -230,7 +298,9 @@ def build_model_card(
     )
     if samples is None:
         samples = sample_poems(model, seed=sample_seed)
-    body = _body(samples, training_config, perplexity, perplexity_split, model, notes, comparison)
+    body = _body(
+        samples, training_config, perplexity, perplexity_split, model, notes, comparison, perplexity_poems, finetuned
+    )
     title = repo_id.split("/")[-1] if repo_id else "tangpoem LSTM"
     return ModelCard.from_template(
         data, template_str=MODEL_CARD_TEMPLATE, repo_id=repo_id, title=title, body=body, bundled=bundled
@@ -256,12 +326,20 @@ def stage_model_folder(
     src, out = Path(model_dir), Path(out_dir)
     model = TangPoemLSTM.from_pretrained(src)
     info = read_training_info(src)
+    info = portable_record(info)  # a training.json written before paths were made portable
+    finetuned = info.get("train_config", {}).get("extra", {}).get("finetune")
+    if finetuned:
+        card_options.setdefault("finetuned", finetuned)
     if perplexity is None:
         for key, split in (("test_perplexity", "test"), ("val_perplexity", "validation")):
             if isinstance(info.get(key), (int, float)):
                 perplexity = float(info[key])
                 card_options.setdefault("perplexity_split", split)
                 break
+    split = card_options.get("perplexity_split", "validation")
+    counts = (finetuned or {}).get("data", {}).get("poems", {})
+    poems = info.get("test_poems") if split == "test" else None
+    card_options.setdefault("perplexity_poems", poems or counts.get(split))
     if "training_config" not in card_options and info.get("train_config"):
         config = dict(info["train_config"])
         config.update({k: info[k] for k in ("train_seconds", "hardware", "storage_dtype") if k in info})

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,34 +72,54 @@ from tangpoem_hf import TangPoemLSTM, generate_poem
 """
 
 
-@dataclass
-class TangPoemConfig:
-    """Hyper-parameters that fix the weights' shapes; saved as ``config.json``."""
+def knob(default: Any, help: str) -> Any:
+    """A configuration field with its help text (the ``tangpoem train`` flag's)."""
+    return field(default=default, metadata={"help": help})
 
-    vocab_size: int = 8000
-    embedding_dim: int = 512
-    hidden_size: int = 512
-    num_layers: int = 1
-    dropout: float = 0.0
+
+@dataclass
+class Architecture:
+    """The network's shape and its regularisation: the fields a model's config and a training run
+    (:class:`tangpoem_hf.training.TrainConfig`) share, written once here."""
+
+    embedding_dim: int = knob(512, "embedding size")
+    hidden_size: int = knob(512, "LSTM hidden size")
+    num_layers: int = knob(1, "LSTM layers")
+    dropout: float = knob(0.0, "dropout on embeddings and LSTM outputs")
     # AWD-LSTM regularisation (Merity et al. 2017), training only, so a model's logits never depend
     # on them: DropConnect on each hidden-to-hidden matrix, whole characters dropped from the
     # embedding table, and dropout masks shared across time steps ("locked") instead of per step.
-    weight_drop: float = 0.0
-    embed_drop: float = 0.0
-    locked_dropout: bool = False
-    tie_weights: bool = False
-    pad_token_id: int = 0
-    preprocessing: str = "ours"  # "ours" (punctuation, bos/eos) or "report" (bare characters)
-    softmax: str = "full"  # or "adaptive": nn.AdaptiveLogSoftmaxWithLoss over the frequency-sorted ids
-    cutoffs: list[int] | None = None  # adaptive cluster bounds; None: DEFAULT_CUTOFFS below vocab_size
-    div_value: float = 4.0  # adaptive: each tail cluster's projection is this much narrower than the last
+    weight_drop: float = knob(0.0, "AWD-LSTM DropConnect on the hidden-to-hidden weights (training only)")
+    embed_drop: float = knob(0.0, "drop whole characters from the embedding table (training only)")
+    locked_dropout: bool = knob(False, "dropout masks shared by all time steps of a sequence (AWD-LSTM)")
+    tie_weights: bool = knob(False, "share the embedding and output weights")
+    softmax: str = knob(
+        "full",
+        "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/reports/training-speed.md)",
+    )
     # The LSTM state every poem starts from: "zeros" (older models), "stored" (the mean state at <bos>
     # of a pass over training poems, for models trained on packed streams) or "learned" (a parameter,
-    # for models trained one poem per row). See docs/results.md for the measurement behind the choice.
-    start_state: str = "zeros"
+    # for models trained one poem per row). See docs/reports/results.md for the measurement behind the choice.
+    # The defaults here are what a config.json without the field means; a new run's are TrainConfig's.
+    start_state: str = knob(
+        "zeros",
+        "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
+        "(one poem per row, from a learned start state)",
+    )
     # Whether the model reads a control segment (form, title, keywords) before each poem; its
     # vocab.json then ends with the control tokens (tangpoem_hf.control). Older models: False.
-    control: bool = False
+    control: bool = knob(False, "a control segment (form, title, keywords) before each poem")
+
+
+@dataclass
+class TangPoemConfig(Architecture):
+    """Hyper-parameters that fix the weights' shapes; saved as ``config.json``."""
+
+    vocab_size: int = 8000
+    pad_token_id: int = 0
+    preprocessing: str = "ours"  # "ours" (punctuation, bos/eos) or "report" (bare characters)
+    cutoffs: list[int] | None = None  # adaptive cluster bounds; None: DEFAULT_CUTOFFS below vocab_size
+    div_value: float = 4.0  # adaptive: each tail cluster's projection is this much narrower than the last
     model_type: str = "tangpoem-lstm"
 
     def __post_init__(self) -> None:

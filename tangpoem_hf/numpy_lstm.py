@@ -3,7 +3,7 @@
 Same network as :class:`tangpoem_hf.modeling.TangPoemLSTM` (embedding, ``num_layers`` LSTM layers,
 linear output layer, optional tied weights, optional dropout) and the same parameter names and
 layouts, so weights move both ways with :meth:`NumpyLSTM.from_torch` and :meth:`NumpyLSTM.to_torch`.
-It exists to check the report's gradient formulas: ``docs/lstm-backprop.md`` derives every line of
+It exists to check the report's gradient formulas: ``docs/guide/lstm-backprop.md`` derives every line of
 :meth:`NumpyLSTM._backward`, and ``python -m tangpoem_hf.numpy_lstm --gradcheck`` proves them.
 
 Notation (as in the report and the docs): for one layer at step ``t``, with ``z_t = W_ih x_t +
@@ -312,7 +312,7 @@ class NumpyLSTM:
         """Mean softmax cross-entropy over real targets, as F.cross_entropy(ignore_index=-100).
 
         With ``need_grad`` the logits buffer is turned into δlogits in place:
-        ``(softmax(z) - onehot(y)) / n`` on real rows and 0 on ignored ones (docs/lstm-backprop.md, section 2).
+        ``(softmax(z) - onehot(y)) / n`` on real rows and 0 on ignored ones (docs/guide/lstm-backprop.md, section 2).
         """
         y = np.asarray(labels).T.reshape(-1)  # time-major, like the logits rows
         if y.shape[0] != ws.logits.shape[0]:

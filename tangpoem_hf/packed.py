@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict, Features, List, Value
 
-from .control import FORMS, dynasty_groups, poem_keywords, store_keywords
+from .control import dynasty_groups, poem_keywords, store_keywords
 from .errors import CorpusError
+from .text import FORM_CLASSES
 
 PACKED_META = "packed.json"
 PACKED_ARRAYS = "packed.npz"
@@ -78,7 +79,7 @@ def write_pack(
         columns["keywords"] = [LIST_COLUMNS["keywords"].join(words) for words in keywords]
         for col, strings in columns.items():
             arrays[f"{name}.{col}"], arrays[f"{name}.{col}.offsets"] = _encode(strings, table)
-        arrays[f"{name}.form"] = np.array([FORMS.index(f) for f in part["form"]], dtype=np.uint8)
+        arrays[f"{name}.form"] = np.array([FORM_CLASSES.index(f) for f in part["form"]], dtype=np.uint8)
         arrays[f"{name}.dynasty"] = np.array([names.index(d) for d in dyns], dtype=np.uint8)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,7 @@ def read_pack(location: str | os.PathLike, simplified: bool, cache_dir: Path) ->
                 "title": col["title"],
                 "tags": lists["tags"],
                 "text": col["text"],
-                "form": [FORMS[i] for i in arrays[f"{name}.form"].tolist()],
+                "form": [FORM_CLASSES[i] for i in arrays[f"{name}.form"].tolist()],
             }
             parts[name] = Dataset.from_dict(rows, features=SPLIT_FEATURES)
     return DatasetDict(parts), meta

@@ -1,10 +1,12 @@
-"""Regulated verse (格律): the 平水韵 table, a checker, and decoding constraints that obey it.
+"""Regulated verse (格律): the 平水韵 table, the tone patterns, and the checker (``tangpoem check``).
 
-One table (``resources/pingshui.json``, built by ``scripts/build_pingshui_table.py``) serves the
-checker and the decoder, so a poem written under constraints is judged by the rules it was
-written to. A character may have several readings; wherever a tone is asked for, a character with
-both a 平 and a 仄 reading passes either way. 入声 counts as 仄. Characters missing from the table
-are reported as unclassifiable and never satisfy a checked position.
+One table (``resources/pingshui.json``, built by ``scripts/build_pingshui_table.py``, with the
+rhyme readings the corpus attests, :func:`~tangpoem_hf.attested.rhyme_readings`) serves the
+checker and the decoding constraints (:mod:`tangpoem_hf.verse`), so a poem written under
+constraints is judged by the rules it was written to. A character may have several readings;
+wherever a tone is asked for, a character with both a 平 and a 仄 reading passes either way. 入声
+counts as 仄. Characters missing from the table are reported as unclassifiable and never satisfy a
+checked position.
 
 Forms: 五绝, 七绝 (four lines), 五律, 七律 (eight lines) of five or seven characters. The four
 standard patterns are 平起/仄起 × first line rhymed or not; 平起/仄起 is named after the second
@@ -16,24 +18,20 @@ from __future__ import annotations
 
 import json
 import re
-import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .constraints import Broken, Constraint, PoemSpec
+from .attested import rhyme_readings
 from .errors import InputError
-from .text import is_han, normalize_punctuation, punctuate, to_simplified
-from .tokenizer import CharTokenizer
+from .text import OTHER, form_name, is_han, normalize_punctuation, punctuate, to_simplified
 
 TABLE_PATH = Path(__file__).parent / "resources" / "pingshui.json"
 PING, ZE = "平", "仄"
 TONE_MODES = ("relaxed", "strict")
-FORM_NAMES = {(5, 4): "五绝", (7, 4): "七绝", (5, 8): "五律", (7, 8): "七律"}
+
 
 # --- the table ---------------------------------------------------------------------------------
 
@@ -54,9 +52,13 @@ class RhymeGroup:
 
 
 class RhymeTable:
-    """Character → groups, in both scripts."""
+    """Character → groups, in both scripts.
 
-    def __init__(self, groups: Sequence[RhymeGroup]) -> None:
+    ``rhymes`` (character → 平声 group names) narrows the groups a character rhymes in to the
+    readings poems rhyme it by (居 is listed in 支 and 鱼 but rhymed only in 鱼); its tones stay.
+    """
+
+    def __init__(self, groups: Sequence[RhymeGroup], rhymes: Mapping[str, Sequence[str]] | None = None) -> None:
         self.groups = list(groups)
         self.ping_groups = [g for g in self.groups if g.tone == PING]
         index: dict[str, list[int]] = {}
@@ -64,6 +66,8 @@ class RhymeTable:
             for ch in g.chars:
                 index.setdefault(ch, []).append(g.index)
         self._index = {ch: tuple(ids) for ch, ids in index.items()}
+        by_name = {g.name: g.index for g in self.groups}
+        self._rhymes = {ch: frozenset(by_name[name] for name in names) for ch, names in (rhymes or {}).items()}
 
     def __contains__(self, ch: str) -> bool:
         return ch in self._index
@@ -76,6 +80,9 @@ class RhymeTable:
         return frozenset(self.groups[i].tone for i in self.groups_of(ch))
 
     def ping_groups_of(self, ch: str) -> frozenset[int]:
+        """The 平声 groups ``ch`` rhymes in: the table's, or those of the readings poems rhyme it by."""
+        if ch in self._rhymes:
+            return self._rhymes[ch]
         return frozenset(i for i in self.groups_of(ch) if self.groups[i].tone == PING)
 
     def find_group(self, name: str) -> RhymeGroup:
@@ -92,12 +99,16 @@ class RhymeTable:
         raise InputError(f"rhyme_group must name a 平声 group of the 平水韵 such as 东 or 下平七阳, not {name!r}.")
 
 
+def read_groups(path: str | Path = TABLE_PATH) -> list[RhymeGroup]:
+    """The 106 groups of a 平水韵 table file."""
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [RhymeGroup(i, g["name"], g["tone"], g["chars"]) for i, g in enumerate(payload["groups"])]
+
+
 @lru_cache(maxsize=1)
-def load_table(path: str | None = None) -> RhymeTable:
-    """The bundled 平水韵 table (read once per process)."""
-    payload = json.loads(Path(path or TABLE_PATH).read_text(encoding="utf-8"))
-    groups = [RhymeGroup(i, g["name"], g["tone"], g["chars"]) for i, g in enumerate(payload["groups"])]
-    return RhymeTable(groups)
+def load_table() -> RhymeTable:
+    """The bundled 平水韵 table with the rhyme readings the corpus attests (read once per process)."""
+    return RhymeTable(read_groups(), rhyme_readings())
 
 
 # --- patterns ----------------------------------------------------------------------------------
@@ -250,6 +261,9 @@ class PoemReport:
         )
         off = {(m.line, m.position) for m in self.strict_mismatches}
         hard = {(m.line, m.position) for m in self.relaxed_mismatches}
+        # Each CJK character is two columns wide, so the headings are padded to the lines' width.
+        width = 2 * max(map(len, self.lines))
+        out.append(f"    {'line':<{width}}  {'pattern':<{width}}  {'yours':<{width}}  off")
         for i, (line, want, got) in enumerate(zip(self.lines, self.pattern_lines, self.tones), start=1):
             marks = "".join("✗" if (i, p) in hard else "·" if (i, p) in off else " " for p in range(1, len(line) + 1))
             out.append(f"    {line}  {want}  {got}  {marks}")
@@ -260,7 +274,10 @@ class PoemReport:
         )
         if self.unknown:
             out.append(f"  unclassifiable characters: {''.join(self.unknown)}")
-        out.append("  (✗ breaks the relaxed rule, · only the strict one; ⊙ two readings, ？ not in the table)")
+        out.append(
+            "  (pattern: the 平仄 the form asks for; yours: the poem's own; off: ✗ breaks the relaxed rule, "
+            "· only the strict one; ⊙ two readings, ？ not in the table)"
+        )
         return "\n".join(out)
 
 
@@ -280,14 +297,24 @@ def _tone_mark(tones: frozenset[str]) -> str:
     return "⊙" if len(tones) == 2 else next(iter(tones)) if tones else "？"
 
 
+def _shape(lines: list[str]) -> str:
+    """What a poem's lines hold, in words: "1 line of 5 characters", "4 lines of 5 and 7 characters"."""
+    sizes = sorted({len(x) for x in lines})
+    count = f"{len(lines)} line{'' if len(lines) == 1 else 's'}"
+    if not sizes:
+        return "no line of Chinese characters"
+    lengths = " and ".join([", ".join(map(str, sizes[:-1])), str(sizes[-1])] if len(sizes) > 1 else [str(sizes[0])])
+    return f"{count} of {lengths} character{'' if sizes == [1] else 's'}"
+
+
 def check_poem(text: str, form: str | None = None, table: RhymeTable | None = None) -> PoemReport:
     """Check one poem's format, rhyme and tones; ``form`` (e.g. "七绝") demands that form."""
     table = table or load_table()
     lines = poem_lines(text)
     sizes = {len(x) for x in lines}
-    detected = FORM_NAMES.get((sizes.pop(), len(lines))) if len(sizes) == 1 else None
-    if detected is None:
-        msg = f"{len(lines)} lines of {sorted({len(x) for x in lines})} characters, not 4 or 8 lines of 5 or 7"
+    detected = form_name(sizes.pop(), len(lines)) if len(sizes) == 1 else OTHER
+    if detected == OTHER:
+        msg = f"{_shape(lines)}; a 绝句 has 4 lines and a 律诗 8, all of 5 or all of 7 characters"
         return PoemReport(text, lines, None, False, msg)
     if form is not None and detected != form:
         return PoemReport(text, lines, detected, False, f"a {detected}, not the {form} asked for")
@@ -369,325 +396,3 @@ def _faults(pat: Pattern, tones: list[list[frozenset[str]]]) -> tuple[list[int],
     gu_ping = [i + 1 for i, kind in enumerate(pat.kinds) if kind == "B" and tones[i][size - 5] == {ZE}]
     san_ping = [i + 1 for i, line in enumerate(tones) if all(t == {PING} for t in line[-3:])]
     return gu_ping, san_ping
-
-
-# --- decoding constraints ----------------------------------------------------------------------
-#
-# Both constraints work on (batch, vocab) bool masks cut from tables built once per tokenizer.
-# The pattern is not fixed in advance: each poem keeps the set of the four patterns that still fit
-# its characters (the forced ones first), a slot allows the union of what they accept, and every
-# sampled character prunes the set. So the first characters choose 平起/仄起 and whether line 1
-# rhymes, and the model's own choices settle whatever they leave open.
-#
-# Back-off: the decoder's _combine skips a constraint for a poem when it would leave no candidate.
-# The mandatory constraints (Han characters, forced characters) come first, so a forced character
-# that breaks the meter is kept and only that slot goes unconstrained; the shape is fixed by the
-# decoder, so the poem is never malformed. Each break is recorded in the walk's state and returned
-# as a note with the poem. Rhyme groups are only chosen among those with enough characters in the
-# vocabulary, so the rhyme mask itself never runs dry.
-
-
-@dataclass
-class _Masks:
-    can_ping: torch.Tensor  # (V,) has a 平 reading
-    can_ze: torch.Tensor  # (V,) has a 仄 reading
-    tone_rows: torch.Tensor  # (4, V): 平, 仄, either (classified), anything
-    group: torch.Tensor  # (G, V) float, 平声 group membership
-    group_of: torch.Tensor  # (V, G) bool
-    group_size: torch.Tensor  # (G,) vocabulary characters per 平声 group
-    group_ids: list[int]  # table index of each 平声 group
-
-
-_CACHE: weakref.WeakKeyDictionary[CharTokenizer, _Masks] = weakref.WeakKeyDictionary()
-
-
-def masks_for(tokenizer: CharTokenizer, table: RhymeTable | None = None) -> _Masks:
-    """Vocabulary masks, computed once per tokenizer so constrained decoding stays cheap."""
-    cached = _CACHE.get(tokenizer)
-    if cached is not None:
-        return cached
-    table = table or load_table()
-    vocab = len(tokenizer)
-    han = torch.zeros(vocab, dtype=torch.bool)
-    han[tokenizer.han_ids()] = True
-    can_ping = torch.zeros(vocab, dtype=torch.bool)
-    can_ze = torch.zeros(vocab, dtype=torch.bool)
-    group_ids = [g.index for g in table.ping_groups]
-    col = {g: j for j, g in enumerate(group_ids)}
-    group_of = torch.zeros(vocab, len(group_ids), dtype=torch.bool)
-    for i, tok in enumerate(tokenizer.tokens):
-        if not han[i]:
-            continue
-        tones = table.tones(tok)
-        can_ping[i], can_ze[i] = PING in tones, ZE in tones
-        for g in table.ping_groups_of(tok):
-            group_of[i, col[g]] = True
-    tone_rows = torch.stack([can_ping, can_ze, can_ping | can_ze, torch.ones(vocab, dtype=torch.bool)])
-    group = group_of.T.contiguous().float()
-    masks = _Masks(can_ping, can_ze, tone_rows, group, group_of, group_of.sum(0), group_ids)
-    _CACHE[tokenizer] = masks
-    return masks
-
-
-_FREE, _NEED_PING, _NEED_ZE = 0, 1, 2
-
-
-def _requirements(spec: PoemSpec, mode: str) -> torch.Tensor:
-    """(patterns, slots) codes: what each pattern needs at each slot under ``mode``."""
-    pats = patterns(spec.form, spec.lines)
-    loose = relaxed_columns(spec.form)
-    req = torch.zeros(len(pats), spec.slots, dtype=torch.long)
-    for p, pat in enumerate(pats):
-        for line, (kind, want) in enumerate(zip(pat.kinds, pat.lines)):
-            for c, tone in enumerate(want):
-                keep = mode == "strict" or c in loose
-                keep |= kind == "B" and c == spec.form - 5  # no 孤平
-                keep |= kind == "D" and c == spec.form - 3  # no 三平尾
-                if keep:
-                    req[p, line * spec.form + c] = _NEED_PING if tone == PING else _NEED_ZE
-    return req
-
-
-@dataclass
-class ToneState:
-    """One batch's tone state: the patterns each poem may still follow, and where it broke one."""
-
-    tokenizer: CharTokenizer
-    masks: _Masks
-    req: torch.Tensor  # (patterns, slots) codes
-    first_rhymed: torch.Tensor  # (patterns,) bool
-    alive: torch.Tensor  # (batch, patterns) bool
-    broken: Broken
-
-    def fits(self, slot: int, chosen: torch.Tensor, req: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, patterns): whether each chosen character fits each pattern at ``slot``."""
-        codes = (self.req if req is None else req)[:, slot].unsqueeze(0)
-        cp, cz = self.masks.can_ping[chosen].unsqueeze(1), self.masks.can_ze[chosen].unsqueeze(1)
-        return (codes == _FREE) | ((codes == _NEED_PING) & cp) | ((codes == _NEED_ZE) & cz)
-
-    def first_line_rhyme(self) -> torch.Tensor:
-        """Per poem: 1 when every remaining pattern rhymes line 1, 0 when none does, -1 when open."""
-        rhymed = self.alive & self.first_rhymed
-        unrhymed = self.alive & ~self.first_rhymed
-        return torch.where(~unrhymed.any(1), 1, torch.where(~rhymed.any(1), 0, -1))
-
-
-class ToneConstraint(Constraint):
-    """Each slot allows the tones the poem's still-possible patterns accept there.
-
-    ``strict`` checks every position; ``relaxed`` the even positions and the line end, and also
-    keeps the two classic faults that 一三五不论 lets through out of the poem: 孤平 (a 仄 first
-    character in 平平仄仄平) and 三平尾 (平 as the third-last character of 仄仄仄平平).
-    """
-
-    def __init__(self, mode: str = "relaxed") -> None:
-        if mode not in TONE_MODES:
-            raise InputError(f"tone must be 'relaxed' or 'strict' (or unset), not {mode!r}.")
-        self.mode = mode
-        self.name = f"{mode} tone"
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> ToneState:
-        req = _requirements(spec, self.mode)
-        first_rhymed = torch.tensor([p.first_rhymed for p in patterns(spec.form, spec.lines)])
-        state = ToneState(tokenizer, masks_for(tokenizer), req, first_rhymed, torch.zeros(0), Broken(spec, batch_size))
-        # The patterns that fit every forced character; if none does, those that break the relaxed
-        # rule least and then this mode's: so forced characters that rule out every strict pattern
-        # still get a poem that keeps the relaxed rule where it can (the break is noted).
-        loose = _requirements(spec, "relaxed")
-        misfit = torch.zeros(len(req), dtype=torch.long)
-        for slot, ch in spec.forced.items():
-            i = torch.tensor([tokenizer.index[ch]])
-            misfit += (~state.fits(slot, i, loose)[0]).long() * (spec.slots + 1) + (~state.fits(slot, i)[0]).long()
-        state.alive = (misfit == misfit.min()).unsqueeze(0).repeat(batch_size, 1)
-        return state
-
-    def allowed(self, slot: int, spec: PoemSpec, state: ToneState) -> torch.Tensor | None:
-        codes = state.req[:, slot].unsqueeze(0)
-        free = (state.alive & (codes == _FREE)).any(1)
-        ping = (state.alive & (codes == _NEED_PING)).any(1)
-        ze = (state.alive & (codes == _NEED_ZE)).any(1)
-        if bool(free.all()):
-            return None
-        row = torch.where(free, 3, torch.where(ping & ze, 2, torch.where(ping, 0, 1)))
-        if bool((row == row[0]).all()):
-            return state.masks.tone_rows[int(row[0])]
-        return state.masks.tone_rows[row]
-
-    def observe(self, slot: int, spec: PoemSpec, state: ToneState, chosen: torch.Tensor) -> None:
-        narrowed = state.alive & state.fits(slot, chosen)
-        ok = narrowed.any(1)
-        for b in (~ok).nonzero().flatten().tolist():
-            needs = {int(c) for c in state.req[state.alive[b], slot]} - {_FREE}
-            want = "平" if needs == {_NEED_PING} else "仄" if needs == {_NEED_ZE} else "a set tone"
-            ch = state.tokenizer.tokens[int(chosen[b])]
-            tones = load_table().tones(ch)
-            have = "/".join(sorted(tones)) if tones else "not in the 平水韵 table"
-            state.broken.add(b, slot, ch, f"it is {have} where the pattern needs {want}")
-        state.alive = torch.where(ok.unsqueeze(1), narrowed, state.alive)
-
-    def notes(self, state: ToneState, poem: int) -> list[str]:
-        return state.broken.sentences(self.name, poem)
-
-
-@dataclass
-class RhymeState:
-    """One batch's rhyme state: the groups each poem may still rhyme in and the rhymes it used."""
-
-    tokenizer: CharTokenizer
-    masks: _Masks
-    rhyme_slots: set[int]
-    first_slot: int
-    groups: torch.Tensor  # (batch, G) bool
-    used: torch.Tensor  # (batch, V) bool
-    reserved: dict[int, int]  # slot → id of a forced character at a rhyme position
-    broken: Broken
-    tone: ToneState | None = None  # the tone state of the same poems, which decides whether line 1 rhymes
-
-    def rhyme_mask(self, slot: int) -> torch.Tensor:
-        """(batch, V): characters of a group still possible, unused, not forced at another rhyme slot."""
-        mask = ((self.groups.float() @ self.masks.group) > 0) & ~self.used
-        others = [i for s, i in self.reserved.items() if s != slot]
-        if others:
-            mask[:, others] = False
-        return mask
-
-    def first_line_rhyme(self) -> torch.Tensor:
-        return self.tone.first_line_rhyme() if self.tone is not None else torch.full((len(self.used),), -1)
-
-
-class RhymeConstraint(Constraint):
-    """Even lines end in one 平声 group, never with the same character twice.
-
-    The group is the user's, or it is chosen by the first rhyming character (the intersection of
-    its groups, for a character listed in several). Line 1 may rhyme: it ends either in the group
-    or in a 仄 character, as the tone constraint's remaining patterns allow.
-    """
-
-    name = "rhyme"
-
-    def __init__(self, group: str | None = None) -> None:
-        self.group_name = group
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> RhymeState:
-        m = masks_for(tokenizer)
-        rhyme_slots = {line * spec.form + spec.form - 1 for line in range(1, spec.lines, 2)}
-        viable = m.group_size >= len(rhyme_slots) + 1
-        if self.group_name is not None:
-            g = load_table().find_group(self.group_name)
-            j = m.group_ids.index(g.index)
-            if int(m.group_size[j]) < len(rhyme_slots):
-                raise InputError(
-                    f"The model knows only {int(m.group_size[j])} characters of {g.name}; "
-                    f"a poem of {spec.lines} lines needs {len(rhyme_slots)}."
-                )
-            viable = torch.zeros_like(viable)
-            viable[j] = True
-        # Forced characters at rhyme positions (a kept line, say) narrow the group from the start
-        # and are kept for their own slot, so no earlier line takes them.
-        reserved = {}
-        for slot, ch in spec.forced.items():
-            i = tokenizer.index[ch]
-            if slot in rhyme_slots:
-                reserved[slot] = i
-                if bool((viable & m.group_of[i]).any()):
-                    viable = viable & m.group_of[i]
-        groups = viable.unsqueeze(0).repeat(batch_size, 1)
-        used = torch.zeros(batch_size, len(tokenizer), dtype=torch.bool)
-        return RhymeState(tokenizer, m, rhyme_slots, spec.form - 1, groups, used, reserved, Broken(spec, batch_size))
-
-    def allowed(self, slot: int, spec: PoemSpec, state: RhymeState) -> torch.Tensor | None:
-        if slot in state.rhyme_slots:
-            return state.rhyme_mask(slot)
-        if slot != state.first_slot or spec.lines < 2:
-            return None
-        first = state.first_line_rhyme()
-        if bool((first == 0).all()):
-            return None
-        rhyme = state.rhyme_mask(slot)
-        either = rhyme | state.masks.can_ze
-        return torch.where((first == 1).unsqueeze(1), rhyme, torch.where((first == 0).unsqueeze(1), True, either))
-
-    def observe(self, slot: int, spec: PoemSpec, state: RhymeState, chosen: torch.Tensor) -> None:
-        if slot in state.rhyme_slots:
-            commit = torch.ones(len(chosen), dtype=torch.bool)
-            must = commit
-        elif slot == state.first_slot and spec.lines >= 2:
-            first = state.first_line_rhyme()
-            ping_only = state.masks.can_ping[chosen] & ~state.masks.can_ze[chosen]
-            commit = ping_only | (first == 1)
-            must = first == 1
-        else:
-            return
-        rows = torch.arange(len(chosen))
-        rhymes = state.rhyme_mask(slot)[rows, chosen]
-        for b in (must & ~rhymes).nonzero().flatten().tolist():
-            ch = state.tokenizer.tokens[int(chosen[b])]
-            used = bool(state.used[b, chosen[b]])
-            why = "it is already a rhyme" if used else "it does not rhyme with the other lines"
-            state.broken.add(b, slot, ch, why)
-        narrowed = state.groups & state.masks.group_of[chosen]
-        keep = commit.unsqueeze(1) & narrowed.any(1, keepdim=True)
-        state.groups = torch.where(keep, narrowed, state.groups)
-        # Line 1's last character is marked used even when it is a two-reading character whose
-        # rhyme is still open: if the poem turns out to rhyme line 1, it must not come back.
-        state.used[rows, chosen] = True
-
-    def notes(self, state: RhymeState, poem: int) -> list[str]:
-        return state.broken.sentences(self.name, poem)
-
-
-class RegulatedVerse(Constraint):
-    """Rhyme and tone as one constraint, so the decoder pays one mask merge per slot, not two,
-    and the rhyme part can see which patterns the tone part still allows.
-
-    The parts are ANDed with the decoder's own back-off rule, rhyme first: where the two would
-    leave a poem no candidate, the tone mask is dropped for that poem and slot (and the tone
-    part notes the break).
-    """
-
-    name = "regulated verse"
-
-    def __init__(self, rhyme: RhymeConstraint | None, tone: ToneConstraint | None) -> None:
-        self.rhyme, self.tone = rhyme, tone
-
-    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> tuple:
-        tone = self.tone.start(spec, tokenizer, batch_size) if self.tone else None
-        rhyme = self.rhyme.start(spec, tokenizer, batch_size) if self.rhyme else None
-        if rhyme is not None:
-            rhyme.tone = tone
-        return rhyme, tone
-
-    def _parts(self, state: tuple) -> list[tuple[Constraint, object]]:
-        return [(c, s) for c, s in zip((self.rhyme, self.tone), state) if c is not None]
-
-    def allowed(self, slot: int, spec: PoemSpec, state: tuple) -> torch.Tensor | None:
-        masks = [m for m in (c.allowed(slot, spec, s) for c, s in self._parts(state)) if m is not None]
-        if len(masks) < 2:
-            return masks[0] if masks else None
-        both = masks[0] & masks[1]
-        return torch.where(both.any(-1, keepdim=True), both, masks[0])
-
-    def observe(self, slot: int, spec: PoemSpec, state: tuple, chosen: torch.Tensor) -> None:
-        for c, s in self._parts(state):
-            c.observe(slot, spec, s, chosen)
-
-    def notes(self, state: tuple, poem: int) -> list[str]:
-        return [note for c, s in self._parts(state) for note in c.notes(s, poem)]
-
-
-def prosody_constraints(rhyme: object = False, tone: object = None, rhyme_group: object = None) -> list[Constraint]:
-    """Validated constraints for ``generate_poem(rhyme=…, tone=…, rhyme_group=…)``.
-
-    A ``rhyme_group`` implies ``rhyme=True``. The rhyme part comes first, so if the two ever clash
-    for a poem the tone mask is the one dropped (see :class:`RegulatedVerse`).
-    """
-    if not isinstance(rhyme, bool):
-        raise InputError(f"rhyme must be True or False, not {rhyme!r}.")
-    if tone is not None and tone not in TONE_MODES:
-        raise InputError(f"tone must be 'relaxed' or 'strict' (or unset), not {tone!r}.")
-    if rhyme_group is not None:
-        load_table().find_group(rhyme_group)  # type: ignore[arg-type]  # raises a clear InputError
-        rhyme = True
-    tone_c = ToneConstraint(tone) if tone is not None else None  # type: ignore[arg-type]
-    rhyme_c = RhymeConstraint(rhyme_group) if rhyme else None  # type: ignore[arg-type]
-    return [RegulatedVerse(rhyme_c, tone_c)] if rhyme_c or tone_c else []

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from .decoding import Poem, PoemRequest, PoemWalk, as_request
+from .decoding import Poem, PoemWalk, make_walk
 from .errors import InputError
 from .modeling import TangPoemLSTM
+from .request import PoemRequest, as_request
 
 _DONE = object()
 
@@ -64,13 +65,12 @@ class PoemServer:
         req = as_request(self.model, request, kwargs)
         if req.num != 1:
             raise InputError(f"The server streams one poem per call, not num={req.num}.")
-        walk = PoemWalk(self.model.tokenizer, self.model.config.preprocessing, req)
+        walk = make_walk(self.model.tokenizer, self.model.config.preprocessing, req)
         pending = _Request(walk)
         if self._closed:
             raise RuntimeError("The poem server is closed.")
         self._incoming.put(pending)
         self._wake.set()
-        ids: list[int] = []
         try:
             while True:
                 item = pending.out.get()
@@ -79,9 +79,8 @@ class PoemServer:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                ids.append(item)
-                if len(ids) < walk.spec.slots:
-                    yield walk.poem(0, ids)
+                if len(item) < walk.spec.slots:
+                    yield walk.poem(0, item)
         finally:
             pending.cancelled = True
 
@@ -143,7 +142,7 @@ class PoemServer:
             if request.cancelled:
                 continue
             chosen = request.walk.choose(request.logits)
-            request.out.put(chosen[0])
+            request.out.put(list(request.walk.rows[0]))  # a copy: a line search may rewrite the row's prefix
             request.feed = request.walk.advance(chosen)
             still.append(request)
         by_length: dict[int, list[_Request]] = {}
@@ -184,4 +183,7 @@ class PoemServer:
             request.state = (h[:, start:end], c[:, start:end])
             rows = logits[start:end]
             request.logits = request.walk.fed(request.feed, rows) if request.walk.slot else rows[:, -1]
+            if request.walk.slot and request.walk.regrouped is not None:  # a line search kept some rows
+                kept = request.walk.regrouped.to(self.device)
+                request.state = (request.state[0][:, kept], request.state[1][:, kept])
             start = end

@@ -1,7 +1,7 @@
-"""Text normalisation: the one place where script conversion and character classes live.
+"""Text: script conversion, character classes, line splitting, line ends and form names, each in one place.
 
-The corpus cleaner, the tokenizer and every user-facing input go through these functions, so a
-character is judged the same way everywhere.
+The corpus cleaner, the tokenizer, the decoder, the checker and every user-facing input go through
+these functions, so a character, a line and a form are judged the same way everywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ import opencc
 COMMA = "，"
 PERIOD = "。"
 LINE_PUNCT = COMMA + PERIOD
+# The regulated forms by (characters per line, lines); any other poem is OTHER.
+FORM_SHAPES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
+FORMS = tuple(FORM_SHAPES)
+OTHER = "other"
+FORM_CLASSES = (*FORMS, OTHER)  # what classify_form tells apart
+SIZE_NAMES = {5: "五言", 7: "七言"}  # characters per line
 
 # Half-width and rarer full-width marks, mapped onto the two marks a regulated poem uses:
 # clause-internal marks become a comma, sentence-final marks a full stop.
@@ -121,5 +127,50 @@ def punctuate(text: str) -> str:
     size = 7 if len(text) % 14 == 0 else 5 if len(text) % 10 == 0 else 0
     if not size:
         return text
-    lines = [text[i : i + size] for i in range(0, len(text), size)]
-    return "".join(line + (COMMA if i % 2 == 0 else PERIOD) for i, line in enumerate(lines))
+    return join_lines([text[i : i + size] for i in range(0, len(text), size)])
+
+
+def split_rows(text: str) -> list[str]:
+    """Split a poem as a user gives it, at ，/。 or line breaks, into stripped, non-empty lines."""
+    return [line.strip() for line in re.split(r"[，。\n]", text) if line.strip()]
+
+
+def line_end(index: int, total: int) -> str:
+    """The mark after line ``index`` (from 0) of ``total``: 「，」 after odd lines, 「。」 after even ones and the last
+    line."""
+    return COMMA if index % 2 == 0 and index + 1 < total else PERIOD
+
+
+def join_lines(lines: list[str] | tuple[str, ...]) -> str:
+    """A poem's lines with their line ends (see :func:`line_end`)."""
+    return "".join(line + line_end(i, len(lines)) for i, line in enumerate(lines))
+
+
+def form_name(size: int, lines: int) -> str:
+    """五绝/七绝/五律/七律 for 4 or 8 lines of 5 or 7 characters; anything else is ``OTHER``."""
+    return next((name for name, shape in FORM_SHAPES.items() if shape == (size, lines)), OTHER)
+
+
+def classify_form(text: str) -> str:
+    """The form of a punctuated poem by its line count and length; anything irregular is ``OTHER``."""
+    lines = split_lines(text)
+    lengths = {len(line) for line in lines}
+    if len(lengths) != 1 or text.count(COMMA) + text.count(PERIOD) != len(lines):
+        return OTHER
+    return form_name(lengths.pop(), len(lines))
+
+
+def form_title(size: int, lines: int) -> str:
+    """The form as a reader names it: 五言绝句, 七言律诗, or 五言十二句 for the uncommon lengths."""
+    if lines == 4:
+        return SIZE_NAMES[size] + "绝句"
+    if lines == 8:
+        return SIZE_NAMES[size] + "律诗"
+    return f"{SIZE_NAMES[size]}{_chinese_number(lines)}句"
+
+
+def _chinese_number(n: int) -> str:
+    digits = "〇一二三四五六七八九"
+    if n < 10:
+        return digits[n]
+    return "十" + (digits[n - 10] if n > 10 else "")

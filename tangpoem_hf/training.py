@@ -17,6 +17,7 @@ import shutil
 import signal
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,8 +43,9 @@ from .checkpointing import (
 from .control import Control, ControlledPoems, clean_title, has_controls, poem_keywords, with_controls
 from .corpus import SPLIT_VERSION, build_splits, cache_dir, parse_dynasties
 from .errors import InputError
-from .evaluation import token_losses
-from .modeling import IGNORE_INDEX, TangPoemConfig, TangPoemLSTM, mean_start_state
+from .modeling import IGNORE_INDEX, Architecture, TangPoemConfig, TangPoemLSTM, knob, mean_start_state
+from .paths import portable_record
+from .scoring import token_losses
 from .tokenizer import VOCAB_NAME, CharTokenizer
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
@@ -86,68 +88,84 @@ def _one_of(values: tuple[str, ...]) -> str:
 
 
 @dataclass
-class TrainConfig:
-    """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags."""
+class TrainConfig(Architecture):
+    """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags.
 
-    corpus: str | None = None
-    # The corpus's dynasties ("tang", or "tang,song" to read the 全宋诗 too; tangpoem_hf.corpus). Song
-    # poems train beside Tang's; validation, model selection and every figure stay on Tang's split,
-    # and each other dynasty's own validation slice is logged (song_validation_perplexity).
-    dynasties: str = "tang"
-    tang_weight: int = 1  # every Tang training poem is read this many times per epoch (with Song)
-    out_dir: str = "runs/tangpoem"
-    mode: Mode = "ours"
-    simplified: bool = True
-    min_freq: int = 1
-    embedding_dim: int = 512
-    hidden_size: int = 512
-    num_layers: int = 1
-    dropout: float = 0.0
-    # AWD-LSTM regularisation (see TangPoemConfig and docs/results.md for what each was worth).
-    weight_drop: float = 0.0
-    embed_drop: float = 0.0
-    locked_dropout: bool = False
-    ar: float = 0.0  # activation regularisation: ar × mean(h²) of the last layer's outputs
-    tar: float = 0.0  # temporal activation regularisation: tar × mean((h_t − h_t−1)²)
-    average: float = 0.0  # decay of an averaged copy of the weights that validates and is saved; 0: none
-    tie_weights: bool = False
-    softmax: str = "full"  # or "adaptive" (frequency-sorted clusters; see TangPoemConfig)
-    # "stored": packed streams, and the mean state at <bos> is stored with the model; "learned": one
-    # poem per row, each from a learned start state. The report's mode always starts from zeros.
-    start_state: str = "stored"
-    # Read <bos> + a control segment (form; title and keywords, each dropped with these odds per
-    # poem and epoch) before each poem (tangpoem_hf.control). Fine-tuning follows the base model,
-    # and a run folder whose vocab.json already exists follows that vocabulary.
+    The architecture fields (and their help) are :class:`~tangpoem_hf.modeling.Architecture`'s; a
+    field with help text is a ``tangpoem train`` flag.
+    """
+
+    # A new run's start state and control segment (Architecture's defaults are what an older
+    # config.json without these fields means). The report's mode always starts from zeros;
+    # fine-tuning follows the base model, and a run folder whose vocab.json exists follows it.
+    start_state: str = knob(
+        "stored",
+        "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
+        "(one poem per row, from a learned start state)",
+    )
     control: bool = True
-    drop_title: float = 0.5
-    drop_keywords: float = 0.5
-    keyword_min_count: int = 20  # a 2-gram is a keyword candidate once the corpus has it this often
-    optimizer: str = "adam"
-    lr: float | None = None
-    lr_schedule: str = "constant"  # or "cosine" over the whole run
-    warmup_steps: int = 0  # linear warm-up; worth a few hundred with large batches
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    seq_len: int = 64
-    epochs: int = 20
-    max_steps: int | None = None
-    time_budget: float | None = None  # seconds of training, checkpoints and evaluation excluded
-    clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    # bf16 autocast: "auto" turns it on where bf16 matmuls are fast (CUDA, a CPU with AVX512-BF16 or AMX)
-    # and off elsewhere, where emulated bf16 is slower than fp32; True / False force it.
+    corpus: str | None = knob(
+        None, "chinese-poetry folder, Hub dataset id or packed corpus (tangpoem data pack) (default: $TANGPOEM_CORPUS)"
+    )
+    # Song poems train beside Tang's; validation, model selection and every figure stay on Tang's
+    # split, and each other dynasty's own validation slice is logged (song_validation_perplexity).
+    dynasties: str = knob(
+        "tang", "comma-separated: tang, or tang,song to train on the 全宋诗 too (validation stays Tang's)"
+    )
+    tang_weight: int = knob(
+        1, "every Tang training poem is read this many times per epoch (with --dynasties tang,song)"
+    )
+    out_dir: str = knob("runs/tangpoem", "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png")
+    mode: Mode = knob(
+        "ours", "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)"
+    )
+    simplified: bool = True
+    min_freq: int = knob(1, "drop characters seen fewer times than this from the vocabulary")
+    # AWD-LSTM's activation regularisation (docs/reports/results.md says what each was worth).
+    ar: float = knob(0.0, "activation regularisation: this × mean square of the last layer's outputs")
+    tar: float = knob(0.0, "temporal activation regularisation: this × mean square of their step-to-step change")
+    average: float = knob(
+        0.0, "validate and save an exponential moving average of the weights with this decay (0: none)"
+    )
+    # Title and keywords of the control segment, each dropped with these odds per poem and epoch.
+    drop_title: float = knob(
+        0.5, "with a control segment: the share of poems (per epoch) that train without their title"
+    )
+    drop_keywords: float = knob(
+        0.5, "with a control segment: the share of poems (per epoch) that train without keywords"
+    )
+    keyword_min_count: int = knob(20, "a 2-gram may be a keyword once the corpus's 五言/七言 lines hold it this often")
+    optimizer: str = knob("adam", "adam, adamw, adagrad or sgd")
+    lr: float | None = knob(
+        None,
+        "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
+        "scaled by the square root of global batch / 64, linearly for sgd)",
+    )
+    lr_schedule: str = knob("constant", "constant or cosine (over the whole run)")
+    warmup_steps: int = knob(0, "linear learning-rate warm-up steps (worth a few hundred with large batches)")
+    weight_decay: float = knob(0.0, "weight decay")
+    batch_size: int = knob(64, "sequences per batch (per process)")
+    seq_len: int = knob(64, "tokens per chunk in packed mode (the report mode always uses 100)")
+    epochs: int = knob(20, "epochs (when only --max-steps is given: as many as its steps need)")
+    max_steps: int | None = knob(None, "train this many steps (with --epochs too: stop at whichever comes first)")
+    # Seconds of training; checkpoints and evaluation excluded.
+    time_budget: float | None = knob(None, "stop after this many seconds of training")
+    clip: float = knob(1.0, "gradient-norm clipping (0 disables)")
+    seed: int = knob(0, "random seed")
+    device: str = knob("auto", "auto (CUDA when present), cpu or cuda")
+    # bf16 autocast (the --bf16 / --no-bf16 switches): "auto" turns it on where bf16 matmuls are fast
+    # (CUDA, a CPU with AVX512-BF16 or AMX) and off elsewhere, where emulated bf16 is slower than fp32.
     bf16: bool | str = "auto"
     compile: bool = False
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    eval_every: int = 0  # steps; 0 means once per epoch
-    patience: int = 0  # stop after this many validations without a new best; 0 never stops early
+    checkpoint_every: int = knob(200, "steps between checkpoints")
+    keep_checkpoints: int = knob(2, "how many checkpoints to keep")
+    eval_every: int = knob(0, "steps between validations (0: once per epoch)")
+    patience: int = knob(0, "stop after this many validations without a better perplexity (0: never stop early)")
     freeze_embedding: bool = False  # keep the input embedding fixed (fine-tuning on little data)
     push_to_hub: str | None = None  # repo id: push best/ at the end
     push_every_epoch: bool = False  # also push each epoch's model, in the background
     private: bool = False
-    threads: int = 0
+    threads: int = knob(0, "torch CPU threads (0: torch's default)")
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -207,8 +225,8 @@ class TrainConfig:
 
 
 # The fields a model's config and a run's config share (embedding_dim, hidden_size, num_layers,
-# dropout, tie_weights, softmax, ...): derived, so a new architecture field needs no copying.
-ARCHITECTURE = tuple(f.name for f in fields(TangPoemConfig) if f.name in {g.name for g in fields(TrainConfig)})
+# dropout, tie_weights, softmax, ...): Architecture's.
+ARCHITECTURE = tuple(f.name for f in fields(Architecture))
 REGULARISATION = ("dropout", "weight_drop", "embed_drop", "locked_dropout")  # architecture fields training alone uses
 # What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
 FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed",
@@ -226,21 +244,22 @@ def saved_train_config(out_dir: str | Path) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if k in known}
 
 
+def changed_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The one resume check: the names in ``wanted`` whose values differ from a run's ``saved``
+    ones (a setting the saved run did not record cannot be compared). A run continues only as it
+    was configured; each caller says which settings may change and words the refusal."""
+    return [name for name, value in wanted.items() if name in saved and saved[name] != value]
+
+
 def check_same_run(saved: dict[str, Any], cfg: TrainConfig, out_dir: str | Path) -> None:
     """Refuse to resume a run with another architecture or other data, which could not continue it."""
-    changed = [flag(name) for name in FIXED_FOR_RESUME if name in saved and saved[name] != getattr(cfg, name)]
+    changed = [flag(name) for name in changed_settings(saved, {n: getattr(cfg, n) for n in FIXED_FOR_RESUME})]
     if changed:
         raise InputError(f"{out_dir} was trained with other {', '.join(changed)}: keep them or pick a new --out-dir.")
 
 
 class TrainerCallback(Protocol):
-    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`).
-
-    A callback may also define ``on_log(trainer, record)``: called with every log record (a step's,
-    after its optimiser step, or a validation's) before it is written; fields it adds are logged and,
-    for validations, kept in the checkpointed history (``scripts/compare_optimizers.py`` logs step
-    sizes and test perplexities this way).
-    """
+    """Something the run does besides training (e.g. :class:`tangpoem_hf.hub.PushToHubCallback`)."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
 
@@ -682,7 +701,7 @@ class Trainer:
                             dist.all_reduce(clock, op=dist.ReduceOp.MAX)
                             self.elapsed = float(clock)
                     record = step_record(epoch + 1, step, loss_value, real, dt, self._lr_at(step - 1), self.elapsed)
-                    self._write_log(record)
+                    self.write_log(record)
                     bar.update(record, real)
                     end_of_epoch = step % spe == 0
                     if (cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch or step == self.total_steps:
@@ -722,11 +741,11 @@ class Trainer:
                 callback.on_train_end(self, summary)
         return summary
 
-    def _write_log(self, record: dict) -> None:
-        """Let the callbacks that log (``on_log``) add to the record first; only the main process logs."""
-        for callback in self.callbacks if self.main else ():
-            if hasattr(callback, "on_log"):
-                callback.on_log(self, record)
+    def write_log(self, record: dict) -> None:
+        """Log a step's record (after its optimiser step) or a validation's; only the main process logs.
+
+        A subclass may add fields first: for validations they are also kept in the checkpointed history.
+        """
         self.log.write(record)
 
     def _validate(self, step: int, epoch: int) -> None:
@@ -739,7 +758,7 @@ class Trainer:
         self.history.append(entry)
         if not self.main:
             return
-        self._write_log(entry)
+        self.write_log(entry)
         tqdm.write(f"[val] epoch {epoch} step {step}: perplexity {val:.2f}")
         if val < self.best_val:
             self.best_val = val
@@ -761,7 +780,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
         info = {
-            "train_config": asdict(self.cfg),
+            "train_config": portable_record(asdict(self.cfg)),  # the model travels; this machine's paths do not
             "bf16_resolved": self.bf16,
             "train_seconds": round(self.elapsed, 1),
             "split": self.split_version,
@@ -793,26 +812,3 @@ def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
     parts = [torch.empty_like(t) for _ in range(world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=1)
-
-
-def train_side_by_side(jobs: dict[str, list[str]], logs: Path, allowed: tuple[int, ...] = (0,)) -> None:
-    """Run ``tangpoem train`` once per job, all at the same time, each logging to ``logs/NAME.log``.
-
-    Recipes compared at an equal time budget must share one machine's load, or the budget means
-    different amounts of work. An exit code outside ``allowed`` stops the comparison, naming the job.
-    """
-    import shlex
-    import subprocess
-    import sys
-
-    procs = []
-    for name, args in jobs.items():
-        cmd = [sys.executable, "-m", "tangpoem_hf.cli", "train", *args]
-        print("$", shlex.join(cmd), flush=True)
-        log = open(logs / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115  (closed below)
-        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    for name, proc, log in procs:
-        code = proc.wait()
-        log.close()
-        if code not in allowed:
-            raise SystemExit(f"training {name} failed (exit {code}); see {logs / f'{name}.log'}")

@@ -20,8 +20,16 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from tangpoem_hf import InputError, TangPoemLSTM
-from tangpoem_hf.app_support import generation_kwargs, poem_html, unknown_chars_message, validate_chars, variants
+from tangpoem_hf.app_support import (
+    candidate_choices,
+    generation_kwargs,
+    poem_html,
+    unknown_chars_message,
+    validate_chars,
+    variants,
+)
 from tangpoem_hf.decoding import Poem, generate_poem
+from tangpoem_hf.options import default_of
 from tangpoem_hf.text import to_traditional
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +41,14 @@ POEMS = [
     "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
     "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
 ]
-DEFAULTS = {"temperature": 0.8, "top_k": 0, "top_p": 0.9, "theme": "", "script": "简体"}
+# The controls as a user leaves them (the sliders start at the package's defaults; top-k's 0 is "no limit").
+DEFAULTS = {
+    "temperature": default_of("temperature"),
+    "top_k": 0,
+    "top_p": default_of("top_p"),
+    "theme": "",
+    "script": "简体",
+}
 
 
 def tiny_model(texts: list[str] = POEMS, simplified: bool = True) -> TangPoemLSTM:
@@ -160,15 +175,11 @@ def test_out_of_range_setting_is_explained(served: tuple[ModuleType, str, Client
 
 
 def test_generate_needs_only_the_characters(served: tuple[ModuleType, str, Client]) -> None:
-    """Every other argument is optional over the API (the seed too): the app's defaults apply."""
+    """Every other argument is optional over the API (the seed too): the package's defaults apply."""
     app, _, client = served
     html, text, seed = client.predict(characters="月", api_name="/generate")
     assert isinstance(seed, int) and text.startswith("月") and [len(r) for r in text.split("\n")] == [16, 16]
-    model = app.get_model()
-    expected = generate_poem(
-        model, first="月", seed=seed, rhyme=True, tone="relaxed", no_repeat=True, candidates=app.DEFAULT_CANDIDATES
-    )
-    assert text == expected.text
+    assert text == generate_poem(app.get_model(), first="月", seed=seed).text
 
 
 def test_rewrite_keeps_the_locked_lines_over_http(served: tuple[ModuleType, str, Client]) -> None:
@@ -184,6 +195,15 @@ def test_rewrite_keeps_the_locked_lines_over_http(served: tuple[ModuleType, str,
         client.predict(poem=text, keep=[7], api_name="/rewrite")
     with pytest.raises(AppError, match="There is no poem to rewrite yet"):
         client.predict(poem="", keep=[1], api_name="/rewrite")
+
+
+def test_rewrite_blames_the_poem_for_a_bad_poem(served: tuple[ModuleType, str, Client]) -> None:
+    """Without characters the poem's heads stand in for them, but bad text is the poem's fault."""
+    with pytest.raises(AppError) as info:
+        served[2].predict(poem="hello", keep=[1], api_name="/rewrite")
+    message = str(info.value)
+    assert "诗 · Poem may hold only Chinese characters, but contains 'e', 'h', 'l', 'o'." in message
+    assert "字 · Characters" not in message
 
 
 def test_rewrite_an_acrostic_keeps_its_heads(served: tuple[ModuleType, str, Client]) -> None:
@@ -264,7 +284,8 @@ def test_a_burst_gets_a_busy_message_not_a_hang(tmp_path: Path, monkeypatch: pyt
 
 def test_generation_kwargs_maps_ui_values() -> None:
     tok = tiny_model().tokenizer
-    assert generation_kwargs(tok, "续写", " 明月 ", "七言", 8.0, 0.7, 0, 0.9, 5.0, "") == {
+    ui = {"mode": "续写", "characters": " 明月 ", "form": "七言", "lines": 8.0, "temperature": 0.7, "top_k": 0}
+    assert generation_kwargs(tok, **ui, top_p=0.9, seed=5.0, theme="") == {
         "first": "明月",
         "lines": 8,
         "form": 7,
@@ -273,14 +294,17 @@ def test_generation_kwargs_maps_ui_values() -> None:
         "top_p": 0.9,
         "seed": 5,
     }
-    acrostic = generation_kwargs(tok, "acrostic", "春江花月", "五言", 4, 1.0, 40.0, 1.0, None, "明月，", rhyme=True)
-    assert acrostic["acrostic"] == "春江花月" and acrostic["lines"] == 4 and "first" not in acrostic
+    assert generation_kwargs(tok, characters="月") == {"first": "月"}  # the rest: the package's defaults
+    acrostic = generation_kwargs(
+        tok, mode="acrostic", characters="春江花月", form="五言", top_k=40.0, seed=None, theme="明月，", rhyme=True
+    )
+    assert acrostic["acrostic"] == "春江花月" and "first" not in acrostic
     assert acrostic["top_k"] == 40 and acrostic["seed"] is None and acrostic["keywords"] == ["明月"]
-    assert acrostic["rhyme"] is True  # extra controls pass straight through
+    assert acrostic["rhyme"] is True  # the other controls pass straight through
     with pytest.raises(InputError, match="mode"):
-        generation_kwargs(tok, "sonnet", "月", "五言", 4, 1.0, 0, 1.0, None, "")
+        generation_kwargs(tok, mode="sonnet", characters="月")
     with pytest.raises(InputError, match="主题"):
-        generation_kwargs(tok, "续写", "月", "五言", 4, 1.0, 0, 1.0, None, "xyz")
+        generation_kwargs(tok, characters="月", theme="xyz")
 
 
 def test_unknown_character_suggests_the_known_form() -> None:
@@ -295,6 +319,14 @@ def test_unknown_character_suggests_the_known_form() -> None:
     assert "樱" in variants("桜")  # Japanese shinjitai → simplified
 
 
+def test_candidates_are_listed_as_ranked_poems() -> None:
+    """Each candidate is its rank and the whole poem: no raw log-probability a reader cannot read."""
+    best = Poem(["明月松间照", "清泉石上流"], form=5, seed=1, total_lines=2, score=-3.42)
+    best.others = [Poem(["明月照高楼", "流光正徘徊"], form=5, seed=1, total_lines=2, score=-4.1)]
+    assert candidate_choices(best) == [("1. 明月松间照，清泉石上流。", 0), ("2. 明月照高楼，流光正徘徊。", 1)]
+    assert candidate_choices(best, "traditional")[1] == ("2. 明月照高樓，流光正徘徊。", 1)
+
+
 def test_poem_html_marks_the_growing_line() -> None:
     partial = poem_html(Poem(["明月松间照"], form=5, seed=1, total_lines=4, partial="清泉"), "simplified")
     assert partial.count('class="tp-slot"') == 3 and "tp-cursor" in partial and "tp-streaming" in partial
@@ -307,10 +339,7 @@ def test_a_broken_rule_is_shown_under_the_poem(served: tuple[ModuleType, str, Cl
     """The app says when a rule the user asked for could not hold (明 cannot open a strict 仄起 line)."""
     app, _, client = served
     html, text, seed = call(client, mode="续写", characters="明月", form="五言", lines=8, seed=0, tone="strict")
-    expected = generate_poem(
-        app.get_model(), first="明月", form=5, lines=8, seed=0, rhyme=True, tone="strict", no_repeat=True,
-        candidates=app.DEFAULT_CANDIDATES,
-    )  # fmt: skip
+    expected = generate_poem(app.get_model(), first="明月", form=5, lines=8, seed=0, tone="strict")
     assert expected.notes and text == expected.text
     assert html.count('class="tp-note"') == len(expected.notes)
     assert all(note.replace("<", "&lt;") in html for note in expected.notes)

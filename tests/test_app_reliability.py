@@ -56,7 +56,7 @@ def test_cli_and_app_give_the_same_poem(served, capsys):  # noqa: F811
 
     app, _, client = served
     _, text, _ = call(client, mode="续写", characters="明月", form="五言", lines=4, seed=11)
-    # The app's defaults: rhyme and relaxed tone (also the CLI's for 4 lines), no repeats, 4 candidates.
+    # One default for both: rhyme and relaxed tone, no repeats, the best of 4 candidates.
     args = [
         "--first",
         "明月",
@@ -64,9 +64,6 @@ def test_cli_and_app_give_the_same_poem(served, capsys):  # noqa: F811
         "5",
         "--seed",
         "11",
-        "--no-repeat",
-        "--candidates",
-        str(app.DEFAULT_CANDIDATES),
     ]
     assert main(["generate", "--model", app.MODEL_ID, *args]) == 0
     assert capsys.readouterr().out.strip() == text
@@ -82,8 +79,7 @@ def test_rhyme_and_tone_controls_over_http(served):  # noqa: F811
         _, text, _ = call(
             client, mode="续写", characters="明月", form="五言", lines=4, seed=seed, rhyme=True, tone="relaxed"
         )
-        settings = {"rhyme": True, "tone": "relaxed", "no_repeat": True, "candidates": app.DEFAULT_CANDIDATES}
-        expected = generate_poem(app.get_model(), first="明月", form=5, lines=4, seed=seed, **settings)
+        expected = generate_poem(app.get_model(), first="明月", form=5, lines=4, seed=seed, rhyme=True, tone="relaxed")
         assert text == expected.text
         report = check_poem(text)
         assert report.format_ok and report.rhyme_ok and report.relaxed_ok, report
@@ -97,12 +93,9 @@ def test_app_controls_give_regulated_verse_with_the_bundled_model():
 
     model = load_model()
     for seed in range(3):
-        kwargs = generation_kwargs(
-            model.tokenizer, "续写", "山", "七言", 4, 0.8, 0, 0.9, seed, "", rhyme=True, tone="relaxed"
-        )
+        kwargs = generation_kwargs(model.tokenizer, characters="山", form="七言", seed=seed, rhyme=True, tone="relaxed")
         report = check_poem(generate_poem(model, **kwargs).text)
         assert report.format_ok and report.rhyme_ok and report.relaxed_ok, report
-    assert generation_kwargs(model.tokenizer, "续写", "山", "七言", 4, 0.8, 0, 0.9, 1, "", tone="")["tone"] is None
 
 
 def test_acrostic_heads_and_line_count_follow_the_cli_rule(served, capsys):  # noqa: F811

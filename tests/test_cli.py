@@ -91,7 +91,7 @@ def test_train_command_runs(small_corpus, tmp_path, capsys):
 
 
 def test_train_resume_takes_the_saved_configuration(small_corpus, tmp_path, capsys):
-    """`--out-dir X --resume` alone continues the run as configured (the README's command)."""
+    """`--out-dir X --resume` alone continues the run as configured (docs/guide/training.md's command)."""
     out = tmp_path / "r"
     args = [*tiny_train_args(small_corpus, out), "--lr-schedule", "cosine", "--checkpoint-every", "3"]
     args[args.index("--max-steps") + 1] = "6"
@@ -171,3 +171,88 @@ def test_evaluate_says_it_needs_the_corpus(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "Needs the corpus (--corpus or $TANGPOEM_CORPUS)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--form", "五"], "argument --form: invalid int value: '五'"),
+        (["--form", "6"], "argument --form: invalid choice: 6"),
+        (["--lines", "4.5"], "argument --lines: invalid int value: '4.5'"),
+        (["--tone", "medium"], "argument --tone: invalid choice: 'medium'"),
+        (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+        (["--first", "山", "--acrostic", "春夏"], "Give either first characters or acrostic heads, not both."),
+    ],
+)
+def test_an_argument_error_is_one_sentence_without_the_usage(tiny_model_dir, capsys, args, message):
+    code, out, err = run(["generate", "--model", str(tiny_model_dir), *args], capsys)
+    assert code == 2 and not out and err.count("\n") == 1, err
+    assert err.startswith("tangpoem: error: ") and message in err and "usage" not in err
+
+
+def test_help_still_shows_the_usage_and_each_command_its_own_defaults(capsys):
+    from tangpoem_hf.options import default_of
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and out.startswith("usage: tangpoem generate")
+    assert f"sampling temperature [{default_of('temperature')}]" in out
+    assert f"keep the best by score [{default_of('candidates')}]" in out
+    assert f"--beam BEAM search lines: partial poems kept after each line [{default_of('beam')}]" in out
+    assert (
+        "Unless you ask otherwise: rhyme and relaxed tone, no repeated characters, temperature 0.5, top-p 0.9, "
+        "a line search (the best 4 partial poems kept after each line, 4 lines drawn for each)" in out
+    )
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # what fine-tuning uses, not training's defaults
+    assert "LSTM layers [the base model's; the bundled one's: 2]" in out
+    assert "dropout on embeddings and LSTM outputs [the base model's; the bundled one's: 0.3]" in out
+    assert "[a quarter of training's: adam 0.0005," in out and "[10]" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "LSTM layers [1]" in out and "dropout on embeddings and LSTM outputs [0.0]" in out
+
+
+JING_YE_SI = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+
+
+@pytest.mark.parametrize("command", [["check", JING_YE_SI], ["check", "床前明月光", "--json"]])
+def test_a_closed_pipe_ends_quietly(command):
+    """`tangpoem check … | head -1`: the reader leaves, and the command ends without a traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tangpoem_hf.cli", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # closed before the command writes anything, so every write meets a broken pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""
+
+
+def test_check_output_is_labelled(capsys):
+    code, out, _ = run(["check", "床前明月光"], capsys)
+    assert code == 1 and "format  ✗ 1 line of 5 characters; a 绝句 has 4 lines and a 律诗 8" in out
+    code, out, _ = run(["check", JING_YE_SI], capsys)
+    heading = out.splitlines()[4]
+    assert heading.split() == ["line", "pattern", "yours", "off"]
+    # Each heading stands over its column: 5 characters are 10 columns wide, then two spaces.
+    assert heading.index("pattern") - heading.index("line") == 12 == heading.index("yours") - heading.index("pattern")
+    assert "pattern: the 平仄 the form asks for; yours: the poem's own" in out
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"title": "Hello"}, "Poem 2: its title may hold only Chinese characters, but contains 'H', 'e', 'l', 'o'."),
+        ({"keywords": "明月 故乡 白日 黄河 千里"}, "Poem 2: give one to 4 keywords, not 5."),
+        ({"keywords": ["明月", "moon"]}, "Poem 2: the keyword 'moon' may hold only Chinese characters."),
+        ({"keywords": "明月 明月"}, "Poem 2: a keyword is given twice in 明月 明月."),
+    ],
+)
+def test_perplexity_checks_titles_and_keywords_as_generate_does(tiny_model_dir, tmp_path, capsys, row, message):
+    rows = [{"text": JING_YE_SI, "title": "静夜思"}, {"text": JING_YE_SI, **row}]
+    path = tmp_path / "poems.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    code, out, err = run(["perplexity", str(path), "--model", str(tiny_model_dir)], capsys)
+    assert code == 2 and out == "" and err == f"tangpoem: error: {message}\n"

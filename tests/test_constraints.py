@@ -4,6 +4,7 @@ rules, one request object, and a package without import cycles."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -15,10 +16,13 @@ import torch
 from test_prosody import _model, _vocab_chars
 
 from tangpoem_hf import InputError
-from tangpoem_hf.constraints import PoemSpec
-from tangpoem_hf.decoding import PoemRequest, generate_poem, generate_poems
-from tangpoem_hf.prosody import RhymeConstraint, ToneConstraint, check_poem, load_table, prosody_constraints
+from tangpoem_hf.constraints import Constraint, NoRepeat, PoemSpec, doubling_allowed
+from tangpoem_hf.decoding import generate_poem, generate_poems
+from tangpoem_hf.options import PLAIN_SAMPLE
+from tangpoem_hf.prosody import check_poem, load_table, patterns
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
+from tangpoem_hf.verse import VerseRules, verse_constraints
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tangpoem_hf"
 
@@ -32,9 +36,9 @@ def model():
 
 
 def test_one_constraint_instance_serves_two_concurrent_requests(model):
-    """Two server requests share one RegulatedVerse object and are decoded step by step together;
+    """Two server requests share one VerseRules object and are decoded step by step together;
     each poem equals the poem decoded alone with its own fresh constraint."""
-    shared = prosody_constraints(rhyme=True, tone="strict")
+    shared = verse_constraints(rhyme=True, tone="strict")
     asks = [{"form": 5, "lines": 8, "seed": 3}, {"form": 5, "lines": 8, "seed": 4, "first": "白日"}]
     alone = [generate_poem(model, rhyme=True, tone="strict", **a) for a in asks]
     entered, release = threading.Event(), threading.Event()
@@ -89,14 +93,13 @@ def test_a_two_reading_line_one_end_is_never_a_rhyme_again(model):
     spec = PoemSpec(form=5, lines=4)
     kan = tok.index["看"]  # 上平十四寒 and 去声十五翰: whether line 1 rhymes stays open
     assert load_table().tones("看") == {"平", "仄"}
-    tone, rhyme = ToneConstraint("strict"), RhymeConstraint()
-    tstate = tone.start(spec, tok, 1)
-    rstate = rhyme.start(spec, tok, 1)
-    rstate.tone = tstate
-    assert int(rstate.first_line_rhyme()[0]) == -1
-    tone.observe(4, spec, tstate, torch.tensor([kan]))
-    rhyme.observe(4, spec, rstate, torch.tensor([kan]))
-    assert not bool(rhyme.allowed(9, spec, rstate)[0, kan])
+    rules = VerseRules(rhyme=True, tone="strict")
+    state = rules.start(spec, tok, 1)
+    assert bool(rules.allowed(4, spec, state)[0, kan])
+    rules.observe(4, spec, state, torch.tensor([kan]))
+    assert bool(state.alive.any(2)[0, [p.first_rhymed for p in patterns(5, 4)]].any())  # line 1 may rhyme…
+    assert bool(state.alive.any(2)[0, [not p.first_rhymed for p in patterns(5, 4)]].any())  # …or not
+    assert not bool(rules.allowed(9, spec, state)[0, kan])
 
 
 def test_the_reported_poem_no_longer_rhymes_qin_twice():
@@ -177,3 +180,117 @@ def test_each_module_imports_alone(module):
     code = f"import tangpoem_hf.{module}"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# --- keywords placed with the rhyme and the tone (issue 23) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from tangpoem_hf.modeling import load_model
+
+    return load_model()
+
+
+@pytest.mark.parametrize("form", [5, 7])
+def test_the_readme_keywords_keep_rhyme_and_tone_over_40_seeds(bundled, form):
+    """`--first 月 --keywords "明月 故乡"` with rhyme and relaxed tone: both keywords stand whole
+    and no rule breaks (before, 8 of 20 五言 poems ended line 4 on 明月, breaking both)."""
+    rules = {**PLAIN_SAMPLE, "rhyme": True, "tone": "relaxed"}  # as on the README, repeats allowed
+    poems = generate_poems(bundled, 40, first="月", keywords="明月 故乡", form=form, seed=0, **rules)
+    for poem in poems:
+        report = check_poem(poem.text)
+        assert not poem.notes, (poem.text, poem.notes)
+        assert report.rhyme_ok and report.relaxed_ok, report.text_report()
+        assert all(any(word in line for line in poem.lines) for word in ("明月", "故乡")), poem.text
+
+
+@pytest.mark.parametrize("tone", ["relaxed", "strict"])
+def test_keywords_never_break_a_rule_where_a_placement_keeps_them_all(model, tone):
+    """A random model would put keywords anywhere; every poem still keeps every rule."""
+    for i, words in enumerate(["明月 春风", "白日 东", "山 花 雪", "乡"]):
+        for poem in generate_poems(model, 8, keywords=words, form=7, lines=4, rhyme=True, tone=tone, seed=i):
+            report = check_poem(poem.text)
+            assert not poem.notes, (poem.text, poem.notes)
+            assert report.rhyme_ok and report.relaxed_ok and (report.strict_ok or tone == "relaxed")
+            assert all(w in "，".join(poem.lines) for w in words.split())
+
+
+def test_keywords_alone_are_placed_as_before(model):
+    """Without rhyme and tone a keyword may stand anywhere its line holds it (also at a line end)."""
+    poems = generate_poems(model, 12, keywords="明月", form=5, lines=4, seed=0)
+    assert all(any("明月" in line for line in p.lines) and not p.notes for p in poems)
+
+
+class _Twice(Constraint):
+    """Asks its rule twice for every mask and reweighing: a rule without side effects between its
+    calls gives the very same poems."""
+
+    def __init__(self, inner: Constraint) -> None:
+        self.inner, self.name = inner, inner.name
+
+    def start(self, spec, tokenizer, batch_size):
+        return self.inner.start(spec, tokenizer, batch_size)
+
+    def allowed(self, slot, spec, state):
+        self.inner.allowed(slot, spec, state)
+        return self.inner.allowed(slot, spec, state)
+
+    def reweigh(self, slot, spec, state, logits):
+        self.inner.reweigh(slot, spec, state, logits)
+        return self.inner.reweigh(slot, spec, state, logits)
+
+    def observe(self, slot, spec, state, chosen, logits=None):
+        self.inner.observe(slot, spec, state, chosen, logits)
+
+    def notes(self, state, poem):
+        return self.inner.notes(state, poem)
+
+
+def test_rules_change_their_state_only_when_they_observe(model):
+    ask = {"keywords": "明月 春风", "form": 7, "lines": 4, "rhyme": True, "tone": "relaxed", "no_repeat": True}
+    request = PoemRequest.build(model.tokenizer, seed=3, num=6, search="poem", candidates=2, **ask)
+    twice = dataclasses.replace(request, constraints=tuple(_Twice(c) for c in request.constraints))
+    assert [p.text for p in generate_poems(model, request=twice)] == [
+        p.text for p in generate_poems(model, request=request)
+    ]
+
+
+# --- bound words and doublings the corpus attests --------------------------------------------------
+
+
+def test_a_bound_first_half_is_not_drawn_before_a_rhyme_that_cuts_its_word():
+    """徘 (always 徘徊 in the corpus) may stand before line 2's rhyme only where 徊 can rhyme there."""
+    tok = _model("".join(dict.fromkeys(_vocab_chars() + "徘徊裟"))).tokenizer
+    spec = PoemSpec(form=5, lines=4)
+    for group, may in (("麻", False), ("灰", True)):  # 徊 rhymes in 灰, never in 麻 (独徘裟)
+        rules = VerseRules(rhyme=True, group=group)
+        state = rules.start(spec, tok, 1)
+        assert bool(rules.allowed(8, spec, state)[0, tok.index["徘"]]) is may  # line 2, character 4
+        assert bool(rules.allowed(7, spec, state)[0, tok.index["徘"]])  # no rhyme right after it
+        assert bool(rules.allowed(9, spec, state)[0, tok.index["裟"]]) is (group == "麻")
+
+
+def test_no_repeat_keeps_only_doublings_the_corpus_attests_where_a_word_starts(model):
+    tok = model.tokenizer
+    spec = PoemSpec(form=5, lines=4)
+    rule = NoRepeat()
+    for ch, col, may in (("萋", 3, True), ("萋", 0, True), ("萋", 1, False), ("乡", 3, False), ("乡", 0, False)):
+        if ch not in tok:
+            continue
+        state = rule.start(spec, tok, 1)
+        rule.observe(col, spec, state, torch.tensor([tok.index[ch]]))
+        assert bool(rule.allowed(col + 1, spec, state)[0, tok.index[ch]]) is may, (ch, col)
+    assert doubling_allowed("萋", 3, 5) and not doubling_allowed("乡", 3, 5) and not doubling_allowed("萋", 1, 5)
+
+
+def test_no_repeat_poems_hold_no_false_doubling(bundled):
+    """Over the README's first character, no poem under no_repeat doubles a character the corpus
+    never doubles (故乡乡, 气气凉), nor doubles where no word starts."""
+    for form in (5, 7):
+        poems = generate_poems(bundled, 24, first="月", form=form, seed=0, no_repeat=True, rhyme=True, tone="relaxed")
+        for poem in poems:
+            for line in poem.lines:
+                for c in range(len(line) - 1):
+                    if line[c] == line[c + 1]:
+                        assert doubling_allowed(line[c], c, form), poem.text

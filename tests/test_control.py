@@ -25,8 +25,8 @@ from tangpoem_hf.control import (
 )
 from tangpoem_hf.decoding import PoemWalk, generate_poem, generate_poems, score_lines
 from tangpoem_hf.errors import InputError, ModelFileError
-from tangpoem_hf.evaluation import token_losses
 from tangpoem_hf.modeling import IGNORE_INDEX
+from tangpoem_hf.scoring import perplexity, token_losses
 from tangpoem_hf.text import clean_poem_text, split_lines
 from tangpoem_hf.training import TrainConfig, Trainer
 
@@ -191,7 +191,7 @@ def test_a_keyword_is_placed_where_the_model_likes_it():
 def test_a_control_model_reads_the_form_title_and_keywords_first():
     model = control_model()
     request_kwargs = {"form": 7, "lines": 4, "title": "山行", "keywords": "白云 霜叶", "seed": 1}
-    from tangpoem_hf.decoding import PoemRequest
+    from tangpoem_hf.request import PoemRequest
 
     walk = PoemWalk(model.tokenizer, "ours", PoemRequest.build(model.tokenizer, **request_kwargs))
     assert walk.context == control_ids(model.tokenizer, "七绝", Control("山行", ("白云", "霜叶")))
@@ -200,7 +200,7 @@ def test_a_control_model_reads_the_form_title_and_keywords_first():
     titled = [generate_poem(model, form=5, title="山行", seed=s, temperature=2.0).text for s in range(6)]
     plain = [generate_poem(model, form=5, seed=s, temperature=2.0).text for s in range(6)]
     assert titled != plain  # the title conditions the poem
-    poem = generate_poem(model, **request_kwargs, candidates=3)
+    poem = generate_poem(model, **request_kwargs, search="poem", candidates=3)
     assert poem.score == pytest.approx(
         score_lines(model, poem.lines, (), title="山行", keywords=("白云", "霜叶")), abs=1e-5
     )
@@ -254,9 +254,22 @@ def test_train_with_controls_then_generate_and_score_with_a_theme(small_corpus, 
     themed = capsys.readouterr().out
     assert main(["perplexity", str(bare), "--model", str(out / "best")]) == 0
     assert themed != capsys.readouterr().out  # the title and keywords were read
-    bare.write_text(json.dumps({"text": TEXTS[7], "keywords": "白云 龘"}, ensure_ascii=False) + "\n")
-    assert main(["perplexity", str(bare), "--model", str(out / "best")]) == 2
-    assert "Poem 1: the model does not know the character(s) 龘" in capsys.readouterr().err
+    # A theme character the model lacks: that one poem is scored bare, the others with their theme,
+    # and one warning counts them.
+    lacking = {"text": TEXTS[3], "title": "龘山", "keywords": "白云 齉"}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (row, lacking, lacking)) + "\n")
+    assert main(["perplexity", str(mixed), "--model", str(out / "best")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("note:") == 1
+    assert (
+        "2 poem(s) scored without their title and keywords" in captured.err
+        and "齉龘" in captured.err
+        and "(poem 2, 3)" in captured.err
+    )
+    themed_controls = [Control("山行", ("白云", "石径")), Control(), Control()]
+    expected = perplexity(model, [TEXTS[7], TEXTS[3], TEXTS[3]], controls=themed_controls)
+    assert captured.out.strip().splitlines()[-1] == f"perplexity: {expected:.3f}"
 
 
 def test_perplexity_notes_that_a_model_without_controls_ignores_the_theme(tiny_model_dir, tmp_path, capsys):
@@ -267,7 +280,7 @@ def test_perplexity_notes_that_a_model_without_controls_ignores_the_theme(tiny_m
 
 
 def test_character_perplexity_reads_a_control_model_its_form_first():
-    from tangpoem_hf.evaluation import char_losses
+    from tangpoem_hf.scoring import char_losses
 
     model, old = control_model(), make_tiny_model()
     total, count = char_losses(model, TEXTS[:4])
@@ -291,3 +304,20 @@ def test_packed_epochs_keep_their_size_whatever_is_dropped():
         for step in range(stream.steps_per_epoch):
             x, y = stream.get(epoch, step)
             assert x.shape == y.shape == (2, 8)
+
+
+def test_a_title_is_taken_as_people_type_it():
+    """Spaces, punctuation and other scripts are dropped; a long title is cut to what the model reads, with one note."""
+    from tangpoem_hf.control import MAX_TITLE
+
+    model = control_model()
+    plain = generate_poem(model, form=5, title="白日依山尽", seed=3, temperature=2.0)
+    typed = generate_poem(model, form=5, title=" 白日 依山，尽 (No.1)! ", seed=3, temperature=2.0)
+    assert typed.text == plain.text and typed.notes == plain.notes == []
+    long_title = "白日依山尽黄河入海流欲穷千里目更上一层楼"  # 20 characters
+    cut = generate_poem(model, form=5, title=long_title, seed=3, temperature=2.0)
+    assert cut.text == generate_poem(model, form=5, title=long_title[:MAX_TITLE], seed=3, temperature=2.0).text
+    assert cut.notes == [f"The title was cut to its first {MAX_TITLE} characters ({long_title[:MAX_TITLE]}): "
+                         "the model reads no more."]  # fmt: skip
+    with pytest.raises(InputError, match="title holds no Chinese characters"):
+        generate_poem(model, form=5, title="Hello")

@@ -3,9 +3,9 @@ import json
 import pytest
 from conftest import POEMS, needs_corpus, poem_records, write_corpus
 
-from tangpoem_hf.corpus import RAW_FEATURES, build_splits, classify_form, corpus_stats, load_raw, split_of
+from tangpoem_hf.corpus import RAW_FEATURES, build_splits, corpus_stats, load_raw, split_of
 from tangpoem_hf.errors import CorpusError
-from tangpoem_hf.text import split_lines
+from tangpoem_hf.text import classify_form, split_lines
 
 
 def test_load_raw_uses_explicit_features(small_corpus):

@@ -14,7 +14,6 @@ from tangpoem_hf import InputError
 from tangpoem_hf.constraints import stray_repeats
 from tangpoem_hf.decoding import (
     REPEAT_PENALTY,
-    PoemRequest,
     generate_poem,
     generate_poems,
     rewrite_poem,
@@ -22,7 +21,9 @@ from tangpoem_hf.decoding import (
     stream_poem,
     token_logprobs,
 )
+from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.prosody import check_poem
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
 
 
@@ -48,7 +49,12 @@ def test_stray_repeats_allows_one_reduplicated_pair_and_forced_slots():
 @pytest.mark.parametrize(("form", "lines"), [(5, 4), (7, 4), (5, 8), (7, 8), (7, 16)])
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"rhyme": True, "tone": "relaxed"}, {"rhyme": True, "tone": "strict", "first": "春风"}, {"first": "山山"}],
+    [
+        {"free": True},
+        {"rhyme": True, "tone": "relaxed"},
+        {"rhyme": True, "tone": "strict", "first": "春风"},
+        {"first": "山山"},
+    ],
     ids=["free", "regulated", "strict+first", "forced-pair"],
 )
 def test_no_repeat_over_many_seeds_and_forms(model, form, lines, extra):
@@ -74,13 +80,13 @@ def test_no_repeat_with_an_acrostic_whose_heads_repeat(model):
 
 def test_without_no_repeat_random_poems_do_repeat(model):
     """The guard above is not vacuous: the same requests without the rule repeat characters."""
-    poems = generate_poems(model, 16, form=7, lines=8, seed=56, temperature=0.5)
+    poems = generate_poems(model, 16, form=7, lines=8, seed=56, **{**PLAIN_SAMPLE, "temperature": 0.5})
     assert sum(bool(stray_repeats(p.lines)) for p in poems) >= 4
 
 
 def test_no_repeat_backs_off_with_a_note_when_the_vocabulary_runs_out():
     small = _model("春夏秋冬白日依山尽风花雪月")  # 13 characters for 20 slots
-    poem = generate_poem(small, form=5, lines=4, seed=0, no_repeat=True)
+    poem = generate_poem(small, form=5, lines=4, seed=0, no_repeat=True, free=True)
     assert len(poem.lines) == 4 and poem.notes
     assert all("no repeat rule is broken" in n for n in poem.notes)
 
@@ -89,10 +95,10 @@ def test_no_repeat_backs_off_with_a_note_when_the_vocabulary_runs_out():
 
 
 def test_one_candidate_is_the_plain_poem_and_more_are_ranked(model):
-    plain = generate_poem(model, first="山", form=7, seed=3, rhyme=True, tone="relaxed")
-    one = generate_poem(model, first="山", form=7, seed=3, rhyme=True, tone="relaxed", candidates=1)
-    assert one.text == plain.text and one.others == []
-    best = generate_poem(model, first="山", form=7, seed=3, rhyme=True, tone="relaxed", candidates=6)
+    rules = {"rhyme": True, "tone": "relaxed", "no_repeat": False}
+    plain = generate_poem(model, first="山", form=7, seed=3, search="poem", candidates=1, **rules)
+    assert plain.others == [] and plain.candidate == 0
+    best = generate_poem(model, first="山", form=7, seed=3, search="poem", candidates=6, **rules)
     scores = [best.score, *(p.score for p in best.others)]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     assert plain.text in [best.text, *(p.text for p in best.others)]  # candidate 0 is the plain poem
@@ -102,7 +108,7 @@ def test_one_candidate_is_the_plain_poem_and_more_are_ranked(model):
 
 
 def test_the_score_is_the_teacher_forced_score_of_the_text(model):
-    poem = generate_poem(model, first="月", form=5, lines=8, seed=2, candidates=4, no_repeat=True)
+    poem = generate_poem(model, first="月", form=5, lines=8, seed=2, search="poem", candidates=4, no_repeat=True)
     for p in [poem, *poem.others]:
         assert p.score == pytest.approx(score_lines(model, p.lines, forced={0}), abs=1e-5)
     themed = generate_poem(model, first="月", form=5, seed=2, keywords="明月 江山")
@@ -120,16 +126,16 @@ def test_repeats_cost_score(model):
 
 
 def test_num_keeps_meaning_distinct_poems_each_the_best_of_its_candidates(model):
-    poems = generate_poems(model, 3, first="江", form=5, seed=10, candidates=4)
+    poems = generate_poems(model, 3, first="江", form=5, seed=10, search="poem", candidates=4)
     assert [p.seed for p in poems] == [10, 11, 12]
     for p in poems:
-        alone = generate_poem(model, first="江", form=5, seed=p.seed, candidates=4)
+        alone = generate_poem(model, first="江", form=5, seed=p.seed, search="poem", candidates=4)
         assert p.text == alone.text and len(p.others) == 3
 
 
 def test_streaming_candidates_ends_with_the_best(model):
-    items = list(stream_poem(model, first="山", form=5, seed=4, candidates=5))
-    assert items[-1].text == generate_poem(model, first="山", form=5, seed=4, candidates=5).text
+    items = list(stream_poem(model, first="山", form=5, seed=4, search="poem", candidates=5))
+    assert items[-1].text == generate_poem(model, first="山", form=5, seed=4, search="poem", candidates=5).text
     assert items[-1].score is not None and len(items[-1].others) == 4
     assert all(not p.finished for p in items[:-1])
 
@@ -137,10 +143,12 @@ def test_streaming_candidates_ends_with_the_best(model):
 def test_the_server_decodes_candidates_in_the_shared_step(model):
     server = PoemServer(model)
     try:
-        poem = deque(server.stream(first="山", form=7, seed=8, candidates=4, no_repeat=True), maxlen=1)[0]
+        poem = deque(server.stream(first="山", form=7, seed=8, search="poem", candidates=4, no_repeat=True), maxlen=1)[
+            0
+        ]
     finally:
         server.close()
-    alone = generate_poem(model, first="山", form=7, seed=8, candidates=4, no_repeat=True)
+    alone = generate_poem(model, first="山", form=7, seed=8, search="poem", candidates=4, no_repeat=True)
     assert poem.text == alone.text and [p.text for p in poem.others] == [p.text for p in alone.others]
 
 
@@ -173,25 +181,28 @@ def test_rewrite_keeps_lines_and_the_rules(model, tone):
 
 def test_rewrite_names_the_kept_line_that_breaks_a_rule(model):
     poem = ["白日依山尽", "春风吹雪东", "秋月白日宫", "花月满日江"]  # 东 is 一东, 江 is 三江: they cannot rhyme
-    new = rewrite_poem(model, poem, [1, 3], rhyme=True, seed=0)
+    rules = {"rhyme": True, "tone": "none", "no_repeat": False}
+    new = rewrite_poem(model, poem, [1, 3], seed=0, **rules)
     assert new.lines[1] == "春风吹雪东" and new.lines[3] == "花月满日江"
     assert new.notes == [
         "The rhyme rule is broken at kept line 4, character 5 (江, a character you gave): "
         "it does not rhyme with the other lines."
     ]
-    assert rewrite_poem(model, poem, [1, 2], rhyme=True, seed=0).notes == []  # 宫 ends an odd line: no clash
+    assert rewrite_poem(model, poem, [1, 2], seed=0, **rules).notes == []  # 宫 ends an odd line: no clash
 
 
 def test_rewrite_keeps_the_acrostic_heads_and_the_model_reads_kept_lines(model):
-    original = generate_poem(model, acrostic="春江花月", form=7, seed=1, rhyme=True, tone="relaxed")
-    new = rewrite_poem(model, original.text, [2], acrostic="春江花月", rhyme=True, tone="relaxed", seed=5)
+    one = {"candidates": 1, "no_repeat": False}
+    original = generate_poem(model, acrostic="春江花月", form=7, seed=1, rhyme=True, tone="relaxed", **one)
+    new = rewrite_poem(model, original.text, [2], acrostic="春江花月", rhyme=True, tone="relaxed", seed=5, **one)
     assert [line[0] for line in new.lines] == list("春江花月") and new.lines[2] == original.lines[2]
     assert check_poem(new.text).passed
     # Line 4 is drawn after the kept line 3: a different kept line 3 changes what follows it.
-    other = rewrite_poem(model, original.text, [2], acrostic="春江花月", seed=5)
+    other = rewrite_poem(model, original.text, [2], acrostic="春江花月", seed=5, **PLAIN_SAMPLE)
     changed = rewrite_poem(
-        model, [*original.lines[:2], "花" + "月" * 6, original.lines[3]], [2], acrostic="春江花月", seed=5
-    )
+        model, [*original.lines[:2], "花" + "月" * 6, original.lines[3]], [2], acrostic="春江花月", seed=5,
+        **PLAIN_SAMPLE,
+    )  # fmt: skip
     assert other.lines[:2] == changed.lines[:2] and other.lines[3] != changed.lines[3]
 
 
@@ -225,19 +236,19 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
 def test_cli_candidates_no_repeat_json_and_regulated_defaults(model, tmp_path, capsys):
     model.save_pretrained(tmp_path / "m")
     base = ["generate", "--model", str(tmp_path / "m"), "--first", "山", "--seed", "3", "--json"]
-    code, out, _ = _cli([*base, "--candidates", "4", "--no-repeat", "--num", "2"], capsys)
+    code, out, _ = _cli([*base, "--search", "poem", "--candidates", "4", "--no-repeat", "--num", "2"], capsys)
     rows = json.loads(out)
     assert code == 0 and [r["seed"] for r in rows] == [3, 4]
     for row in rows:
         alone = generate_poem(
-            model, first="山", seed=row["seed"], candidates=4, no_repeat=True, rhyme=True, tone="relaxed"
+            model, first="山", seed=row["seed"], search="poem", candidates=4, no_repeat=True, rhyme=True, tone="relaxed"
         )
         assert row["text"] == alone.text and row["score"] == pytest.approx(alone.score) and row["notes"] == []
         assert check_poem(row["text"]).passed  # 4 lines: rhyme and relaxed tone by default
     code, out, _ = _cli([*base, "--free"], capsys)
-    assert json.loads(out)["text"] == generate_poem(model, first="山", seed=3).text
-    code, out, _ = _cli([*base, "--lines", "6"], capsys)  # not 4 or 8 lines: free by default
-    assert json.loads(out)["text"] == generate_poem(model, first="山", lines=6, seed=3).text
+    assert json.loads(out)["text"] == generate_poem(model, first="山", seed=3, free=True).text
+    code, out, _ = _cli([*base, "--lines", "6"], capsys)  # the default rules hold for every line count
+    assert json.loads(out)["text"] == generate_poem(model, first="山", lines=6, seed=3, rhyme=True, tone="relaxed").text
     code, _, err = _cli([*base, "--free", "--tone", "strict"], capsys)
     assert code == 2 and "--free" in err and "Traceback" not in err
     code, _, err = _cli([*base, "--candidates", "0"], capsys)
@@ -250,7 +261,7 @@ def test_server_and_decoder_start_from_the_models_start_state():
     started = _model(_vocab_chars())
     torch.manual_seed(1)
     started.set_start_state(torch.randn(1, 16), torch.randn(1, 16))
-    request = {"form": 5, "seed": 6, "candidates": 3}
+    request = {"form": 5, "seed": 6, "search": "poem", "candidates": 3}
     alone = generate_poem(started, **request)
     assert alone.text != generate_poem(plain, **request).text  # the start state matters
     server = PoemServer(started)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from tangpoem_hf import InputError
-from tangpoem_hf.decoding import generate_poem, generate_poems, make_spec, stream_poem
+from tangpoem_hf.decoding import generate_poem, generate_poems, stream_poem
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.text import is_han
 
 
@@ -50,12 +51,13 @@ def test_same_seed_same_poem_and_batch_matches_single(tiny_model):
 
 
 def test_streaming_yields_growing_prefixes(tiny_model):
-    steps = list(stream_poem(tiny_model, first="山", form=5, lines=4, seed=1))
+    ask = {"first": "山", "form": 5, "lines": 4, "seed": 1, "search": "poem"}  # a line search may replace a line
+    steps = list(stream_poem(tiny_model, **ask))
     assert len(steps) == 20
     flat = [s.text.replace("\n", "") for s in steps]
     assert all(flat[i + 1].startswith(flat[i].rstrip("，。")) for i in range(len(flat) - 1))
     assert steps[-1].finished and not steps[0].finished
-    assert steps[-1].text == generate_poem(tiny_model, first="山", form=5, lines=4, seed=1).text
+    assert steps[-1].text == generate_poem(tiny_model, **ask).text
 
 
 def wants_to_stop(model):
@@ -85,8 +87,9 @@ def test_traditional_output(tiny_model):
     assert poem.traditional().lines[0][0] == "黃"
 
 
-def test_spec_accepts_chinese_form_names(tiny_model):
-    assert make_spec(tiny_model.tokenizer, form="五言").form == 5
+def test_a_request_accepts_chinese_form_names(tiny_model):
+    assert PoemRequest.build(tiny_model.tokenizer, form="五言").spec.form == 5
+    assert [len(line) for line in generate_poem(tiny_model, form="七言", seed=0).lines] == [7] * 4
 
 
 def test_partial_sort_nucleus_equals_the_full_sort():
@@ -132,3 +135,28 @@ def test_batched_draws_equal_single_draws():
                 for b in range(6)
             ]
             assert together.tolist() == alone
+
+
+def test_quick_nucleus_draws_as_the_wide_guess_on_tied_probabilities():
+    """The quick partial sort leaves a tie across the nucleus' edge to the wider guess, so tied
+    characters (equal logits) are drawn exactly as the 1,024-wide sort draws them."""
+    from tangpoem_hf.decoding import NUCLEUS_GUESSES, _sample_rows
+
+    def wide_guess_sample(logits, temperature, top_p, gen):
+        probs = torch.softmax(logits.double() / temperature, dim=-1)
+        sorted_p, order = torch.topk(probs, NUCLEUS_GUESSES[0])
+        assert float(sorted_p.sum()) >= top_p  # the nucleus fits in the first guess
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < top_p
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p * keep)
+        cdf = torch.cumsum(probs, 0)
+        u = torch.rand((), generator=gen, dtype=torch.float64) * cdf[-1]
+        return int(torch.searchsorted(cdf, u.unsqueeze(0)).clamp(max=len(cdf) - 1))
+
+    torch.manual_seed(2)
+    for trial in range(40):
+        logits = (torch.randn(7133) * 12).round() / 4  # coarse: many exact ties among the likeliest
+        for top_p in (0.5, 0.9):
+            gens = [torch.Generator().manual_seed(100 * trial + s) for s in range(8)]
+            drawn = _sample_rows(logits.expand(8, -1), 0.5, 0, top_p, gens).tolist()
+            gens = [torch.Generator().manual_seed(100 * trial + s) for s in range(8)]
+            assert drawn == [wide_guess_sample(logits, 0.5, top_p, g) for g in gens]

@@ -1,5 +1,6 @@
-"""The documentation runs as written: every Python block of the README and the bundled model card,
-and every ``$ tangpoem ...`` sample of the README against the output it shows."""
+"""The documentation runs as written: every Python block of the README, the guides and the bundled model
+card, and every ``$ tangpoem ...`` sample of the README against the output it shows; every link points at a
+file that exists."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from tangpoem_hf.cli import main
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
+GUIDES = sorted((ROOT / "docs" / "guide").glob("*.md"))
 DOCS = [ROOT / "README.md", BUNDLED_MODEL_DIR / "README.md"]
+DOCS += [p for p in GUIDES if "```python" in p.read_text(encoding="utf-8")]
 
 
 def blocks(path: Path, language: str) -> list[str]:
@@ -78,3 +81,18 @@ def readme_samples() -> list[tuple[str, str]]:
 def test_readme_samples_match_the_bundled_model(command: str, shown: str, capsys: pytest.CaptureFixture) -> None:
     assert main(shlex.split(command)[1:]) == 0
     assert capsys.readouterr().out.strip() == shown
+
+
+@pytest.mark.parametrize(
+    "path",
+    [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_relative_links_point_at_files(path: Path) -> None:
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text(encoding="utf-8"))
+    missing = [t for t in targets if not (path.parent / t).exists()]
+    assert not missing, f"{path.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def test_readme_reads_in_five_minutes() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 150

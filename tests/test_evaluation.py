@@ -86,7 +86,7 @@ def test_headline_perplexity_of_the_bundled_model_is_the_recorded_value(tmp_path
 
     from tangpoem_hf import load_model
     from tangpoem_hf.cli import main, read_scoring_file
-    from tangpoem_hf.evaluation import perplexity, token_losses
+    from tangpoem_hf.scoring import perplexity, token_losses
 
     poems = tmp_path / "poems.txt"
     poems.write_text("\n".join(HEADLINE_POEMS) + "\n", encoding="utf-8")

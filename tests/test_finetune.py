@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,15 +18,8 @@ from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.cli import main
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
-from tangpoem_hf.finetune import (
-    FinetuneOptions,
-    build_finetune_data,
-    filter_splits,
-    finetune,
-    grow_vocabulary,
-    hash_validation,
-    text_file_splits,
-)
+from tangpoem_hf.finetune import FinetuneOptions, finetune, grow_vocabulary
+from tangpoem_hf.finetune_data import build_finetune_data, filter_splits, hash_validation, text_file_splits
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 from tangpoem_hf.text import punctuate
 from tangpoem_hf.training import TrainConfig
@@ -124,6 +118,29 @@ def test_finetune_grows_vocabulary_saves_and_generates(base_dir: Path, poems_fil
     assert math.isfinite(info["base_val_perplexity"])
     for name in ("train_log.jsonl", "curves.png", "best/README.md"):
         assert (out / name).exists(), name
+
+
+def test_finetune_prepares_data_then_model_then_trainer_once_each(
+    base_dir: Path, poems_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pass: the corpus is read, the vocabulary grown and the trainer prepared once each, in that order."""
+    from tangpoem_hf import finetune as module
+    from tangpoem_hf import finetune_data, training
+
+    calls: list[str] = []
+
+    def recorded(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(finetune_data, "text_file_splits", recorded("data", finetune_data.text_file_splits))
+    monkeypatch.setattr(module, "grow_vocabulary", recorded("model", module.grow_vocabulary))
+    monkeypatch.setattr(training.Trainer, "prepare", recorded("trainer", training.Trainer.prepare))
+    finetune(small_cfg(tmp_path / "run", poems_file, max_steps=2), FinetuneOptions(init_from=str(base_dir)))
+    assert calls == ["data", "model", "trainer"]
 
 
 @pytest.mark.skipif(not HAS_BUNDLED, reason="the bundled model is not trained yet")
@@ -366,7 +383,9 @@ def test_local_base_needs_an_id_for_base_model(base_dir: Path, poems_file: Path,
             FinetuneOptions(init_from=str(base_dir), push_to_hub="alice/mine"),
             api=api,
         )
-    assert "base_model" not in card_yaml(api.cards[-1]) and str(base_dir) in api.cards[-1]
+    # The training section names the local base, by its folder's name: never this machine's absolute path.
+    card = api.cards[-1]
+    assert "base_model" not in card_yaml(card) and "Fine-tuned from `base` on " in card and str(base_dir) not in card
 
 
 def test_freezing_a_tied_embedding_is_refused(poems_file: Path, tmp_path: Path) -> None:
@@ -413,3 +432,39 @@ def test_finetune_max_steps_alone_is_not_cut_by_the_default_epochs(
     # 8 poems: batches shrink to one step an epoch, so the default 10 epochs used to stop it at step 10
     assert main(["finetune", *args, "--max-steps", "30", "--no-progress"]) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == "Stopped at step 30: --max-steps 30."
+
+
+def test_finetuning_shows_one_progress_bar(base_dir: Path, tmp_path: Path, capfd) -> None:
+    """The trainer's bar only: datasets' own bars for each map and filter (Filtering train…) stay off."""
+    corpus = tagged_corpus(tmp_path / "tagged")
+    args = ["finetune", "--init-from", str(base_dir), "--corpus", str(corpus), "--author", "李白"]
+    code = main([*args, "--out-dir", str(tmp_path / "li"), "--max-steps", "2", "--batch-size", "2", "--seq-len", "16"])
+    err = capfd.readouterr().err
+    bars = set(re.findall(r"([^\r\n:]+): +(?:\d+%\||\d+ examples)", err))  # "train:  50%|…", "Filter: 100%|…"
+    assert code == 0 and len(bars) == 1, err
+
+
+def test_datasets_bars_come_back_after_finetuning(base_dir: Path, poems_file: Path, tmp_path: Path) -> None:
+    import datasets
+
+    finetune(small_cfg(tmp_path / "f", poems_file, max_steps=1), FinetuneOptions(init_from=str(base_dir)))
+    assert not datasets.are_progress_bars_disabled()  # a caller's own datasets work keeps its bars
+
+
+def test_a_finetuned_card_says_what_it_was_finetuned_on(base_dir: Path, tmp_path: Path) -> None:
+    """Base, data (poet, how many poems), which split the figure comes from and how many poems it
+    covers, set beside the base model's figure on the same poems; and no absolute path anywhere."""
+    corpus = tagged_corpus(tmp_path / "tagged")
+    cfg = small_cfg(tmp_path / "li", corpus, max_steps=2)
+    assert Path(cfg.corpus).is_absolute() and Path(cfg.out_dir).is_absolute() and base_dir.is_absolute()
+    finetune(cfg, FinetuneOptions(init_from=str(base_dir), authors=["李白"]))
+    best = tmp_path / "li" / "best"
+    card, info = (best / "README.md").read_text(), (best / "training.json").read_text()
+    for text in (card, info):
+        assert str(tmp_path) not in text and "/tmp" not in text
+    described = "8 training poems: the poems of the chinese-poetry corpus (folder `tagged`) with poet 李白"
+    assert f"Fine-tuned from `base` on {described} (held out: 4 validation" in card
+    assert "Held-out perplexity on the validation split of the fine-tuning data, 4 poems (" in card
+    assert "The base model, before fine-tuning, on the same poems: " in card
+    assert "not comparable with a perplexity on the whole corpus's test split" in card
+    assert "Held-out perplexity (validation split" not in card  # where a corpus figure would stand

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import gradio
@@ -25,7 +25,10 @@ from conftest import make_tiny_model
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard, constants
 
 from tangpoem_hf import ModelFileError, TangPoemLSTM, hub
+from tangpoem_hf.cli import build_parser, main
 from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
+from tangpoem_hf.push import push as run_push
 
 ROOT = Path(__file__).resolve().parents[1]
 POEMS = [
@@ -109,12 +112,9 @@ def api(tmp_path: Path) -> RecordingHfApi:
     return RecordingHfApi(tmp_path / "hub-double")
 
 
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"tangpoem_script_{name}", ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def push(*argv: str, api: RecordingHfApi | None = None) -> int:
+    """``tangpoem push ARGV`` as the CLI parses and runs it, with ``api`` standing in for the Hub."""
+    return run_push(build_parser().parse_args(["push", *argv]), api=api)
 
 
 def same_poem(a: TangPoemLSTM, b: TangPoemLSTM) -> bool:
@@ -222,10 +222,11 @@ def test_push_model_folder_refuses_an_incomplete_folder(tmp_path: Path, api: Rec
     assert api.calls == []
 
 
-def test_push_to_hub_dry_run_folder_loads(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_push_model_dry_run_folder_loads(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "dry"
-    code = load_script("push_to_hub").main(
-        ["--model", str(model_dir), "--repo-id", "alice/tangpoem", "--dry-run", str(out), "--base-model", "bob/base"]
+    code = push(
+        "model",
+        *["--model", str(model_dir), "--repo-id", "alice/tangpoem", "--dry-run", str(out), "--base-model", "bob/base"],
     )
     assert code == 0 and "dry run" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
@@ -240,21 +241,19 @@ def test_push_to_hub_dry_run_folder_loads(model_dir: Path, tmp_path: Path, capsy
     assert same_poem(TangPoemLSTM.from_pretrained(out), TangPoemLSTM.from_pretrained(model_dir))
 
 
-def test_push_to_hub_script_uploads_through_the_api(model_dir: Path, api: RecordingHfApi) -> None:
-    code = load_script("push_to_hub").main(
-        ["--model", str(model_dir), "--repo-id", "alice/tangpoem", "--private"], api=api
-    )
+def test_push_model_command_uploads_through_the_api(model_dir: Path, api: RecordingHfApi) -> None:
+    code = push("model", "--model", str(model_dir), "--repo-id", "alice/tangpoem", "--private", api=api)
     assert code == 0
     assert api.calls[0][1]["private"] is True
     assert "model.safetensors" in api.uploads[0]["files"]
     TangPoemLSTM.from_pretrained(api.uploads[0]["copy"])
 
 
-def test_push_to_hub_script_reports_a_broken_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = load_script("push_to_hub").main(["--model", str(tmp_path), "--repo-id", "a/b", "--dry-run", str(tmp_path)])
+def test_push_model_command_reports_a_broken_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["push", "model", "--model", str(tmp_path), "--repo-id", "a/b", "--dry-run", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "config.json is missing" in err and "Traceback" not in err
+    assert err.startswith("tangpoem: error: ") and "config.json is missing" in err and "Traceback" not in err
 
 
 # --- from_pretrained through the hub cache ------------------------------------------------------
@@ -316,9 +315,7 @@ def test_from_pretrained_names_what_the_cache_lacks(hub_cache: tuple[Path, str, 
 
 def test_space_dry_run_folder(tmp_path: Path) -> None:
     out = tmp_path / "space"
-    code = load_script("push_space").main(
-        ["--repo-id", "alice/tang-space", "--model-id", "alice/tangpoem", "--dry-run", str(out)]
-    )
+    code = push("space", "--repo-id", "alice/tang-space", "--model-id", "alice/tangpoem", "--dry-run", str(out))
     assert code == 0
     assert (out / "app.py").read_text(encoding="utf-8") == (ROOT / "app.py").read_text(encoding="utf-8")
     assert (out / "tangpoem_hf" / "decoding.py").is_file() and not (out / "tangpoem_hf" / "pretrained").exists()
@@ -334,7 +331,7 @@ def test_space_dry_run_folder(tmp_path: Path) -> None:
 
 
 def test_space_push_through_the_api(api: RecordingHfApi) -> None:
-    code = load_script("push_space").main(["--repo-id", "alice/tang-space", "--model-id", "alice/tangpoem"], api=api)
+    code = push("space", "--repo-id", "alice/tang-space", "--model-id", "alice/tangpoem", api=api)
     assert code == 0
     create = api.calls[0][1]
     assert create["repo_type"] == "space" and create["space_sdk"] == "gradio"
@@ -348,7 +345,7 @@ def test_space_without_a_model_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setattr(hub, "BUNDLED_MODEL_DIR", tmp_path / "empty")
-    assert load_script("push_space").main(["--repo-id", "alice/s", "--dry-run", str(tmp_path / "space")]) == 2
+    assert main(["push", "space", "--repo-id", "alice/s", "--dry-run", str(tmp_path / "space")]) == 2
     assert "pass a Hub model id (--model-id USER/NAME)" in capsys.readouterr().err
     assert not (tmp_path / "space").exists()
 
@@ -384,7 +381,7 @@ print("POEM", result[1].replace("\\n", "/"))
 def test_space_folder_starts(tmp_path: Path, model_dir: Path) -> None:
     out = tmp_path / "space"
     args = ["--repo-id", "alice/tang-space", "--model-id", "alice/tangpoem", "--dry-run", str(out)]
-    assert load_script("push_space").main(args) == 0
+    assert push("space", *args) == 0
     env = {**os.environ, "MODEL_ID": str(model_dir), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
@@ -419,9 +416,7 @@ def corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_dataset_dry_run_writes_parquet_splits_and_card(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "dataset"
-    code = load_script("push_dataset").main(
-        ["--corpus", str(corpus), "--repo-id", "alice/tang-poems", "--dry-run", str(out)]
-    )
+    code = push("dataset", "--corpus", str(corpus), "--repo-id", "alice/tang-poems", "--dry-run", str(out))
     assert code == 0
     frames = {split: pd.read_parquet(out / "data" / f"{split}-00000-of-00001.parquet") for split in hub_splits()}
     assert sum(len(f) for f in frames.values()) == 120 and len(frames["train"]) > 100
@@ -441,7 +436,7 @@ def hub_splits() -> tuple[str, ...]:
 
 
 def test_dataset_push_through_the_api(corpus: Path, api: RecordingHfApi) -> None:
-    code = load_script("push_dataset").main(["--corpus", str(corpus), "--repo-id", "alice/tang-poems"], api=api)
+    code = push("dataset", "--corpus", str(corpus), "--repo-id", "alice/tang-poems", api=api)
     assert code == 0
     assert api.calls[0] == (
         "create_repo",
@@ -449,3 +444,28 @@ def test_dataset_push_through_the_api(corpus: Path, api: RecordingHfApi) -> None
     )
     assert "data/train-00000-of-00001.parquet" in api.uploads[0]["files"]
     assert api.uploads[0]["repo_type"] == "dataset"
+
+
+# --- cards that say what they hold ---------------------------------------------------------------
+
+# An absolute path after a space, quote, bracket or backtick: this machine's layout, not the model's.
+ABSOLUTE_PATH = re.compile(r"""[\s"'(`](/[\w.-]+){2,}""")
+
+
+def test_the_bundled_card_has_no_absolute_path_and_describes_its_data() -> None:
+    card = (BUNDLED_MODEL_DIR / "README.md").read_text(encoding="utf-8")
+    info = (BUNDLED_MODEL_DIR / "training.json").read_text(encoding="utf-8")
+    assert not ABSOLUTE_PATH.search(card) and not ABSOLUTE_PATH.search(info)
+    assert "on 54,155 training poems: all the poems of the chinese-poetry corpus (folder `quantangshi`)" in card
+    assert "Held-out perplexity (test split, 935 poems, " in card
+
+
+def test_card_samples_are_drawn_with_the_cli_defaults(model_dir: Path) -> None:
+    """A 绝句 or 律诗 rhymes and keeps the relaxed tone rule, as `tangpoem generate` draws it."""
+    model = TangPoemLSTM.from_pretrained(model_dir)
+    samples = dict(hub.sample_poems(model))
+    for description, kwargs in hub.SAMPLE_REQUESTS:
+        if f"{description} (seed 0)" in samples:
+            expected = generate_poem(model, seed=0, rhyme=True, tone="relaxed", **kwargs).text
+            assert samples[f"{description} (seed 0)"] == expected, description
+    assert samples

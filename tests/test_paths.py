@@ -62,3 +62,14 @@ def test_a_missing_corpus_folder_fails_at_once(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     with pytest.raises(CorpusError, match="data/quantangshi does not exist"):
         load_raw("data/quantangshi")
+
+
+def test_portable_paths_keep_no_machine_layout(tmp_path, monkeypatch) -> None:
+    from tangpoem_hf.paths import portable_path, portable_record
+
+    monkeypatch.chdir(tmp_path)
+    assert portable_path(str(tmp_path / "runs" / "x")) == "runs/x"  # under the working directory: relative
+    assert portable_path("/data/chinese-poetry/quantangshi") == "quantangshi"  # elsewhere: the root's name
+    assert portable_path("runs/x") == "runs/x" and portable_path("alice/tangpoem") == "alice/tangpoem"
+    record = {"corpus": "/data/poems.txt", "extra": {"paths": ["/a/b/c", "d"]}, "lr": 0.1}
+    assert portable_record(record) == {"corpus": "poems.txt", "extra": {"paths": ["c", "d"]}, "lr": 0.1}

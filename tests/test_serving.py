@@ -14,6 +14,7 @@ from conftest import make_tiny_model
 
 from tangpoem_hf import InputError
 from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
 
 REQUESTS = [
@@ -88,10 +89,11 @@ def count_requests(server: PoemServer) -> threading.Semaphore:
 
 def test_concurrent_requests_share_each_step(tiny_model):
     log = ForwardLog(tiny_model, hold_first=True)
-    server = PoemServer(tiny_model)
+    server = PoemServer(tiny_model, max_batch=128)  # room for five default poems (a line search: 16 rows each)
     queued = count_requests(server)
     try:
-        first = server.stream(first="山", form=5, lines=4, seed=0)
+        first_request = {"first": "山", "form": 5, "lines": 4, "seed": 0}
+        first = server.stream(**first_request)
         started = threading.Thread(target=lambda: next(first))
         started.start()
         assert log.entered.wait(30)  # the worker took this one and is held in its first forward pass
@@ -105,7 +107,9 @@ def test_concurrent_requests_share_each_step(tiny_model):
     finally:
         server.close()
         log.handle.remove()
-    assert max(log.sizes) == 5  # after admission, every step feeds all five poems at once
+    # After admission, every step feeds every row (a poem's candidates, or its beam × line candidates) of all five.
+    rows = [PoemRequest.build(tiny_model.tokenizer, **r).width for r in [first_request, *REQUESTS[:4]]]
+    assert max(log.sizes) == sum(rows)
     assert len(rest) == 19
     assert texts == [generate_poem(tiny_model, **r).text for r in REQUESTS[:4]]
 

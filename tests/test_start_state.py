@@ -22,9 +22,10 @@ from tangpoem_hf.cli import main, read_scoring_file
 from tangpoem_hf.corpus import assign_splits, build_splits, split_of
 from tangpoem_hf.decoding import generate_poem, generate_poems, stream_poem
 from tangpoem_hf.errors import InputError, ModelFileError
-from tangpoem_hf.evaluation import char_perplexity, evaluate_model, perplexity
+from tangpoem_hf.evaluation import evaluate_model
 from tangpoem_hf.modeling import TangPoemConfig, mean_start_state
 from tangpoem_hf.numpy_lstm import NumpyLSTM
+from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.serving import PoemServer
 from tangpoem_hf.text import punctuate, split_lines
 from tangpoem_hf.training import TrainConfig, Trainer
@@ -336,24 +337,3 @@ def test_check_reads_a_bare_poem_like_perplexity(capsys):
     assert main(["check", "白日依山尽黄河入海流欲穷千里目更上一层楼"]) in (0, 1)
     out = capsys.readouterr().out
     assert "五绝" in out and "4 lines of 5 characters" in out
-
-
-def test_compare_start_states_end_to_end(small_corpus, tmp_path):
-    """Both recipes trained side by side, each measured from its own start state, the doc written."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_start_states.py"
-    spec = importlib.util.spec_from_file_location("compare_start_states", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    tiny = "--embedding-dim 8 --hidden-size 8 --batch-size 4 --seq-len 8 --eval-every 2"
-    args = ["--steps", "3", "--runs", str(tmp_path / "runs"), "--corpus", str(small_corpus)]
-    args += ["--doc", str(tmp_path / "start.md"), "--extra-train-args", tiny]
-    assert script.main(args) == 0
-    doc = (tmp_path / "start.md").read_text(encoding="utf-8")
-    assert "| stored |" in doc and "| learned |" in doc and "| zeros |" in doc and "wins on the test split" in doc
-    learned = TangPoemLSTM.from_pretrained(tmp_path / "runs" / "start-learned" / "best")
-    stored = TangPoemLSTM.from_pretrained(tmp_path / "runs" / "start-stored" / "best")
-    assert learned.config.start_state == "learned" and stored.config.start_state == "stored"
-    assert script.main([*args, "--no-train"]) == 0  # measuring again needs no training

@@ -1,9 +1,18 @@
 from tangpoem_hf.text import (
+    FORM_SHAPES,
+    FORMS,
+    OTHER,
+    classify_form,
     clean_poem_text,
+    form_name,
+    form_title,
     has_placeholder,
     is_han,
+    join_lines,
+    line_end,
     normalize_punctuation,
     split_lines,
+    split_rows,
     strip_punctuation,
     to_simplified,
     to_traditional,
@@ -90,3 +99,36 @@ def test_the_cleaned_corpus_holds_only_han_and_line_marks(small_corpus):
     assert len(texts) == len(POEMS) - 1  # the private-use poem is dropped
     assert "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。" in texts
     assert all(is_han(ch) or ch in "，。" for t in texts for ch in t)
+
+
+def test_line_ends_alternate_and_the_last_line_ends_the_poem():
+    assert (
+        join_lines(["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"])
+        == "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
+    )
+    assert join_lines(["床前明月光", "疑是地上霜", "举头望明月"]) == "床前明月光，疑是地上霜。举头望明月。"
+    assert [line_end(i, 2) for i in range(2)] == ["，", "。"]
+    assert split_lines(join_lines(["春眠不觉晓", "处处闻啼鸟"])) == ["春眠不觉晓", "处处闻啼鸟"]
+
+
+def test_form_names_in_one_table():
+    assert [form_name(*shape) for shape in FORM_SHAPES.values()] == list(FORMS) == ["五绝", "七绝", "五律", "七律"]
+    assert form_name(5, 6) == form_name(6, 4) == OTHER
+    assert [classify_form(join_lines(["一二三四五"] * n)) for n in (4, 8, 6)] == ["五绝", "五律", OTHER]
+    assert classify_form("一二三四五，一二三四五。一二三四五一二三四五。") == OTHER  # a line without its mark
+    assert [form_title(7, 4), form_title(5, 8), form_title(5, 12), form_title(7, 6)] == [
+        "七言绝句",
+        "五言律诗",
+        "五言十二句",
+        "七言六句",
+    ]
+
+
+def test_rows_split_at_marks_and_line_breaks():
+    assert split_rows(" 白日依山尽，黄河入海流。\n欲穷千里目\n\n更上一层楼 ") == [
+        "白日依山尽",
+        "黄河入海流",
+        "欲穷千里目",
+        "更上一层楼",
+    ]
+    assert split_rows("") == []
