@@ -43,12 +43,13 @@ from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
-from tangpoem_hf.training import TrainConfig, Trainer, changed_settings
+from tangpoem_hf.training import TrainConfig, Trainer, changed_settings, resolve_bf16
 
 OPTIMIZERS = ("adam", "adagrad")
 REPORT = {"adam": 58.0, "adagrad": 43.0}  # the report's training perplexities, padding counted, 20 epochs
 RATES = {"adam": (1e-3, 2e-3, 4e-3), "adagrad": (0.025, 0.05, 0.1)}  # the project's defaults ×½, ×1, ×2
 MILESTONES = (1, 5, 10, 20)
+BF16 = {"auto": "auto", "on": True, "off": False}  # --bf16 → TrainConfig.bf16, resolved before the runs
 QUANTILE_SAMPLE = 1 << 20  # parameters the rate percentiles are read from (a fixed stride through all)
 # Settings that never make a finished run stale, and those a rerun may also extend (the run continues).
 COSMETIC = {"out_dir", "progress", "threads"}
@@ -150,8 +151,11 @@ class RunSpec:
     chatty: bool = False
 
 
-def _without(cfg: dict, keys: set[str]) -> dict:
-    return {k: v for k, v in cfg.items() if k not in keys}
+def _changed(saved: dict, wanted: dict, ignore: set[str]) -> list[str]:
+    """Settings of ``wanted`` that differ from a saved run's. A setting the saved run predates counts as
+    its default, and what the saved file records besides the settings (``bf16_resolved``) is not compared."""
+    default = json.loads(json.dumps(asdict(TrainConfig())))
+    return changed_settings({**default, **saved}, {k: v for k, v in wanted.items() if k not in ignore})
 
 
 class StudyTrainer(Trainer):
@@ -200,11 +204,11 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     wanted = json.loads(json.dumps(asdict(cfg)))
     path, summary_path = out / "train_config.json", out / "summary.json"
     saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    if saved is not None and summary_path.exists() and _without(saved, COSMETIC) == _without(wanted, COSMETIC):
+    if saved is not None and summary_path.exists() and not _changed(saved, wanted, COSMETIC):
         print(f"{spec.name}: finished earlier, read from {out}", flush=True)
         return json.loads(summary_path.read_text())
-    if saved is not None and _without(saved, EXTENSIBLE) != _without(wanted, EXTENSIBLE):
-        changed = changed_settings(_without(saved, EXTENSIBLE), _without(wanted, EXTENSIBLE))
+    changed = _changed(saved, wanted, EXTENSIBLE) if saved is not None else []
+    if changed:
         raise InputError(f"{out} holds a run with other settings ({', '.join(changed)}): pick another --out-dir.")
     if spec.continue_from and not has_checkpoint(out / "checkpoints"):
         shutil.rmtree(out, ignore_errors=True)  # no checkpoint: nothing here worth keeping
@@ -338,7 +342,7 @@ def render(
         f"Regenerate with `{command}` (rerun it after a kill: every run continues from its last checkpoint).",
         "",
         f"The report's model: embedding {args.embedding_dim} → LSTM {args.hidden_size} → Linear (full softmax), "
-        f"batch {args.batch_size}, fp32{' (bf16 autocast)' if args.bf16 else ''}, seed {args.seed}, gradient "
+        f"batch {args.batch_size}, fp32{' (bf16 autocast)' if args.bf16_resolved else ''}, seed {args.seed}, gradient "
         f"clipping 1.0, constant rate. Our pipeline: poems with their punctuation packed into {args.batch_size} "
         f"streams of {args.seq_len} tokens, each poem from the model's start state (the mean state at <bos>), "
         "the de-duplicated split (copies of a poem stay in one split). Perplexities are per real token "
@@ -509,7 +513,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--stats-every", type=int, default=50, help="steps between step-size records [50]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only where the CPU has bf16 units)")
+    p.add_argument(
+        "--bf16",
+        nargs="?",
+        const="on",
+        choices=tuple(BF16),
+        default="auto",
+        help="bf16 autocast: auto (where the CPU or GPU runs bf16 in hardware; elsewhere it is slower), on "
+        "(--bf16 alone) or off [auto]; the run folders record the resolved value",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one thread each [1]")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run [1 with --jobs > 1, else torch's]")
@@ -520,6 +532,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.check_epochs < 1 or args.epochs < 1:
         p.error("--epochs and --check-epochs must be at least 1.")
+    args.bf16_resolved = resolve_bf16(BF16[args.bf16], torch.device(args.device))
     return args
 
 
@@ -539,7 +552,7 @@ def experiment(args: argparse.Namespace, argv: list[str]) -> None:
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         seed=args.seed,
-        bf16=args.bf16,
+        bf16=args.bf16_resolved,
         device=args.device,
         threads=threads,
         progress=not args.no_progress and args.jobs <= 1,

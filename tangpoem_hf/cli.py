@@ -39,7 +39,13 @@ BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag 
     "traditional": ("simplified", False, "keep the corpus in traditional script"),
     "tie_weights": ("tie_weights", True, "share the embedding and output weights"),
     "locked_dropout": ("locked_dropout", True, "dropout masks shared by all time steps of a sequence (AWD-LSTM)"),
-    "bf16": ("bf16", True, "bf16 autocast (the output layer on CPU; everything on CUDA)"),
+    "bf16": (
+        "bf16",
+        True,
+        "force bf16 autocast (the output layer on CPU; everything on CUDA) [auto: on for CUDA "
+        "and CPUs with AVX512-BF16 or AMX, off elsewhere]",
+    ),
+    "no_bf16": ("bf16", False, "force fp32 (see --bf16)"),
     "compile": ("compile", True, "torch.compile the model"),
     "no_progress": ("progress", False, "no progress bar"),
     "freeze_embedding": ("freeze_embedding", True, "keep the input embedding fixed"),
@@ -480,7 +486,7 @@ def _perplexity(args: argparse.Namespace) -> int:
 def _data_stats(args: argparse.Namespace) -> int:
     from .corpus import corpus_stats
 
-    stats = corpus_stats(args.corpus, simplified=not args.traditional)
+    stats = corpus_stats(args.corpus, simplified=not args.traditional, dynasties=args.dynasties)
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
         return 0
@@ -492,6 +498,26 @@ def _data_stats(args: argparse.Namespace) -> int:
     print(f"vocabulary:         {stats['vocabulary']} ({stats['script']})")
     print("forms:              " + ", ".join(f"{k} {v}" for k, v in stats["forms"].items()))
     print("splits:             " + ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))
+    for name, row in stats["dynasties"].items():
+        print(f"{name}:")
+        print(f"  raw poems:        {row['raw_poems']}")
+        print(f"  kept poems:       {row['kept_poems']}")
+        print(f"  characters:       {row['characters']}")
+        if "left_out" in row:
+            print(f"  left out:         {row['left_out']} (share a whole line with a Tang validation or test poem)")
+        print("  splits:           " + ", ".join(f"{k} {v}" for k, v in row["splits"].items()))
+    return 0
+
+
+def _data_pack(args: argparse.Namespace) -> int:
+    from .corpus import pack_corpus
+
+    done = pack_corpus(
+        args.corpus, args.out, args.dynasties, simplified=not args.traditional, keyword_min_count=args.keyword_min_count
+    )
+    splits = ", ".join(f"{k} {v}" for k, v in done["splits"].items())
+    print(f"wrote {done['out']}: {done['bytes'] / 2**20:.1f} MiB, {done['characters']} distinct characters; {splits}")
+    print(f"train from it with --corpus {done['out']}" + (f" --dynasties {args.dynasties}" if args.dynasties else ""))
     return 0
 
 
@@ -531,8 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
     ds = dsub.add_parser("stats", help="counts of the cleaned corpus")
     ds.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
     ds.add_argument("--traditional", action="store_true", help="keep traditional script")
+    ds.add_argument("--dynasties", help="comma-separated: tang, or tang,song to add the 全宋诗 [tang]")
     ds.add_argument("--json", action="store_true", help="print JSON")
     ds.set_defaults(func=_data_stats)
+    dp = dsub.add_parser(
+        "pack",
+        help="write the cleaned splits as uint16 ids (with titles, forms and keywords) to a folder that "
+        "--corpus reads like the corpus: training on a machine without the corpus folder",
+    )
+    dp.add_argument("--corpus", help="chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    dp.add_argument("--out", required=True, help="the folder to write (packed.npz, packed.json)")
+    dp.add_argument("--dynasties", help="comma-separated: tang, or tang,song to add the 全宋诗 [tang]")
+    dp.add_argument("--traditional", action="store_true", help="keep traditional script")
+    dp.add_argument("--keyword-min-count", type=int, default=20, help="as tangpoem train's [20]")
+    dp.set_defaults(func=_data_pack)
 
     c = sub.add_parser("check", help="check rhyme and tone (格律) of 绝句 and 律诗; exit 1 if a poem fails")
     c.add_argument(

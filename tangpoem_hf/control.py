@@ -143,18 +143,48 @@ def extract_keywords(texts: Sequence[str], k: int = MAX_KEYWORDS, min_count: int
     return out
 
 
+def _keyword_cache(texts: Sequence[str], cache_dir: Path, min_count: int) -> Path:
+    key = hashlib.sha256("\n".join([KEYWORD_METHOD, str(min_count), *texts]).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"keywords-{key}.json"
+
+
+def store_keywords(texts: Sequence[str], keywords: Sequence[tuple[str, ...]], cache_dir: Path, min_count: int) -> None:
+    """Keep ``keywords`` (of ``texts``) where :func:`cached_keywords` looks, written atomically."""
+    path = _keyword_cache(texts, cache_dir, min_count)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps([list(k) for k in keywords], ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def cached_keywords(texts: Sequence[str], cache_dir: Path, min_count: int = 20) -> list[tuple[str, ...]]:
     """:func:`extract_keywords`, stored in ``cache_dir`` by a hash of the method and the texts."""
-    key = hashlib.sha256("\n".join([KEYWORD_METHOD, str(min_count), *texts]).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"keywords-{key}.json"
+    path = _keyword_cache(texts, cache_dir, min_count)
     if path.exists():
         return [tuple(words) for words in json.loads(path.read_text(encoding="utf-8"))]
     keywords = extract_keywords(texts, min_count=min_count)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(keywords, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    store_keywords(texts, keywords, cache_dir, min_count)
     return keywords
+
+
+def dynasty_groups(dynasties: Sequence[str]) -> list[list[int]]:
+    """The positions of each dynasty's poems, dynasties in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(dynasties):
+        groups.setdefault(d, []).append(i)
+    return list(groups.values())
+
+
+def poem_keywords(
+    texts: Sequence[str], dynasties: Sequence[str], cache_dir: Path, min_count: int = 20
+) -> list[tuple[str, ...]]:
+    """Each poem's keywords, ranked among the poems of its own dynasty: a Tang poem gets the keywords
+    it gets when Tang is read alone, whether or not Song is read beside it."""
+    out: list[tuple[str, ...]] = [()] * len(texts)
+    for group in dynasty_groups(dynasties):
+        for i, words in zip(group, cached_keywords([texts[i] for i in group], cache_dir, min_count)):
+            out[i] = words
+    return out
 
 
 # --- training: the control of each poem, parts dropped per epoch ----------------------------------

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -54,7 +53,7 @@ from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 from .paths import portable_path
 from .scoring import perplexity
 from .tokenizer import VOCAB_NAME, CharTokenizer
-from .training import DEFAULT_LR, TrainConfig, Trainer, saved_train_config
+from .training import DEFAULT_LR, TrainConfig, Trainer, new_tokens, saved_train_config
 
 BUNDLED = "bundled"
 NEW_CHAR_POLICIES = ("grow", "unk")
@@ -133,9 +132,7 @@ def new_characters(tokenizer: CharTokenizer, texts: list[str], mode: str, min_fr
 
     Ordered like :meth:`CharTokenizer.build`: by descending count, ties by code point.
     """
-    counts = Counter(ch for t in texts for ch in tokenizer.normalize(prepare_text(t, mode)) if ch not in tokenizer)
-    kept = [ch for ch, n in counts.items() if n >= min_freq]
-    return sorted(kept, key=lambda ch: (-counts[ch], ord(ch)))
+    return new_tokens(tokenizer, [prepare_text(t, mode) for t in texts], min_freq)
 
 
 def grow_vocabulary(model: TangPoemLSTM, new_tokens: list[str]) -> TangPoemLSTM:
@@ -241,6 +238,7 @@ def prepare_data(cfg: TrainConfig, opts: FinetuneOptions, base: TangPoemLSTM) ->
         simplified=tok.simplified,
         val_percent=opts.val_percent,
         replay=opts.replay,
+        dynasties=cfg.dynasties,
     )
     base_split = base_split_version(opts.init_from)
     data.split_version = base_split

@@ -17,6 +17,7 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 
 from .corpus import FILE_GLOB, SPLIT_VERSION, build_splits, clean_and_split, corpus_location
 from .errors import CorpusError, InputError
+from .packed import is_packed
 from .text import FORM_CLASSES, classify_form, clean_poem_text, has_placeholder, is_han, punctuate, to_simplified
 
 DEFAULT_VAL_PERCENT = 10
@@ -135,7 +136,9 @@ def _raw_splits(raw: Dataset, simplified: bool) -> DatasetDict:
             raw = raw.add_column(col, [default] * len(raw))
     raw = raw.select_columns(["id", "author", "title", "paragraphs", "tags"])
     splits = clean_and_split(raw, simplified)
-    return DatasetDict({name: ds.cast(CLEAN_FEATURES) for name, ds in splits.items()})
+    return DatasetDict(
+        {name: ds.select_columns(list(CLEAN_FEATURES)).cast(CLEAN_FEATURES) for name, ds in splits.items()}
+    )
 
 
 def dataset_splits(location: str, simplified: bool = True) -> DatasetDict:
@@ -216,6 +219,7 @@ def build_finetune_data(
     simplified: bool = True,
     val_percent: int = DEFAULT_VAL_PERCENT,
     replay: float = 0.0,
+    dynasties: str | None = None,
 ) -> FinetuneData:
     """The fine-tuning splits from a text file, a chinese-poetry folder, a dataset folder or a Hub id.
 
@@ -232,8 +236,9 @@ def build_finetune_data(
             raise InputError("--author and --tag need a chinese-poetry folder or dataset; a text file has neither.")
         data = text_file_splits(location, simplified=simplified, val_percent=val_percent)
         kind = "text-file"
-    elif os.path.isdir(location) and next(Path(location).rglob(FILE_GLOB), None) is not None:
-        data = FinetuneData(build_splits(location, simplified=simplified)[0], "chinese-poetry", location)
+    elif is_packed(location) or os.path.isdir(location) and next(Path(location).rglob(FILE_GLOB), None) is not None:
+        splits, _ = build_splits(location, simplified=simplified, dynasties=dynasties)
+        data = FinetuneData(splits, "chinese-poetry", location)
         kind = "chinese-poetry"
     else:
         if location.startswith((".", os.sep)) and not os.path.exists(location):

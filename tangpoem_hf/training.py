@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -39,8 +40,8 @@ from .checkpointing import (
     step_record,
     stop_requests,
 )
-from .control import Control, ControlledPoems, cached_keywords, clean_title, has_controls, with_controls
-from .corpus import SPLIT_VERSION, build_splits, cache_dir
+from .control import Control, ControlledPoems, clean_title, has_controls, poem_keywords, with_controls
+from .corpus import SPLIT_VERSION, build_splits, cache_dir, parse_dynasties
 from .errors import InputError
 from .modeling import IGNORE_INDEX, Architecture, TangPoemConfig, TangPoemLSTM, knob, mean_start_state
 from .paths import portable_record
@@ -72,7 +73,8 @@ CHOICES = {
     "start_state": ("stored", "learned"),
 }
 AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
-                "checkpoint_every", "keep_checkpoints", "keyword_min_count")  # fmt: skip
+                "checkpoint_every", "keep_checkpoints", "keyword_min_count", "tang_weight")  # fmt: skip
+MONITORED = 1000  # poems of another dynasty's validation slice scored at each validation (a fixed stride)
 NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads", "ar", "tar")
 
 
@@ -102,7 +104,17 @@ class TrainConfig(Architecture):
         "(one poem per row, from a learned start state)",
     )
     control: bool = True
-    corpus: str | None = knob(None, "chinese-poetry folder or Hub dataset id (default: $TANGPOEM_CORPUS)")
+    corpus: str | None = knob(
+        None, "chinese-poetry folder, Hub dataset id or packed corpus (tangpoem data pack) (default: $TANGPOEM_CORPUS)"
+    )
+    # Song poems train beside Tang's; validation, model selection and every figure stay on Tang's
+    # split, and each other dynasty's own validation slice is logged (song_validation_perplexity).
+    dynasties: str = knob(
+        "tang", "comma-separated: tang, or tang,song to train on the 全宋诗 too (validation stays Tang's)"
+    )
+    tang_weight: int = knob(
+        1, "every Tang training poem is read this many times per epoch (with --dynasties tang,song)"
+    )
     out_dir: str = knob("runs/tangpoem", "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png")
     mode: Mode = knob(
         "ours", "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)"
@@ -141,7 +153,9 @@ class TrainConfig(Architecture):
     clip: float = knob(1.0, "gradient-norm clipping (0 disables)")
     seed: int = knob(0, "random seed")
     device: str = knob("auto", "auto (CUDA when present), cpu or cuda")
-    bf16: bool = False
+    # bf16 autocast (the --bf16 / --no-bf16 switches): "auto" turns it on where bf16 matmuls are fast
+    # (CUDA, a CPU with AVX512-BF16 or AMX) and off elsewhere, where emulated bf16 is slower than fp32.
+    bf16: bool | str = "auto"
     compile: bool = False
     checkpoint_every: int = knob(200, "steps between checkpoints")
     keep_checkpoints: int = knob(2, "how many checkpoints to keep")
@@ -160,6 +174,8 @@ class TrainConfig(Architecture):
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"{flag(name)} must be {_one_of(allowed)}, not {getattr(self, name)!r}.")
+        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
+            raise InputError(f"bf16 must be auto, true or false, not {self.bf16!r}.")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}.")
         for name in AT_LEAST_ONE:
@@ -179,6 +195,7 @@ class TrainConfig(Architecture):
         for name in ("drop_title", "drop_keywords"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{flag(name)} must lie in [0, 1], not {getattr(self, name)}.")
+        self.dynasties = ",".join(parse_dynasties(self.dynasties))
 
     def model_config(self, vocab_size: int, pad_token_id: int) -> TangPoemConfig:
         """The model this run trains: the architecture fields come from here, in one place."""
@@ -212,7 +229,8 @@ class TrainConfig(Architecture):
 ARCHITECTURE = tuple(f.name for f in fields(Architecture))
 REGULARISATION = ("dropout", "weight_drop", "embed_drop", "locked_dropout")  # architecture fields training alone uses
 # What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
-FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed")
+FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed",
+                    "dynasties", "tang_weight")  # fmt: skip
 
 
 def saved_train_config(out_dir: str | Path) -> dict[str, Any]:
@@ -252,6 +270,21 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs in hardware here: a CUDA device that supports it, or a CPU with AVX512-BF16 or
+    AMX-BF16 units. Elsewhere torch emulates bf16 matmuls, and on such a CPU the benchmark measured our
+    pipeline at 0.41x the report's with bf16 against 4.77x without (issue 21)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    caps = torch.cpu.get_capabilities()
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
+    """A ``bf16`` setting as it applies on ``device``: ``"auto"`` follows :func:`native_bf16`."""
+    return native_bf16(device) if setting == "auto" else bool(setting)
 
 
 def make_optimizer(
@@ -320,6 +353,7 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.device = resolve_device(cfg.device)
+        self.bf16 = resolve_bf16(cfg.bf16, self.device)  # recorded as bf16_resolved beside the config
         if self.world > 1 and not dist.is_initialized():
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -337,8 +371,12 @@ class Trainer:
 
     # data and model ---------------------------------------------------------------------------
 
-    def _tokenizer(self, train_texts: list[str]) -> CharTokenizer:
-        """Reuse the run's vocab.json (or the base model's) so ids never change across runs."""
+    def _tokenizer(self, train_texts: list[str], dynasties: list[str]) -> CharTokenizer:
+        """Reuse the run's vocab.json (or the base model's) so ids never change across runs.
+
+        A new vocabulary is built from the Tang training poems, as a Tang-only run builds it; the
+        characters only other dynasties use are appended after it (ids of Tang's never move).
+        """
         saved = self.out / VOCAB_NAME
         if saved.exists():
             return CharTokenizer.load(saved)
@@ -346,11 +384,13 @@ class Trainer:
             tok = self.base_model.tokenizer
         else:
             mode = self.cfg.mode
-            tok = CharTokenizer.build(
-                (prepare_text(t, mode) for t in train_texts), self.cfg.min_freq, self.cfg.simplified
-            )
+            tang = (prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d == "tang")
+            tok = CharTokenizer.build(tang, self.cfg.min_freq, self.cfg.simplified)
             if self.cfg.control and mode == "ours":
                 tok = with_controls(tok)
+            others = [prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d != "tang"]
+            if others:
+                tok = CharTokenizer(tok.tokens + new_tokens(tok, others, self.cfg.min_freq), simplified=tok.simplified)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             tok.save(self.out)
@@ -359,17 +399,27 @@ class Trainer:
     def prepare(self, splits: Any | None = None) -> None:
         cfg = self.cfg
         if splits is None:
-            splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified)
-        train_texts = list(splits["train"]["text"])
+            splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified, dynasties=cfg.dynasties)
+        train_split = splits["train"]
+        train_texts = list(train_split["text"])
+        dynasties = list(train_split["dynasty"]) if "dynasty" in _columns(train_split) else ["tang"] * len(train_texts)
         self.val_texts = list(splits["validation"]["text"])
-        self.tokenizer = self._tokenizer(train_texts)
+        # Other dynasties' validation slices (song_validation), logged beside Tang's, never selected on.
+        self.monitored = {
+            name: list(part["text"])[:: max(1, len(part) // MONITORED)][:MONITORED]
+            for name, part in splits.items()
+            if name.endswith("_validation") and len(part)
+        }
+        self.tokenizer = self._tokenizer(train_texts, dynasties)
         self.control = has_controls(self.tokenizer)
+        rows = weighted_rows(dynasties, cfg.tang_weight)
+        train_texts = [train_texts[i] for i in rows]
         poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
         if self.control:
             self.val_controls = self._controls(splits["validation"])
-            controls = self._controls(splits["train"])
+            controls = self._controls(train_split)  # keywords ranked among each dynasty's poems, once each
             train: list[np.ndarray] | ControlledPoems = ControlledPoems(
-                train_texts, controls, self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
+                train_texts, [controls[i] for i in rows], self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
             )
         else:
             train = poems
@@ -429,11 +479,13 @@ class Trainer:
             self.forward = torch.compile(self.forward)
 
     def _controls(self, split: Any) -> list[Control]:
-        """Each poem's title and keywords (keywords from the poem itself; a split without titles,
-        such as a text file's, has none)."""
+        """Each poem's title and keywords (keywords from the poem itself, ranked among its dynasty's
+        poems of the split; a split without titles, such as a text file's, has none)."""
         texts = list(split["text"])
-        titles = list(split["title"]) if "title" in getattr(split, "column_names", split) else [""] * len(texts)
-        keywords = cached_keywords(texts, cache_dir(), self.cfg.keyword_min_count)
+        columns = getattr(split, "column_names", split)
+        titles = list(split["title"]) if "title" in columns else [""] * len(texts)
+        dynasties = list(split["dynasty"]) if "dynasty" in columns else ["tang"] * len(texts)
+        keywords = poem_keywords(texts, dynasties, cache_dir(), self.cfg.keyword_min_count)
         return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
 
     # state ------------------------------------------------------------------------------------
@@ -483,6 +535,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "average_updates": self.average.updates if self.average is not None else 0,
             "config": asdict(self.cfg),
+            "bf16_resolved": self.bf16,
         }
         save_checkpoint(self.ckpt_dir, step, tensors, meta, self.cfg.keep_checkpoints)
 
@@ -493,7 +546,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """One optimiser step on a batch: the (detached) loss and the LSTM state to carry into the next."""
         cfg = self.cfg
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.forward(x, labels=y, state=carried if self.batches.carry_state else None)
         loss = out.loss
         penalty: torch.Tensor | float = 0.0  # AWD-LSTM's AR/TAR on the last layer's outputs; not logged
@@ -531,8 +584,9 @@ class Trainer:
     def evaluate(self, theme: bool = True) -> dict[str, float]:
         """Validation perplexity from the start state the model will generate from: without a
         theme (a control model reads the form alone), and for a control model also with each
-        poem's title and keywords (``val_perplexity_theme``, unless ``theme`` is False). Control tokens
-        are never targets."""
+        poem's title and keywords (``val_perplexity_theme``), and on up to ``MONITORED`` poems of
+        each other dynasty's validation slice (``song_validation_perplexity``); ``theme=False``
+        gives the first alone. Control tokens are never targets."""
         if self.batches.carry_state:
             self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
         total, count = token_losses(self.model, self.val_texts)
@@ -540,6 +594,9 @@ class Trainer:
         if self.control and theme:
             total, count = token_losses(self.model, self.val_texts, controls=self.val_controls)
             result["val_perplexity_theme"] = math.exp(total / max(count, 1))
+        for name, texts in self.monitored.items() if theme else ():
+            total, count = token_losses(self.model, texts)
+            result[f"{name}_perplexity"] = math.exp(total / max(count, 1))
         return result
 
     def _evals_since_best(self) -> int:
@@ -605,7 +662,8 @@ class Trainer:
         step, carried = self._resume() if resume else (0, None)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False))
+            recorded = {**asdict(cfg), "bf16_resolved": self.bf16}
+            (self.out / "train_config.json").write_text(json.dumps(recorded, indent=2, ensure_ascii=False))
             if not resume:
                 self.log.start()
         bar = Progress(self.total_steps, step, "train", cfg.progress and self.main)
@@ -723,6 +781,7 @@ class Trainer:
         self.model.save_pretrained(tmp)
         info = {
             "train_config": portable_record(asdict(self.cfg)),  # the model travels; this machine's paths do not
+            "bf16_resolved": self.bf16,
             "train_seconds": round(self.elapsed, 1),
             "split": self.split_version,
             **(extra or {}),
@@ -730,6 +789,22 @@ class Trainer:
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
+
+
+def _columns(split: Any) -> Any:
+    """A split's column names: a Dataset's, or the keys of a plain dict of lists."""
+    return getattr(split, "column_names", split)
+
+
+def weighted_rows(dynasties: list[str], tang_weight: int) -> list[int]:
+    """The training poems of an epoch, as positions: each Tang poem ``tang_weight`` times, each other once."""
+    return [i for i, d in enumerate(dynasties) for _ in range(tang_weight if d == "tang" else 1)]
+
+
+def new_tokens(tokenizer: CharTokenizer, texts: list[str], min_freq: int = 1) -> list[str]:
+    """Characters of ``texts`` the vocabulary lacks, ordered as :meth:`CharTokenizer.build` orders them."""
+    counts = Counter(ch for t in texts for ch in tokenizer.normalize(t) if ch not in tokenizer)
+    return sorted((ch for ch, n in counts.items() if n >= min_freq), key=lambda ch: (-counts[ch], ord(ch)))
 
 
 def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:

@@ -16,10 +16,10 @@ from conftest import bias_model
 from tangpoem_hf import CharTokenizer, TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
-from tangpoem_hf.errors import ModelFileError
+from tangpoem_hf.errors import InputError, ModelFileError
 from tangpoem_hf.modeling import adaptive_nll
 from tangpoem_hf.scoring import char_losses, char_perplexity, perplexity
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.training import TrainConfig, Trainer, resolve_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 POEM = "白日依山尽，黄河入海流。"
@@ -123,7 +123,57 @@ def test_adaptive_softmax_trains_saves_loads_and_generates(small_corpus, tmp_pat
     assert len(poem.lines) == 4 and all(len(line) == 5 for line in poem.lines)
 
 
-def test_train_throughput_end_to_end(small_corpus, tmp_path, capsys):
+def without_bf16_units(monkeypatch) -> None:
+    """This CPU as torch would see one without AVX512-BF16 or AMX (the project's usual machines)."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": False, "amx_bf16": False})
+
+
+@pytest.mark.parametrize(
+    ("caps", "expected"),
+    [({"avx512_bf16": True, "amx_bf16": False}, True), ({"amx_bf16": True}, True), ({"avx512_bf16": False}, False)],
+)
+def test_bf16_auto_is_on_only_where_the_cpu_runs_bf16_in_hardware(monkeypatch, caps, expected):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    cpu = torch.device("cpu")
+    assert resolve_bf16("auto", cpu) is expected
+    assert resolve_bf16(True, cpu) is True and resolve_bf16(False, cpu) is False  # forced either way
+
+
+def test_bf16_auto_is_on_for_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_bf16("auto", torch.device("cuda")) is True
+
+
+def test_a_run_follows_and_records_the_resolved_bf16(small_corpus, tmp_path, monkeypatch):
+    without_bf16_units(monkeypatch)
+    enabled = []
+    autocast = torch.autocast
+
+    def spy(device_type, *args, **kwargs):
+        enabled.append(kwargs.get("enabled"))
+        return autocast(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    out = tmp_path / "run"
+    cfg = TrainConfig(corpus=str(small_corpus), out_dir=str(out), embedding_dim=8, hidden_size=8, batch_size=4,
+                      seq_len=8, max_steps=2, progress=False)  # fmt: skip
+    assert cfg.bf16 == "auto"
+    Trainer(cfg).run()
+    assert enabled and not any(enabled)
+    assert json.loads((out / "train_config.json").read_text())["bf16_resolved"] is False
+    assert json.loads((out / "best" / "training.json").read_text())["bf16_resolved"] is False
+    assert Trainer(TrainConfig(out_dir=str(tmp_path / "forced"), bf16=True)).bf16 is True
+
+
+def test_old_run_folders_with_a_boolean_bf16_still_load():
+    assert TrainConfig(bf16=True).bf16 is True and TrainConfig(bf16=False).bf16 is False
+    with pytest.raises(InputError, match="bf16 must be auto, true or false"):
+        TrainConfig(bf16="yes")
+
+
+def test_train_throughput_end_to_end(small_corpus, tmp_path, capsys, monkeypatch):
+    """With its defaults, on a CPU without bf16 units, the benchmark runs ours in fp32 and says so."""
+    without_bf16_units(monkeypatch)
     script = _script("benchmarks/train_throughput.py")
     out = tmp_path / "bench.json"
     args = ["--corpus", str(small_corpus), "--seconds", "1", "--slice", "0.5", "--embedding-dim", "8"]
@@ -131,7 +181,9 @@ def test_train_throughput_end_to_end(small_corpus, tmp_path, capsys):
     assert script.main(args + ["--json", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("speedup: ") and float(lines[-1].split()[1]) > 0
+    assert "native bf16 here: no; --bf16 auto" in lines and any("fp32 output" in line for line in lines)
     result = json.loads(out.read_text())
+    assert result["bf16_resolved"] is False
     for name in ("report", "ours"):
         row = result["results"][name]
         assert row["train_seconds"] >= 1 and row["tokens_per_s"] > 0

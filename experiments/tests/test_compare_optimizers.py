@@ -47,8 +47,14 @@ def test_padded_perplexity_is_the_report_mode_training_loss(small_corpus, tmp_pa
 
     splits, _ = build_splits(small_corpus)
     texts = list(splits["train"]["text"])
-    cfg = TrainConfig(
-        out_dir=str(tmp_path / "run"), mode="report", embedding_dim=8, hidden_size=8, batch_size=len(texts), max_steps=1
+    cfg = TrainConfig(  # fp32, as padded_perplexity computes (bf16 "auto" is on where the CPU has bf16 units)
+        out_dir=str(tmp_path / "run"),
+        mode="report",
+        embedding_dim=8,
+        hidden_size=8,
+        batch_size=len(texts),
+        max_steps=1,
+        bf16=False,
     )
     trainer = Trainer(cfg)
     trainer.prepare(splits)
