@@ -38,7 +38,7 @@ from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.tokenizer import CharTokenizer
-from tangpoem_hf.training import TrainConfig, Trainer, native_bf16
+from tangpoem_hf.training import BF16_FLAG, TrainConfig, Trainer, add_bf16_flag, native_bf16
 
 
 @dataclass
@@ -109,7 +109,7 @@ def make_ours(args: argparse.Namespace, splits: Any, out_dir: Path, name: str, c
         mode="ours",
         batch_size=args.batch_size,
         seq_len=args.seq_len,
-        bf16=BF16[args.bf16],
+        bf16=BF16_FLAG[args.bf16],
         compile=args.compile,
         **common,
     )
@@ -131,7 +131,6 @@ def make_ours(args: argparse.Namespace, splits: Any, out_dir: Path, name: str, c
     return Pipeline(name, ours)
 
 
-BF16 = {"auto": "auto", "on": True, "off": False}  # --bf16 → TrainConfig.bf16
 ABLATIONS = {  # variant → overrides of our pipeline's flags
     "packed, fp32, full softmax": {"bf16": "off", "softmax": "full"},
     "packed, bf16, full softmax": {"bf16": "on", "softmax": "full"},
@@ -197,14 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=64, help="ours: tokens per row and step [64]")
     p.add_argument("--softmax", choices=("full", "adaptive"), default="adaptive", help="ours [adaptive]")
     p.add_argument("--cutoffs", type=int, nargs="+", help="ours: adaptive cluster bounds [2000 4000]")
-    p.add_argument(
-        "--bf16",
-        nargs="?",
-        const="on",
-        choices=tuple(BF16),
-        default="auto",
-        help="ours: bf16 output layer: auto (where the CPU runs bf16 in hardware), on (--bf16 alone) or off [auto]",
-    )
+    add_bf16_flag(p, "ours: bf16 output layer")
     p.add_argument("--no-bf16", dest="bf16", action="store_const", const="off", help="the same as --bf16 off")
     p.add_argument("--compile", action="store_true", help="ours: torch.compile the model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -43,13 +43,12 @@ from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
-from tangpoem_hf.training import TrainConfig, Trainer, changed_settings, resolve_bf16
+from tangpoem_hf.training import BF16_FLAG, TrainConfig, Trainer, add_bf16_flag, changed_settings, resolve_bf16
 
 OPTIMIZERS = ("adam", "adagrad")
 REPORT = {"adam": 58.0, "adagrad": 43.0}  # the report's training perplexities, padding counted, 20 epochs
 RATES = {"adam": (1e-3, 2e-3, 4e-3), "adagrad": (0.025, 0.05, 0.1)}  # the project's defaults ×½, ×1, ×2
 MILESTONES = (1, 5, 10, 20)
-BF16 = {"auto": "auto", "on": True, "off": False}  # --bf16 → TrainConfig.bf16, resolved before the runs
 QUANTILE_SAMPLE = 1 << 20  # parameters the rate percentiles are read from (a fixed stride through all)
 # Settings that never make a finished run stale, and those a rerun may also extend (the run continues).
 COSMETIC = {"out_dir", "progress", "threads"}
@@ -513,15 +512,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--stats-every", type=int, default=50, help="steps between step-size records [50]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--bf16",
-        nargs="?",
-        const="on",
-        choices=tuple(BF16),
-        default="auto",
-        help="bf16 autocast: auto (where the CPU or GPU runs bf16 in hardware; elsewhere it is slower), on "
-        "(--bf16 alone) or off [auto]; the run folders record the resolved value",
-    )
+    add_bf16_flag(p, "bf16 autocast (the run folders record the resolved value)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one thread each [1]")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run [1 with --jobs > 1, else torch's]")
@@ -532,7 +523,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.check_epochs < 1 or args.epochs < 1:
         p.error("--epochs and --check-epochs must be at least 1.")
-    args.bf16_resolved = resolve_bf16(BF16[args.bf16], torch.device(args.device))
+    args.bf16_resolved = resolve_bf16(BF16_FLAG[args.bf16], torch.device(args.device))
     return args
 
 

@@ -9,6 +9,7 @@ written to a temporary folder and renamed, so a kill never leaves a half-written
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -285,6 +286,23 @@ def native_bf16(device: torch.device) -> bool:
 def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
     """A ``bf16`` setting as it applies on ``device``: ``"auto"`` follows :func:`native_bf16`."""
     return native_bf16(device) if setting == "auto" else bool(setting)
+
+
+BF16_FLAG = {"auto": "auto", "on": True, "off": False}  # --bf16 WORD → TrainConfig.bf16
+
+
+def add_bf16_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--bf16 [auto|on|off]`` (bare: on) for the experiment and benchmark drivers; ``what`` says
+    what runs in bf16 there. :data:`BF16_FLAG` maps the word to ``TrainConfig.bf16``."""
+    parser.add_argument(
+        "--bf16",
+        nargs="?",
+        const="on",
+        choices=tuple(BF16_FLAG),
+        default="auto",
+        help=f"{what}: auto (where the CPU or GPU runs bf16 in hardware; elsewhere it is slower), on "
+        "(--bf16 alone) or off [auto]",
+    )
 
 
 def make_optimizer(
