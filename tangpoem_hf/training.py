@@ -414,10 +414,28 @@ class Trainer:
             tok.save(self.out)
         return tok
 
+    @contextlib.contextmanager
+    def _main_first(self):
+        """Rank 0 first, the others after it: they then read the caches it wrote (cleaned corpus,
+        ``datasets`` arrow files) instead of writing the same files at the same time."""
+        if self.world > 1 and not self.main:
+            dist.barrier()
+        yield
+        if self.world > 1 and self.main:
+            dist.barrier()
+
+    def _leave_group(self) -> None:
+        """Wait for every rank (rank 0 still saves and plots), then close the process group, so that
+        no rank exits while a peer still holds its connection."""
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def prepare(self, splits: Any | None = None) -> None:
         cfg = self.cfg
         if splits is None:
-            splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified, dynasties=cfg.dynasties)
+            with self._main_first():
+                splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified, dynasties=cfg.dynasties)
         train_split = splits["train"]
         train_texts = list(train_split["text"])
         dynasties = list(train_split["dynasty"]) if "dynasty" in _columns(train_split) else ["tang"] * len(train_texts)
@@ -434,8 +452,9 @@ class Trainer:
         train_texts = [train_texts[i] for i in rows]
         poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
         if self.control:
-            self.val_controls = self._controls(splits["validation"])
-            controls = self._controls(train_split)  # keywords ranked among each dynasty's poems, once each
+            with self._main_first():  # the keyword tables are cached too
+                self.val_controls = self._controls(splits["validation"])
+                controls = self._controls(train_split)  # keywords ranked among each dynasty's poems, once each
             train: list[np.ndarray] | ControlledPoems = ControlledPoems(
                 train_texts, [controls[i] for i in rows], self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
             )
@@ -740,6 +759,7 @@ class Trainer:
             finally:
                 bar.close()
         if self._stop:
+            self._leave_group()
             if self.main:
                 print(f"Interrupted: checkpoint saved at step {step}; continue with --resume.")
             raise KeyboardInterrupt
@@ -757,6 +777,7 @@ class Trainer:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
             for callback in self.callbacks:
                 callback.on_train_end(self, summary)
+        self._leave_group()
         return summary
 
     def write_log(self, record: dict) -> None:

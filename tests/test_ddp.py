@@ -79,7 +79,8 @@ def test_two_process_gloo_matches_single_process(small_corpus, tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # torchrun's own report ends stderr; a rank's error message comes before it
+    assert proc.returncode == 0, proc.stderr[-8000:]
     a, b = _losses(single), _losses(ddp)
     assert len(a) == len(b) == 12
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3, (a, b)
