@@ -35,10 +35,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from side_by_side import train_side_by_side  # noqa: E402
 
+from tangpoem_hf.cards import sample_poems  # noqa: E402
 from tangpoem_hf.checkpointing import has_checkpoint  # noqa: E402
 from tangpoem_hf.control import CONTROL_TOKENS  # noqa: E402
 from tangpoem_hf.corpus import LEGACY_SPLIT, build_splits, never_trained_on  # noqa: E402
-from tangpoem_hf.hub import read_training_info, sample_poems, stage_model_folder  # noqa: E402
+from tangpoem_hf.hub import read_training_info, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
 from tangpoem_hf.scoring import perplexity  # noqa: E402

@@ -6,7 +6,7 @@ never unpickles: a folder that only has ``pytorch_model.bin`` is refused.
 What the Hub mixin does and what stays here, one reason each:
 
 * ``config.json`` is written by the mixin from the config dataclass it captured at ``__init__``.
-* The model card is the mixin's, from ``MODEL_CARD_TEMPLATE`` (``hub.py`` fills the same template
+* The model card is the mixin's, from ``MODEL_CARD_TEMPLATE`` (``cards.py`` fills the same template
   with samples and metrics for pushes).
 * ``vocab.json`` is saved and loaded here: the mixin knows nothing of tokenizers.
 * The config is read here before the mixin sees it: a broken file gets one sentence, and fields
