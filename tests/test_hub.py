@@ -1,5 +1,5 @@
-"""The Hub round trip, offline: cards, dry-run folders, pushes through a recording HfApi double,
-loading through the hub cache layout, and the Space folder actually starting."""
+"""The Hub round trip, offline: dry-run folders, pushes through a recording HfApi double, loading
+through the hub cache layout, and the Space folder actually starting. What the cards say: test_cards.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,6 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard, constants
 from tangpoem_hf import ModelFileError, TangPoemLSTM, hub
 from tangpoem_hf.cli import build_parser, main
 from tangpoem_hf.decoding import generate_poem
-from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 from tangpoem_hf.push import push as run_push
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,51 +120,7 @@ def same_poem(a: TangPoemLSTM, b: TangPoemLSTM) -> bool:
     return generate_poem(a, **kwargs).text == generate_poem(b, **kwargs).text
 
 
-# --- model card and model pushes -------------------------------------------------------------
-
-
-def test_model_card_metadata_and_body(model_dir: Path) -> None:
-    model = TangPoemLSTM.from_pretrained(model_dir)
-    card = hub.build_model_card(
-        model, "alice/tangpoem", base_model="bob/tangpoem-base", training_config={"epochs": 3}, perplexity=87.5
-    )
-    data = card.data.to_dict()
-    assert data["library_name"] == "tangpoem"
-    assert data["license"] == "mit"
-    assert data["language"] == "zh"
-    assert data["pipeline_tag"] == "text-generation"
-    assert data["datasets"] == ["alice/tang-poems"]
-    assert {"poetry", "tang-poetry"} <= set(data["tags"])
-    assert data["base_model"] == "bob/tangpoem-base"
-    assert data["model-index"][0]["results"][0]["metrics"][0] == {"type": "perplexity", "value": 87.5}
-    text = card.text
-    assert 'TangPoemLSTM.from_pretrained("alice/tangpoem")' in text
-    # Each request the vocabulary can serve has its sample, which starts with the requested characters.
-    served = [
-        (d, k)
-        for d, k in hub.SAMPLE_REQUESTS
-        if all(ch in model.tokenizer for ch in k.get("first", "") + k.get("acrostic", ""))
-    ]
-    assert "## Sample poems" in text and served
-    for description, kwargs in served:
-        rows = text.split(f"**{description} (seed 0)**\n\n")[1].split("\n\n")[0].splitlines()
-        lines = [line for row in rows for line in row.removeprefix("> ").rstrip().rstrip("。").split("，")]
-        heads = kwargs.get("acrostic") or kwargs["first"]
-        assert "".join(line[0] for line in lines).startswith(heads) if "acrostic" in kwargs else lines[0][0] == heads
-        assert len(lines) == len(kwargs.get("acrostic", "")) or len(lines) == kwargs["lines"]
-    assert '"epochs": 3' in text
-    assert (
-        "Held-out perplexity (validation split, per real token: characters, ，/。 and the end marker; no padding; "
-        "every poem from the model's start state, `zeros`): "
-        "**87.50**" in text
-    )
-
-
-def test_card_without_base_model_or_perplexity(model_dir: Path) -> None:
-    card = hub.build_model_card(TangPoemLSTM.from_pretrained(model_dir), None, datasets=["x/y"])
-    assert "base_model" not in card.data.to_dict()
-    assert card.data.datasets == ["x/y"]
-    assert "Held-out perplexity: not measured." in card.text
+# --- model pushes ---------------------------------------------------------------------------------
 
 
 def test_push_model_folder_records_upload_that_loads_back(model_dir: Path, api: RecordingHfApi) -> None:
@@ -444,28 +398,3 @@ def test_dataset_push_through_the_api(corpus: Path, api: RecordingHfApi) -> None
     )
     assert "data/train-00000-of-00001.parquet" in api.uploads[0]["files"]
     assert api.uploads[0]["repo_type"] == "dataset"
-
-
-# --- cards that say what they hold ---------------------------------------------------------------
-
-# An absolute path after a space, quote, bracket or backtick: this machine's layout, not the model's.
-ABSOLUTE_PATH = re.compile(r"""[\s"'(`](/[\w.-]+){2,}""")
-
-
-def test_the_bundled_card_has_no_absolute_path_and_describes_its_data() -> None:
-    card = (BUNDLED_MODEL_DIR / "README.md").read_text(encoding="utf-8")
-    info = (BUNDLED_MODEL_DIR / "training.json").read_text(encoding="utf-8")
-    assert not ABSOLUTE_PATH.search(card) and not ABSOLUTE_PATH.search(info)
-    assert "on 54,155 training poems: all the poems of the chinese-poetry corpus (folder `quantangshi`)" in card
-    assert "Held-out perplexity (test split, 935 poems, " in card
-
-
-def test_card_samples_are_drawn_with_the_cli_defaults(model_dir: Path) -> None:
-    """A 绝句 or 律诗 rhymes and keeps the relaxed tone rule, as `tangpoem generate` draws it."""
-    model = TangPoemLSTM.from_pretrained(model_dir)
-    samples = dict(hub.sample_poems(model))
-    for description, kwargs in hub.SAMPLE_REQUESTS:
-        if f"{description} (seed 0)" in samples:
-            expected = generate_poem(model, seed=0, rhyme=True, tone="relaxed", **kwargs).text
-            assert samples[f"{description} (seed 0)"] == expected, description
-    assert samples
