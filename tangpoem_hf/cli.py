@@ -56,7 +56,7 @@ BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag 
 def _train_fields() -> list[Field]:
     """The TrainConfig fields that are ``--field-name VALUE`` flags: those with help text (the
     switches are BOOL_FLAGS)."""
-    from .training import TrainConfig
+    from .train_config import TrainConfig
 
     return [f for f in fields(TrainConfig) if "help" in f.metadata and f.type != "bool"]
 
@@ -68,7 +68,7 @@ def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, s
     Every flag defaults to None (the TrainConfig default is filled in later), so that a resume can
     tell the flags a user gave from the ones left out.
     """
-    from .training import TrainConfig, flag
+    from .train_config import TrainConfig, flag
 
     defaults = TrainConfig(**(overrides or {}))
     for f in _train_fields():
@@ -90,7 +90,7 @@ def _finetune_shown() -> dict[str, str]:
     model's shown) and a quarter of training's learning rate."""
     from .finetune import FINETUNE_LR
     from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME
-    from .training import ARCHITECTURE
+    from .train_config import ARCHITECTURE
 
     bundled = json.loads((BUNDLED_MODEL_DIR / CONFIG_NAME).read_text(encoding="utf-8"))
     shown = {name: f"the base model's; the bundled one's: {bundled[name]}" for name in ARCHITECTURE if name in bundled}
@@ -146,7 +146,7 @@ def _train_config(args: argparse.Namespace, extra: dict | None = None):
     A resume continues the run exactly as it was configured: a flag that differs from the saved
     configuration (other than --out-dir, --no-progress and --threads) is refused, not applied.
     """
-    from .training import TrainConfig, changed_settings, flag, saved_train_config
+    from .train_config import TrainConfig, changed_settings, flag, saved_train_config
 
     given = {**_given_train_values(args), **(extra or {})}
     if not args.resume:
@@ -176,7 +176,7 @@ def _finish(summary: dict, out_dir: str) -> None:
 def _finetune_options(args: argparse.Namespace, saved: dict | None):
     """The fine-tuning options from the flags, or (resuming) the saved ones, which flags may not change."""
     from .finetune import FinetuneOptions
-    from .training import changed_settings, flag
+    from .train_config import changed_settings, flag
 
     given = {
         "init_from": args.init_from,
@@ -212,7 +212,7 @@ def _finetune_options(args: argparse.Namespace, saved: dict | None):
 
 def _finetune(args: argparse.Namespace) -> int:
     from .finetune import finetune
-    from .training import saved_train_config
+    from .train_config import saved_train_config
 
     if args.push_every_epoch:  # the trainer's epoch pushes would carry a card without base_model
         raise InputError("--push-every-epoch is not available for fine-tuning; --push-to-hub pushes best/ at the end.")
@@ -224,7 +224,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, Trainer, saved_train_config
+    from .train_config import TrainConfig, saved_train_config
+    from .training import Trainer
 
     resuming_finetune = args.resume and "finetune_options" in saved_train_config(
         args.out_dir or TrainConfig().out_dir

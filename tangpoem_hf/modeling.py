@@ -80,7 +80,7 @@ def knob(default: Any, help: str) -> Any:
 @dataclass
 class Architecture:
     """The network's shape and its regularisation: the fields a model's config and a training run
-    (:class:`tangpoem_hf.training.TrainConfig`) share, written once here."""
+    (:class:`tangpoem_hf.train_config.TrainConfig`) share, written once here."""
 
     embedding_dim: int = knob(512, "embedding size")
     hidden_size: int = knob(512, "LSTM hidden size")

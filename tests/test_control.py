@@ -28,7 +28,8 @@ from tangpoem_hf.errors import InputError, ModelFileError
 from tangpoem_hf.modeling import IGNORE_INDEX
 from tangpoem_hf.scoring import perplexity, token_losses
 from tangpoem_hf.text import clean_poem_text, split_lines
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 TEXTS = [clean_poem_text("".join(p)) for _, _, p in POEMS]
 TITLES = [clean_poem_text(t) for _, t, _ in POEMS]

@@ -18,7 +18,8 @@ from tangpoem_hf.corpus import build_splits, pack_corpus
 from tangpoem_hf.errors import CorpusError
 from tangpoem_hf.finetune import FinetuneOptions, finetune
 from tangpoem_hf.packed import PACKED_ARRAYS
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 
 @pytest.fixture
