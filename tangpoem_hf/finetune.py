@@ -54,7 +54,8 @@ from .paths import portable_path
 from .scoring import perplexity
 from .tokenizer import VOCAB_NAME, CharTokenizer
 from .train_config import DEFAULT_LR, TrainConfig, saved_train_config
-from .training import Trainer, new_tokens
+from .train_data import new_tokens
+from .training import Trainer
 
 BUNDLED = "bundled"
 NEW_CHAR_POLICIES = ("grow", "unk")

@@ -16,18 +16,16 @@ import os
 import shutil
 import signal
 import time
-from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .averaging import WeightAverage
-from .batching import encode_poems, make_batches, prepare_text
+from .batching import make_batches
 from .checkpointing import (
     Progress,
     RunLog,
@@ -37,17 +35,13 @@ from .checkpointing import (
     step_record,
     stop_requests,
 )
-from .control import Control, ControlledPoems, clean_title, has_controls, poem_keywords, with_controls
-from .corpus import SPLIT_VERSION, build_splits, cache_dir
+from .corpus import SPLIT_VERSION, build_splits
 from .errors import InputError
 from .modeling import IGNORE_INDEX, TangPoemLSTM, mean_start_state
 from .paths import portable_record
 from .scoring import token_losses
-from .tokenizer import VOCAB_NAME, CharTokenizer
 from .train_config import REFERENCE_BATCH, REGULARISATION, TrainConfig, check_same_run, resolve_bf16, resolve_device
-
-START_SAMPLE = 1024  # training poems whose mean state at <bos> becomes a packed model's start state
-MONITORED = 1000  # poems of another dynasty's validation slice scored at each validation (a fixed stride)
+from .train_data import prepare_data
 
 
 class TrainerCallback(Protocol):
@@ -140,32 +134,7 @@ class Trainer:
         self.log = RunLog(self.out / "train_log.jsonl", enabled=self.main)
         self._stop: list[int] = []  # signals received; filled while run() is in progress
 
-    # data and model ---------------------------------------------------------------------------
-
-    def _tokenizer(self, train_texts: list[str], dynasties: list[str]) -> CharTokenizer:
-        """Reuse the run's vocab.json (or the base model's) so ids never change across runs.
-
-        A new vocabulary is built from the Tang training poems, as a Tang-only run builds it; the
-        characters only other dynasties use are appended after it (ids of Tang's never move).
-        """
-        saved = self.out / VOCAB_NAME
-        if saved.exists():
-            return CharTokenizer.load(saved)
-        if self.base_model is not None and self.base_model.tokenizer is not None:
-            tok = self.base_model.tokenizer
-        else:
-            mode = self.cfg.mode
-            tang = (prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d == "tang")
-            tok = CharTokenizer.build(tang, self.cfg.min_freq, self.cfg.simplified)
-            if self.cfg.control and mode == "ours":
-                tok = with_controls(tok)
-            others = [prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d != "tang"]
-            if others:
-                tok = CharTokenizer(tok.tokens + new_tokens(tok, others, self.cfg.min_freq), simplified=tok.simplified)
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            tok.save(self.out)
-        return tok
+    # DDP: rank 0 first, every rank out together ---------------------------------------------------
 
     @contextlib.contextmanager
     def _main_first(self):
@@ -184,47 +153,30 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
 
+    # data and model ---------------------------------------------------------------------------
+
     def prepare(self, splits: Any | None = None) -> None:
+        """Data (:func:`~tangpoem_hf.train_data.prepare_data`), model, batches and optimiser; ``splits``
+        defaults to ``cfg.corpus``'s."""
         cfg = self.cfg
         if splits is None:
             with self._main_first():
                 splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified, dynasties=cfg.dynasties)
-        train_split = splits["train"]
-        train_texts = list(train_split["text"])
-        dynasties = list(train_split["dynasty"]) if "dynasty" in _columns(train_split) else ["tang"] * len(train_texts)
-        self.val_texts = list(splits["validation"]["text"])
-        # Other dynasties' validation slices (song_validation), logged beside Tang's, never selected on.
-        self.monitored = {
-            name: list(part["text"])[:: max(1, len(part) // MONITORED)][:MONITORED]
-            for name, part in splits.items()
-            if name.endswith("_validation") and len(part)
-        }
-        self.tokenizer = self._tokenizer(train_texts, dynasties)
-        self.control = has_controls(self.tokenizer)
-        rows = weighted_rows(dynasties, cfg.tang_weight)
-        train_texts = [train_texts[i] for i in rows]
-        poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
-        if self.control:
-            with self._main_first():  # the keyword tables are cached too
-                self.val_controls = self._controls(splits["validation"])
-                controls = self._controls(train_split)  # keywords ranked among each dynasty's poems, once each
-            train: list[np.ndarray] | ControlledPoems = ControlledPoems(
-                train_texts, [controls[i] for i in rows], self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
-            )
-        else:
-            train = poems
+        base_tokenizer = self.base_model.tokenizer if self.base_model is not None else None
+        self.data = prepare_data(cfg, splits, self.out, base_tokenizer, self.main, self._main_first)
+        self.tokenizer = self.data.tokenizer
         torch.manual_seed(cfg.seed)
         if self.base_model is not None:
             self.model = self.base_model
             self.model.set_regularisation(**{name: getattr(cfg, name) for name in REGULARISATION})
         else:
             # The vocabulary decides: a run folder's vocab.json from before controls has none.
-            config = replace(cfg, control=self.control).model_config(len(self.tokenizer), self.tokenizer.pad_id)
+            config = replace(cfg, control=self.data.control).model_config(len(self.tokenizer), self.tokenizer.pad_id)
             self.model = TangPoemLSTM(config)
         self.model.tokenizer = self.tokenizer
         learned = self.model.config.start_state == "learned"
         self.batches = make_batches(
-            train,
+            self.data.train,
             cfg.mode,
             cfg.batch_size,
             cfg.seq_len,
@@ -234,12 +186,10 @@ class Trainer:
             self.world,
             learned,
         )
-        # A model trained on packed streams starts poems from the mean state at <bos> over these
-        # (fixed) training poems, refreshed before every validation and so stored with best/.
-        read = train.full if isinstance(train, ControlledPoems) else poems  # as the model reads them
-        self.start_sample = read[:: max(1, len(read) // START_SAMPLE)][:START_SAMPLE]
+        # A model trained on packed streams starts poems from the mean state at <bos> over a fixed
+        # sample of training poems, refreshed before every validation and so stored with best/.
         if self.batches.carry_state and self.model.config.start_state == "zeros":  # an older base model
-            self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
+            self.model.set_start_state(*mean_start_state(self.model, self.data.start_sample))
         self.model.to(self.device).train()
         if cfg.freeze_embedding:
             if self.model.config.tie_weights:
@@ -267,16 +217,6 @@ class Trainer:
         self.forward = self.ddp or self.model
         if cfg.compile:
             self.forward = torch.compile(self.forward)
-
-    def _controls(self, split: Any) -> list[Control]:
-        """Each poem's title and keywords (keywords from the poem itself, ranked among its dynasty's
-        poems of the split; a split without titles, such as a text file's, has none)."""
-        texts = list(split["text"])
-        columns = getattr(split, "column_names", split)
-        titles = list(split["title"]) if "title" in columns else [""] * len(texts)
-        dynasties = list(split["dynasty"]) if "dynasty" in columns else ["tang"] * len(texts)
-        keywords = poem_keywords(texts, dynasties, cache_dir(), self.cfg.keyword_min_count)
-        return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
 
     # state ------------------------------------------------------------------------------------
 
@@ -374,17 +314,17 @@ class Trainer:
     def evaluate(self, theme: bool = True) -> dict[str, float]:
         """Validation perplexity from the start state the model will generate from: without a
         theme (a control model reads the form alone), and for a control model also with each
-        poem's title and keywords (``val_perplexity_theme``), and on up to ``MONITORED`` poems of
+        poem's title and keywords (``val_perplexity_theme``), and on up to ``train_data.MONITORED`` poems of
         each other dynasty's validation slice (``song_validation_perplexity``); ``theme=False``
         gives the first alone. Control tokens are never targets."""
         if self.batches.carry_state:
-            self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
-        total, count = token_losses(self.model, self.val_texts)
+            self.model.set_start_state(*mean_start_state(self.model, self.data.start_sample))
+        total, count = token_losses(self.model, self.data.val_texts)
         result = {"val_perplexity": math.exp(total / max(count, 1))}
-        if self.control and theme:
-            total, count = token_losses(self.model, self.val_texts, controls=self.val_controls)
+        if self.data.control and theme:
+            total, count = token_losses(self.model, self.data.val_texts, controls=self.data.val_controls)
             result["val_perplexity_theme"] = math.exp(total / max(count, 1))
-        for name, texts in self.monitored.items() if theme else ():
+        for name, texts in self.data.monitored.items() if theme else ():
             total, count = token_losses(self.model, texts)
             result[f"{name}_perplexity"] = math.exp(total / max(count, 1))
         return result
@@ -581,22 +521,6 @@ class Trainer:
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
-
-
-def _columns(split: Any) -> Any:
-    """A split's column names: a Dataset's, or the keys of a plain dict of lists."""
-    return getattr(split, "column_names", split)
-
-
-def weighted_rows(dynasties: list[str], tang_weight: int) -> list[int]:
-    """The training poems of an epoch, as positions: each Tang poem ``tang_weight`` times, each other once."""
-    return [i for i, d in enumerate(dynasties) for _ in range(tang_weight if d == "tang" else 1)]
-
-
-def new_tokens(tokenizer: CharTokenizer, texts: list[str], min_freq: int = 1) -> list[str]:
-    """Characters of ``texts`` the vocabulary lacks, ordered as :meth:`CharTokenizer.build` orders them."""
-    counts = Counter(ch for t in texts for ch in tokenizer.normalize(t) if ch not in tokenizer)
-    return sorted((ch for ch, n in counts.items() if n >= min_freq), key=lambda ch: (-counts[ch], ord(ch)))
 
 
 def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:

@@ -233,7 +233,7 @@ def test_train_with_controls_then_generate_and_score_with_a_theme(small_corpus, 
     )  # fmt: skip
     trainer = Trainer(cfg)
     trainer.run()
-    assert any(c.keywords for c in trainer.val_controls)
+    assert any(c.keywords for c in trainer.data.val_controls)
     history = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     val = [r for r in history if "val_perplexity" in r]
     assert val and all("val_perplexity_theme" in r for r in val)
