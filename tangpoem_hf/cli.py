@@ -35,30 +35,13 @@ FINETUNE_DEFAULTS = {
 
 # Flags that only change how a run reports or uses the machine: a resume may change them.
 RESUME_MAY_CHANGE = ("out_dir", "progress", "threads")
-BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag is given, help)
-    "traditional": ("simplified", False, "keep the corpus in traditional script"),
-    "tie_weights": ("tie_weights", True, "share the embedding and output weights"),
-    "locked_dropout": ("locked_dropout", True, "dropout masks shared by all time steps of a sequence (AWD-LSTM)"),
-    "bf16": (
-        "bf16",
-        True,
-        "force bf16 autocast (the output layer on CPU; everything on CUDA) [auto: on for CUDA "
-        "and CPUs with AVX512-BF16 or AMX, off elsewhere]",
-    ),
-    "no_bf16": ("bf16", False, "force fp32 (see --bf16)"),
-    "compile": ("compile", True, "torch.compile the model"),
-    "no_progress": ("progress", False, "no progress bar"),
-    "freeze_embedding": ("freeze_embedding", True, "keep the input embedding fixed"),
-    "no_control": ("control", False, "no control segment (form, title, keywords) before each poem, as older models"),
-}
 
 
 def _train_fields() -> list[Field]:
-    """The TrainConfig fields that are ``--field-name VALUE`` flags: those with help text (the
-    switches are BOOL_FLAGS)."""
+    """The TrainConfig fields that are flags: those with help text (``--field-name VALUE``, or a switch)."""
     from .train_config import TrainConfig
 
-    return [f for f in fields(TrainConfig) if "help" in f.metadata and f.type != "bool"]
+    return [f for f in fields(TrainConfig) if "help" in f.metadata]
 
 
 def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, shown: dict | None = None) -> None:
@@ -72,15 +55,22 @@ def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, s
 
     defaults = TrainConfig(**(overrides or {}))
     for f in _train_fields():
+        meta = f.metadata
+        if "switch" in meta:  # True, or False where True is the default; bf16 also has an off switch
+            p.add_argument(
+                flag(f.name), dest=f.name, action="store_const", const=f.default is not True, help=meta["help"]
+            )
+            if meta["off"]:
+                p.add_argument(meta["off"][0], dest=f.name, action="store_const", const=False, help=meta["off"][1])
+            continue
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
         default = (shown or {}).get(f.name, getattr(defaults, f.name))
-        p.add_argument(flag(f.name), type=kind, default=None, help=f"{f.metadata['help']} [{default}]")
-    for name, (_, _, help_text) in BOOL_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
+        p.add_argument(flag(f.name), type=kind, default=None, help=f"{meta['help']} [{default}]")
+    may_change = " and ".join(flag(name) for name in RESUME_MAY_CHANGE if name != "out_dir")
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out-dir with its saved configuration (only --no-progress and --threads may change)",
+        help=f"continue the run in --out-dir with its saved configuration (only {may_change} may change)",
     )
     p.set_defaults(train_defaults=overrides or {})
 
@@ -132,9 +122,6 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
 def _given_train_values(args: argparse.Namespace) -> dict:
     """The TrainConfig fields set by the flags the user actually gave."""
     values = {f.name: getattr(args, f.name) for f in _train_fields() if getattr(args, f.name) is not None}
-    for name, (target, value, _) in BOOL_FLAGS.items():
-        if getattr(args, name):
-            values[target] = value
     if args.max_steps is not None and args.epochs is None:  # --max-steps alone means that many steps
         values["epochs"] = args.max_steps
     return values
@@ -156,7 +143,7 @@ def _train_config(args: argparse.Namespace, extra: dict | None = None):
     fixed = {
         k: v for k, v in given.items() if k not in RESUME_MAY_CHANGE and not (k == "epochs" and args.epochs is None)
     }
-    changed = [flag(name) if name != "simplified" else "--traditional" for name in changed_settings(saved, fixed)]
+    changed = [flag(name) for name in changed_settings(saved, fixed)]
     if changed:
         raise InputError(
             f"--resume continues {out_dir} with its saved configuration, and {', '.join(changed)} differ from it: "

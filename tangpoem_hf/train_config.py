@@ -19,7 +19,7 @@ from .batching import Mode
 from .checkpointing import LATEST, META_NAME, has_checkpoint
 from .corpus import parse_dynasties
 from .errors import InputError
-from .modeling import Architecture, TangPoemConfig, knob
+from .modeling import Architecture, TangPoemConfig, knob, switch
 
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
 REFERENCE_BATCH = 64
@@ -50,8 +50,15 @@ NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience"
 
 
 def flag(name: str) -> str:
-    """The command-line spelling of a TrainConfig field."""
-    return "--" + name.replace("_", "-")
+    """The command-line spelling of a setting: a TrainConfig switch's own (``--traditional`` for
+    ``simplified``, ``--no-control``), else ``--setting-name``."""
+    meta = {f.name: f.metadata for f in fields(TrainConfig)}.get(name, {})
+    return meta.get("switch") or "--" + name.replace("_", "-")
+
+
+def _architecture_help(name: str) -> Mapping[str, Any]:
+    """An Architecture field's help, for a TrainConfig field that gives it a new run's default."""
+    return {f.name: f for f in fields(Architecture)}[name].metadata
 
 
 def _one_of(values: tuple[str, ...]) -> str:
@@ -63,18 +70,17 @@ class TrainConfig(Architecture):
     """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags.
 
     The architecture fields (and their help) are :class:`~tangpoem_hf.modeling.Architecture`'s; a
-    field with help text is a ``tangpoem train`` flag.
+    field with help text is a ``tangpoem train`` flag: a ``knob`` takes a value (``--lr 0.001``), a
+    ``switch`` is a switch (``--tie-weights``, ``--no-control``).
     """
 
     # A new run's start state and control segment (Architecture's defaults are what an older
     # config.json without these fields means). The report's mode always starts from zeros;
     # fine-tuning follows the base model, and a run folder whose vocab.json exists follows it.
-    start_state: str = knob(
-        "stored",
-        "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
-        "(one poem per row, from a learned start state)",
+    start_state: str = field(default="stored", metadata=_architecture_help("start_state"))
+    control: bool = switch(
+        True, "no control segment (form, title, keywords) before each poem, as older models", "--no-control"
     )
-    control: bool = True
     corpus: str | None = knob(
         None, "chinese-poetry folder, Hub dataset id or packed corpus (tangpoem data pack) (default: $TANGPOEM_CORPUS)"
     )
@@ -90,7 +96,7 @@ class TrainConfig(Architecture):
     mode: Mode = knob(
         "ours", "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)"
     )
-    simplified: bool = True
+    simplified: bool = switch(True, "keep the corpus in traditional script", "--traditional")
     min_freq: int = knob(1, "drop characters seen fewer times than this from the vocabulary")
     # AWD-LSTM's activation regularisation (docs/reports/results.md says what each was worth).
     ar: float = knob(0.0, "activation regularisation: this × mean square of the last layer's outputs")
@@ -124,20 +130,25 @@ class TrainConfig(Architecture):
     clip: float = knob(1.0, "gradient-norm clipping (0 disables)")
     seed: int = knob(0, "random seed")
     device: str = knob("auto", "auto (CUDA when present), cpu or cuda")
-    # bf16 autocast (the --bf16 / --no-bf16 switches): "auto" turns it on where bf16 matmuls are fast
-    # (CUDA, a CPU with AVX512-BF16 or AMX) and off elsewhere, where emulated bf16 is slower than fp32.
-    bf16: bool | str = "auto"
-    compile: bool = False
+    # bf16 autocast: "auto" turns it on where bf16 matmuls are fast (CUDA, a CPU with AVX512-BF16 or
+    # AMX) and off elsewhere, where emulated bf16 is slower than fp32.
+    bf16: bool | str = switch(
+        "auto",
+        "force bf16 autocast (the output layer on CPU; everything on CUDA) [auto: on for CUDA and CPUs with "
+        "AVX512-BF16 or AMX, off elsewhere]",
+        off=("--no-bf16", "force fp32 (see --bf16)"),
+    )
+    compile: bool = switch(False, "torch.compile the model")
     checkpoint_every: int = knob(200, "steps between checkpoints")
     keep_checkpoints: int = knob(2, "how many checkpoints to keep")
     eval_every: int = knob(0, "steps between validations (0: once per epoch)")
     patience: int = knob(0, "stop after this many validations without a better perplexity (0: never stop early)")
-    freeze_embedding: bool = False  # keep the input embedding fixed (fine-tuning on little data)
+    freeze_embedding: bool = switch(False, "keep the input embedding fixed")  # fine-tuning on little data
     push_to_hub: str | None = None  # repo id: push best/ at the end
     push_every_epoch: bool = False  # also push each epoch's model, in the background
     private: bool = False
     threads: int = knob(0, "torch CPU threads (0: torch's default)")
-    progress: bool = True
+    progress: bool = switch(True, "no progress bar", "--no-progress")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
