@@ -31,6 +31,8 @@ from .checkpointing import (
     RunLog,
     has_checkpoint,
     load_latest,
+    optimizer_tensors,
+    restore_optimizer,
     save_checkpoint,
     step_record,
     stop_requests,
@@ -65,33 +67,6 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise InputError(f"optimizer must be adam, adamw, adagrad or sgd, not {name!r}.")
-
-
-# --- checkpoints: safetensors for tensors, JSON for the rest; never pickle ---------------------
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, st in sd["state"].items():
-        for key, value in st.items():
-            if torch.is_tensor(value):
-                tensors[f"opt.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for pid, extra in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(extra)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -224,7 +199,7 @@ class Trainer:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         if self.model.config.tie_weights:
             tensors.pop("model.head.weight")
-        opt_tensors, self._opt_meta = _flatten_optimizer(self.optimizer)
+        opt_tensors, self._opt_meta = optimizer_tensors(self.optimizer)
         tensors.update(opt_tensors)
         if self.average is not None:
             tensors.update(self.average.state_tensors())
@@ -238,7 +213,7 @@ class Trainer:
         if self.model.config.tie_weights:
             model_sd["head.weight"] = model_sd["embed.weight"]
         self.model.load_state_dict(model_sd, strict=True)
-        _restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        restore_optimizer(self.optimizer, tensors, meta["optimizer"])
         if self.average is not None:
             self.average.load(tensors, meta["average_updates"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -314,9 +289,9 @@ class Trainer:
     def evaluate(self, theme: bool = True) -> dict[str, float]:
         """Validation perplexity from the start state the model will generate from: without a
         theme (a control model reads the form alone), and for a control model also with each
-        poem's title and keywords (``val_perplexity_theme``), and on up to ``train_data.MONITORED`` poems of
-        each other dynasty's validation slice (``song_validation_perplexity``); ``theme=False``
-        gives the first alone. Control tokens are never targets."""
+        poem's title and keywords (``val_perplexity_theme``), and on up to ``train_data.MONITORED``
+        poems of each other dynasty's validation slice (``song_validation_perplexity``);
+        ``theme=False`` gives the first alone. Control tokens are never targets."""
         if self.batches.carry_state:
             self.model.set_start_state(*mean_start_state(self.model, self.data.start_sample))
         total, count = token_losses(self.model, self.data.val_texts)
