@@ -38,7 +38,8 @@ from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.tokenizer import CharTokenizer
-from tangpoem_hf.training import BF16_FLAG, TrainConfig, Trainer, add_bf16_flag, native_bf16
+from tangpoem_hf.train_config import BF16_FLAG, TrainConfig, add_bf16_flag, native_bf16
+from tangpoem_hf.training import Trainer
 
 
 @dataclass

@@ -43,7 +43,8 @@ from tangpoem_hf.checkpointing import has_checkpoint
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
-from tangpoem_hf.training import BF16_FLAG, TrainConfig, Trainer, add_bf16_flag, changed_settings, resolve_bf16
+from tangpoem_hf.train_config import BF16_FLAG, TrainConfig, add_bf16_flag, changed_settings, resolve_bf16
+from tangpoem_hf.training import Trainer
 
 OPTIMIZERS = ("adam", "adagrad")
 REPORT = {"adam": 58.0, "adagrad": 43.0}  # the report's training perplexities, padding counted, 20 epochs

@@ -33,7 +33,7 @@ from tangpoem_hf.finetune_data import filter_splits
 from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.scoring import perplexity
 from tangpoem_hf.text import split_lines
-from tangpoem_hf.training import TrainConfig
+from tangpoem_hf.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_INFO = "report_run.json"  # the finished run's summary, command and wall time, for --reuse-run

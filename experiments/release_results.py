@@ -43,7 +43,7 @@ from tangpoem_hf.hub import read_training_info, stage_model_folder  # noqa: E402
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR, TangPoemLSTM  # noqa: E402
 from tangpoem_hf.plotting import read_log  # noqa: E402
 from tangpoem_hf.scoring import perplexity  # noqa: E402
-from tangpoem_hf.training import default_lr  # noqa: E402
+from tangpoem_hf.train_config import default_lr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # The peers are other projects' recipes: they read the poem alone, with no control segment.

@@ -63,7 +63,7 @@ from tangpoem_hf.modeling import TangPoemConfig
 from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
 from tangpoem_hf.scoring import perplexity
 from tangpoem_hf.tokenizer import CharTokenizer
-from tangpoem_hf.training import DEFAULT_LR
+from tangpoem_hf.train_config import DEFAULT_LR
 
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
 # what fixes the vocabulary, the parameter shapes, the optimiser state and the batches: a resume keeps them

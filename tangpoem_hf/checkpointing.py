@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 import safetensors.torch
+import torch
 from tqdm.auto import tqdm
 
 LATEST = "latest.json"
@@ -81,6 +82,32 @@ def load_latest(ckpt_dir: Path, numpy: bool = False) -> tuple[dict[str, Any], di
     folder = Path(ckpt_dir) / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
     loader = safetensors.numpy.load_file if numpy else safetensors.torch.load_file
     return loader(str(folder / STATE_NAME)), json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """A torch optimiser's state as safetensors tensors (``opt.<param>.<key>``) and the JSON rest."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: dict) -> None:
+    """Load what :func:`optimizer_tensors` wrote back into ``opt``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, extra in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(extra)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 class RunLog:

@@ -35,30 +35,13 @@ FINETUNE_DEFAULTS = {
 
 # Flags that only change how a run reports or uses the machine: a resume may change them.
 RESUME_MAY_CHANGE = ("out_dir", "progress", "threads")
-BOOL_FLAGS = {  # flag → (TrainConfig field, value of the field when the flag is given, help)
-    "traditional": ("simplified", False, "keep the corpus in traditional script"),
-    "tie_weights": ("tie_weights", True, "share the embedding and output weights"),
-    "locked_dropout": ("locked_dropout", True, "dropout masks shared by all time steps of a sequence (AWD-LSTM)"),
-    "bf16": (
-        "bf16",
-        True,
-        "force bf16 autocast (the output layer on CPU; everything on CUDA) [auto: on for CUDA "
-        "and CPUs with AVX512-BF16 or AMX, off elsewhere]",
-    ),
-    "no_bf16": ("bf16", False, "force fp32 (see --bf16)"),
-    "compile": ("compile", True, "torch.compile the model"),
-    "no_progress": ("progress", False, "no progress bar"),
-    "freeze_embedding": ("freeze_embedding", True, "keep the input embedding fixed"),
-    "no_control": ("control", False, "no control segment (form, title, keywords) before each poem, as older models"),
-}
 
 
 def _train_fields() -> list[Field]:
-    """The TrainConfig fields that are ``--field-name VALUE`` flags: those with help text (the
-    switches are BOOL_FLAGS)."""
-    from .training import TrainConfig
+    """The TrainConfig fields that are flags: those with help text (``--field-name VALUE``, or a switch)."""
+    from .train_config import TrainConfig
 
-    return [f for f in fields(TrainConfig) if "help" in f.metadata and f.type != "bool"]
+    return [f for f in fields(TrainConfig) if "help" in f.metadata]
 
 
 def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, shown: dict | None = None) -> None:
@@ -68,19 +51,26 @@ def _add_train_args(p: argparse.ArgumentParser, overrides: dict | None = None, s
     Every flag defaults to None (the TrainConfig default is filled in later), so that a resume can
     tell the flags a user gave from the ones left out.
     """
-    from .training import TrainConfig, flag
+    from .train_config import TrainConfig, flag
 
     defaults = TrainConfig(**(overrides or {}))
     for f in _train_fields():
+        meta = f.metadata
+        if "switch" in meta:  # True, or False where True is the default; bf16 also has an off switch
+            p.add_argument(
+                flag(f.name), dest=f.name, action="store_const", const=f.default is not True, help=meta["help"]
+            )
+            if meta["off"]:
+                p.add_argument(meta["off"][0], dest=f.name, action="store_const", const=False, help=meta["off"][1])
+            continue
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
         default = (shown or {}).get(f.name, getattr(defaults, f.name))
-        p.add_argument(flag(f.name), type=kind, default=None, help=f"{f.metadata['help']} [{default}]")
-    for name, (_, _, help_text) in BOOL_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
+        p.add_argument(flag(f.name), type=kind, default=None, help=f"{meta['help']} [{default}]")
+    may_change = " and ".join(flag(name) for name in RESUME_MAY_CHANGE if name != "out_dir")
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out-dir with its saved configuration (only --no-progress and --threads may change)",
+        help=f"continue the run in --out-dir with its saved configuration (only {may_change} may change)",
     )
     p.set_defaults(train_defaults=overrides or {})
 
@@ -90,7 +80,7 @@ def _finetune_shown() -> dict[str, str]:
     model's shown) and a quarter of training's learning rate."""
     from .finetune import FINETUNE_LR
     from .modeling import BUNDLED_MODEL_DIR, CONFIG_NAME
-    from .training import ARCHITECTURE
+    from .train_config import ARCHITECTURE
 
     bundled = json.loads((BUNDLED_MODEL_DIR / CONFIG_NAME).read_text(encoding="utf-8"))
     shown = {name: f"the base model's; the bundled one's: {bundled[name]}" for name in ARCHITECTURE if name in bundled}
@@ -132,9 +122,6 @@ def _add_finetune_args(p: argparse.ArgumentParser, init_help: str) -> None:
 def _given_train_values(args: argparse.Namespace) -> dict:
     """The TrainConfig fields set by the flags the user actually gave."""
     values = {f.name: getattr(args, f.name) for f in _train_fields() if getattr(args, f.name) is not None}
-    for name, (target, value, _) in BOOL_FLAGS.items():
-        if getattr(args, name):
-            values[target] = value
     if args.max_steps is not None and args.epochs is None:  # --max-steps alone means that many steps
         values["epochs"] = args.max_steps
     return values
@@ -146,7 +133,7 @@ def _train_config(args: argparse.Namespace, extra: dict | None = None):
     A resume continues the run exactly as it was configured: a flag that differs from the saved
     configuration (other than --out-dir, --no-progress and --threads) is refused, not applied.
     """
-    from .training import TrainConfig, changed_settings, flag, saved_train_config
+    from .train_config import TrainConfig, changed_settings, flag, saved_train_config
 
     given = {**_given_train_values(args), **(extra or {})}
     if not args.resume:
@@ -156,7 +143,7 @@ def _train_config(args: argparse.Namespace, extra: dict | None = None):
     fixed = {
         k: v for k, v in given.items() if k not in RESUME_MAY_CHANGE and not (k == "epochs" and args.epochs is None)
     }
-    changed = [flag(name) if name != "simplified" else "--traditional" for name in changed_settings(saved, fixed)]
+    changed = [flag(name) for name in changed_settings(saved, fixed)]
     if changed:
         raise InputError(
             f"--resume continues {out_dir} with its saved configuration, and {', '.join(changed)} differ from it: "
@@ -176,7 +163,7 @@ def _finish(summary: dict, out_dir: str) -> None:
 def _finetune_options(args: argparse.Namespace, saved: dict | None):
     """The fine-tuning options from the flags, or (resuming) the saved ones, which flags may not change."""
     from .finetune import FinetuneOptions
-    from .training import changed_settings, flag
+    from .train_config import changed_settings, flag
 
     given = {
         "init_from": args.init_from,
@@ -212,7 +199,7 @@ def _finetune_options(args: argparse.Namespace, saved: dict | None):
 
 def _finetune(args: argparse.Namespace) -> int:
     from .finetune import finetune
-    from .training import saved_train_config
+    from .train_config import saved_train_config
 
     if args.push_every_epoch:  # the trainer's epoch pushes would carry a card without base_model
         raise InputError("--push-every-epoch is not available for fine-tuning; --push-to-hub pushes best/ at the end.")
@@ -224,7 +211,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, Trainer, saved_train_config
+    from .train_config import TrainConfig, saved_train_config
+    from .training import Trainer
 
     resuming_finetune = args.resume and "finetune_options" in saved_train_config(
         args.out_dir or TrainConfig().out_dir

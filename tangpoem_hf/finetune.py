@@ -53,7 +53,9 @@ from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 from .paths import portable_path
 from .scoring import perplexity
 from .tokenizer import VOCAB_NAME, CharTokenizer
-from .training import DEFAULT_LR, TrainConfig, Trainer, new_tokens, saved_train_config
+from .train_config import DEFAULT_LR, TrainConfig, saved_train_config
+from .train_data import new_tokens
+from .training import Trainer
 
 BUNDLED = "bundled"
 NEW_CHAR_POLICIES = ("grow", "unk")

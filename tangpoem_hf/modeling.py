@@ -73,14 +73,21 @@ from tangpoem_hf import TangPoemLSTM, generate_poem
 
 
 def knob(default: Any, help: str) -> Any:
-    """A configuration field with its help text (the ``tangpoem train`` flag's)."""
+    """A configuration field with its help text: the ``tangpoem train`` flag ``--field-name VALUE``."""
     return field(default=default, metadata={"help": help})
+
+
+def switch(default: Any, help: str, flag: str | None = None, off: tuple[str, str] | None = None) -> Any:
+    """A configuration field set by a ``tangpoem train`` switch: ``flag`` (``--field-name`` when
+    None) sets it to True, or to False where True is its default; ``off`` is the flag and help of a
+    second switch, which sets it to False (for a field whose default is neither, as bf16's "auto")."""
+    return field(default=default, metadata={"help": help, "switch": flag, "off": off})
 
 
 @dataclass
 class Architecture:
     """The network's shape and its regularisation: the fields a model's config and a training run
-    (:class:`tangpoem_hf.training.TrainConfig`) share, written once here."""
+    (:class:`tangpoem_hf.train_config.TrainConfig`) share, written once here."""
 
     embedding_dim: int = knob(512, "embedding size")
     hidden_size: int = knob(512, "LSTM hidden size")
@@ -91,8 +98,8 @@ class Architecture:
     # embedding table, and dropout masks shared across time steps ("locked") instead of per step.
     weight_drop: float = knob(0.0, "AWD-LSTM DropConnect on the hidden-to-hidden weights (training only)")
     embed_drop: float = knob(0.0, "drop whole characters from the embedding table (training only)")
-    locked_dropout: bool = knob(False, "dropout masks shared by all time steps of a sequence (AWD-LSTM)")
-    tie_weights: bool = knob(False, "share the embedding and output weights")
+    locked_dropout: bool = switch(False, "dropout masks shared by all time steps of a sequence (AWD-LSTM)")
+    tie_weights: bool = switch(False, "share the embedding and output weights")
     softmax: str = knob(
         "full",
         "full, or adaptive (clusters over frequency-sorted characters: faster, see docs/reports/training-speed.md)",
@@ -108,7 +115,7 @@ class Architecture:
     )
     # Whether the model reads a control segment (form, title, keywords) before each poem; its
     # vocab.json then ends with the control tokens (tangpoem_hf.control). Older models: False.
-    control: bool = knob(False, "a control segment (form, title, keywords) before each poem")
+    control: bool = switch(False, "a control segment (form, title, keywords) before each poem")
 
 
 @dataclass

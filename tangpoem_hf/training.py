@@ -9,7 +9,6 @@ written to a temporary folder and renamed, so a kill never leaves a half-written
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -17,246 +16,34 @@ import os
 import shutil
 import signal
 import time
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .averaging import WeightAverage
-from .batching import Mode, encode_poems, make_batches, prepare_text
+from .batching import make_batches
 from .checkpointing import (
-    LATEST,
-    META_NAME,
     Progress,
     RunLog,
     has_checkpoint,
     load_latest,
+    optimizer_tensors,
+    restore_optimizer,
     save_checkpoint,
     step_record,
     stop_requests,
 )
-from .control import Control, ControlledPoems, clean_title, has_controls, poem_keywords, with_controls
-from .corpus import SPLIT_VERSION, build_splits, cache_dir, parse_dynasties
+from .corpus import SPLIT_VERSION, build_splits
 from .errors import InputError
-from .modeling import IGNORE_INDEX, Architecture, TangPoemConfig, TangPoemLSTM, knob, mean_start_state
+from .modeling import IGNORE_INDEX, TangPoemLSTM, mean_start_state
 from .paths import portable_record
 from .scoring import token_losses
-from .tokenizer import VOCAB_NAME, CharTokenizer
-
-DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "adagrad": 0.05, "sgd": 1.0}  # tuned at REFERENCE_BATCH
-REFERENCE_BATCH = 64
-
-
-def default_lr(optimizer: str, global_batch: int) -> float:
-    """The default rate for a global batch (every process's rows together).
-
-    Larger batches take larger steps: the square-root rule for the adaptive optimisers
-    (Malladi et al., 2022, "On the SDEs and scaling rules for adaptive gradient algorithms"),
-    the linear rule for SGD (Goyal et al., 2017). Batch 64 keeps the table's rate.
-    """
-    ratio = global_batch / REFERENCE_BATCH
-    return DEFAULT_LR[optimizer] * (ratio if optimizer == "sgd" else math.sqrt(ratio))
-
-
-START_SAMPLE = 1024  # training poems whose mean state at <bos> becomes a packed model's start state
-# The choice-like fields and what each accepts: checked once, when a TrainConfig is made.
-CHOICES = {
-    "mode": ("ours", "report"),
-    "softmax": ("full", "adaptive"),
-    "optimizer": tuple(DEFAULT_LR),
-    "lr_schedule": ("constant", "cosine"),
-    "start_state": ("stored", "learned"),
-}
-AT_LEAST_ONE = ("min_freq", "embedding_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
-                "checkpoint_every", "keep_checkpoints", "keyword_min_count", "tang_weight")  # fmt: skip
-MONITORED = 1000  # poems of another dynasty's validation slice scored at each validation (a fixed stride)
-NOT_NEGATIVE = ("warmup_steps", "weight_decay", "clip", "eval_every", "patience", "threads", "ar", "tar")
-
-
-def flag(name: str) -> str:
-    """The command-line spelling of a TrainConfig field."""
-    return "--" + name.replace("_", "-")
-
-
-def _one_of(values: tuple[str, ...]) -> str:
-    return ", ".join(values[:-1]) + " or " + values[-1]
-
-
-@dataclass
-class TrainConfig(Architecture):
-    """Every knob of a run; saved beside the checkpoints so ``--resume`` needs no flags.
-
-    The architecture fields (and their help) are :class:`~tangpoem_hf.modeling.Architecture`'s; a
-    field with help text is a ``tangpoem train`` flag.
-    """
-
-    # A new run's start state and control segment (Architecture's defaults are what an older
-    # config.json without these fields means). The report's mode always starts from zeros;
-    # fine-tuning follows the base model, and a run folder whose vocab.json exists follows it.
-    start_state: str = knob(
-        "stored",
-        "stored (packed streams; the mean state at <bos> is stored with the model) or learned "
-        "(one poem per row, from a learned start state)",
-    )
-    control: bool = True
-    corpus: str | None = knob(
-        None, "chinese-poetry folder, Hub dataset id or packed corpus (tangpoem data pack) (default: $TANGPOEM_CORPUS)"
-    )
-    # Song poems train beside Tang's; validation, model selection and every figure stay on Tang's
-    # split, and each other dynasty's own validation slice is logged (song_validation_perplexity).
-    dynasties: str = knob(
-        "tang", "comma-separated: tang, or tang,song to train on the 全宋诗 too (validation stays Tang's)"
-    )
-    tang_weight: int = knob(
-        1, "every Tang training poem is read this many times per epoch (with --dynasties tang,song)"
-    )
-    out_dir: str = knob("runs/tangpoem", "run folder: vocab.json, checkpoints/, train_log.jsonl, best/, curves.png")
-    mode: Mode = knob(
-        "ours", "preprocessing: ours (punctuation, bos/eos, packed) or report (stripped, cut and padded to 100)"
-    )
-    simplified: bool = True
-    min_freq: int = knob(1, "drop characters seen fewer times than this from the vocabulary")
-    # AWD-LSTM's activation regularisation (docs/reports/results.md says what each was worth).
-    ar: float = knob(0.0, "activation regularisation: this × mean square of the last layer's outputs")
-    tar: float = knob(0.0, "temporal activation regularisation: this × mean square of their step-to-step change")
-    average: float = knob(
-        0.0, "validate and save an exponential moving average of the weights with this decay (0: none)"
-    )
-    # Title and keywords of the control segment, each dropped with these odds per poem and epoch.
-    drop_title: float = knob(
-        0.5, "with a control segment: the share of poems (per epoch) that train without their title"
-    )
-    drop_keywords: float = knob(
-        0.5, "with a control segment: the share of poems (per epoch) that train without keywords"
-    )
-    keyword_min_count: int = knob(20, "a 2-gram may be a keyword once the corpus's 五言/七言 lines hold it this often")
-    optimizer: str = knob("adam", "adam, adamw, adagrad or sgd")
-    lr: float | None = knob(
-        None,
-        "learning rate (default per optimiser at a global batch of 64: adam 2e-3, adagrad 0.05, sgd 1.0; "
-        "scaled by the square root of global batch / 64, linearly for sgd)",
-    )
-    lr_schedule: str = knob("constant", "constant or cosine (over the whole run)")
-    warmup_steps: int = knob(0, "linear learning-rate warm-up steps (worth a few hundred with large batches)")
-    weight_decay: float = knob(0.0, "weight decay")
-    batch_size: int = knob(64, "sequences per batch (per process)")
-    seq_len: int = knob(64, "tokens per chunk in packed mode (the report mode always uses 100)")
-    epochs: int = knob(20, "epochs (when only --max-steps is given: as many as its steps need)")
-    max_steps: int | None = knob(None, "train this many steps (with --epochs too: stop at whichever comes first)")
-    # Seconds of training; checkpoints and evaluation excluded.
-    time_budget: float | None = knob(None, "stop after this many seconds of training")
-    clip: float = knob(1.0, "gradient-norm clipping (0 disables)")
-    seed: int = knob(0, "random seed")
-    device: str = knob("auto", "auto (CUDA when present), cpu or cuda")
-    # bf16 autocast (the --bf16 / --no-bf16 switches): "auto" turns it on where bf16 matmuls are fast
-    # (CUDA, a CPU with AVX512-BF16 or AMX) and off elsewhere, where emulated bf16 is slower than fp32.
-    bf16: bool | str = "auto"
-    compile: bool = False
-    checkpoint_every: int = knob(200, "steps between checkpoints")
-    keep_checkpoints: int = knob(2, "how many checkpoints to keep")
-    eval_every: int = knob(0, "steps between validations (0: once per epoch)")
-    patience: int = knob(0, "stop after this many validations without a better perplexity (0: never stop early)")
-    freeze_embedding: bool = False  # keep the input embedding fixed (fine-tuning on little data)
-    push_to_hub: str | None = None  # repo id: push best/ at the end
-    push_every_epoch: bool = False  # also push each epoch's model, in the background
-    private: bool = False
-    threads: int = knob(0, "torch CPU threads (0: torch's default)")
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        """Refuse a typo at once, instead of training with a silently different setting."""
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{flag(name)} must be {_one_of(allowed)}, not {getattr(self, name)!r}.")
-        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
-            raise InputError(f"bf16 must be auto, true or false, not {self.bf16!r}.")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}.")
-        for name in AT_LEAST_ONE:
-            if getattr(self, name) < 1:
-                raise InputError(f"{flag(name)} must be at least 1, not {getattr(self, name)}.")
-        for name in NOT_NEGATIVE:
-            if getattr(self, name) < 0:
-                raise InputError(f"{flag(name)} must not be negative, not {getattr(self, name)}.")
-        if self.lr is not None and self.lr < 0:
-            raise InputError(f"--lr must not be negative, not {self.lr}.")
-        for name in ("max_steps", "time_budget"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise InputError(f"{flag(name)} must be positive, not {getattr(self, name)}.")
-        for name in ("dropout", "weight_drop", "embed_drop", "average"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InputError(f"{flag(name)} must lie in [0, 1), not {getattr(self, name)}.")
-        for name in ("drop_title", "drop_keywords"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise InputError(f"{flag(name)} must lie in [0, 1], not {getattr(self, name)}.")
-        self.dynasties = ",".join(parse_dynasties(self.dynasties))
-
-    def model_config(self, vocab_size: int, pad_token_id: int) -> TangPoemConfig:
-        """The model this run trains: the architecture fields come from here, in one place."""
-        arch = {name: getattr(self, name) for name in ARCHITECTURE}
-        if self.mode == "report":  # the report's recipe always starts from zeros
-            arch["start_state"] = "zeros"
-        return TangPoemConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, preprocessing=self.mode, **arch)
-
-    def with_model(self, config: TangPoemConfig, **changes: Any) -> TrainConfig:
-        """This run's settings with a trained model's architecture (fine-tuning continues a model).
-
-        The regularisation is the base model's unless this run sets its own (a value other than
-        TrainConfig's default): it shapes training only, so a continued model may change it.
-        """
-        arch = {name: getattr(config, name) for name in ARCHITECTURE}
-        default = TrainConfig()
-        arch.update(
-            {name: getattr(self, name) for name in REGULARISATION if getattr(self, name) != getattr(default, name)}
-        )
-        if arch.get("start_state") == "zeros":  # an older or report-mode base: training stores one
-            arch["start_state"] = "stored"
-        return replace(self, mode=config.preprocessing, **arch, **changes)
-
-    def resolved_lr(self, world: int = 1) -> float:
-        """``--lr`` as given, or the default for this run's global batch."""
-        return self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size * world)
-
-
-# The fields a model's config and a run's config share (embedding_dim, hidden_size, num_layers,
-# dropout, tie_weights, softmax, ...): Architecture's.
-ARCHITECTURE = tuple(f.name for f in fields(Architecture))
-REGULARISATION = ("dropout", "weight_drop", "embed_drop", "locked_dropout")  # architecture fields training alone uses
-# What fixes the vocabulary, the weights' shapes, the optimiser state and the batches: a resume keeps them.
-FIXED_FOR_RESUME = (*ARCHITECTURE, "mode", "simplified", "min_freq", "optimizer", "batch_size", "seq_len", "seed",
-                    "dynasties", "tang_weight")  # fmt: skip
-
-
-def saved_train_config(out_dir: str | Path) -> dict[str, Any]:
-    """The configuration stored with a run's latest checkpoint; one sentence when there is none."""
-    ckpt_dir = Path(out_dir) / "checkpoints"
-    if not has_checkpoint(ckpt_dir):
-        raise InputError(f"{out_dir} holds no checkpoint to resume: start the run without --resume.")
-    name = json.loads((ckpt_dir / LATEST).read_text(encoding="utf-8"))["checkpoint"]
-    saved = json.loads((ckpt_dir / name / META_NAME).read_text(encoding="utf-8"))["config"]
-    known = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in saved.items() if k in known}
-
-
-def changed_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """The one resume check: the names in ``wanted`` whose values differ from a run's ``saved``
-    ones (a setting the saved run did not record cannot be compared). A run continues only as it
-    was configured; each caller says which settings may change and words the refusal."""
-    return [name for name, value in wanted.items() if name in saved and saved[name] != value]
-
-
-def check_same_run(saved: dict[str, Any], cfg: TrainConfig, out_dir: str | Path) -> None:
-    """Refuse to resume a run with another architecture or other data, which could not continue it."""
-    changed = [flag(name) for name in changed_settings(saved, {n: getattr(cfg, n) for n in FIXED_FOR_RESUME})]
-    if changed:
-        raise InputError(f"{out_dir} was trained with other {', '.join(changed)}: keep them or pick a new --out-dir.")
+from .train_config import REFERENCE_BATCH, REGULARISATION, TrainConfig, check_same_run, resolve_bf16, resolve_device
+from .train_data import prepare_data
 
 
 class TrainerCallback(Protocol):
@@ -265,44 +52,6 @@ class TrainerCallback(Protocol):
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
 
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 runs in hardware here: a CUDA device that supports it, or a CPU with AVX512-BF16 or
-    AMX-BF16 units. Elsewhere torch emulates bf16 matmuls, and on such a CPU the benchmark measured our
-    pipeline at 0.41x the report's with bf16 against 4.77x without (issue 21)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    caps = torch.cpu.get_capabilities()
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-
-
-def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
-    """A ``bf16`` setting as it applies on ``device``: ``"auto"`` follows :func:`native_bf16`."""
-    return native_bf16(device) if setting == "auto" else bool(setting)
-
-
-BF16_FLAG = {"auto": "auto", "on": True, "off": False}  # --bf16 WORD → TrainConfig.bf16
-
-
-def add_bf16_flag(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--bf16 [auto|on|off]`` (bare: on) for the experiment and benchmark drivers; ``what`` says
-    what runs in bf16 there. :data:`BF16_FLAG` maps the word to ``TrainConfig.bf16``."""
-    parser.add_argument(
-        "--bf16",
-        nargs="?",
-        const="on",
-        choices=tuple(BF16_FLAG),
-        default="auto",
-        help=f"{what}: auto (where the CPU or GPU runs bf16 in hardware; elsewhere it is slower), on "
-        "(--bf16 alone) or off [auto]",
-    )
 
 
 def make_optimizer(
@@ -318,33 +67,6 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise InputError(f"optimizer must be adam, adamw, adagrad or sgd, not {name!r}.")
-
-
-# --- checkpoints: safetensors for tensors, JSON for the rest; never pickle ---------------------
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, st in sd["state"].items():
-        for key, value in st.items():
-            if torch.is_tensor(value):
-                tensors[f"opt.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for pid, extra in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(extra)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -387,32 +109,7 @@ class Trainer:
         self.log = RunLog(self.out / "train_log.jsonl", enabled=self.main)
         self._stop: list[int] = []  # signals received; filled while run() is in progress
 
-    # data and model ---------------------------------------------------------------------------
-
-    def _tokenizer(self, train_texts: list[str], dynasties: list[str]) -> CharTokenizer:
-        """Reuse the run's vocab.json (or the base model's) so ids never change across runs.
-
-        A new vocabulary is built from the Tang training poems, as a Tang-only run builds it; the
-        characters only other dynasties use are appended after it (ids of Tang's never move).
-        """
-        saved = self.out / VOCAB_NAME
-        if saved.exists():
-            return CharTokenizer.load(saved)
-        if self.base_model is not None and self.base_model.tokenizer is not None:
-            tok = self.base_model.tokenizer
-        else:
-            mode = self.cfg.mode
-            tang = (prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d == "tang")
-            tok = CharTokenizer.build(tang, self.cfg.min_freq, self.cfg.simplified)
-            if self.cfg.control and mode == "ours":
-                tok = with_controls(tok)
-            others = [prepare_text(t, mode) for t, d in zip(train_texts, dynasties) if d != "tang"]
-            if others:
-                tok = CharTokenizer(tok.tokens + new_tokens(tok, others, self.cfg.min_freq), simplified=tok.simplified)
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            tok.save(self.out)
-        return tok
+    # DDP: rank 0 first, every rank out together ---------------------------------------------------
 
     @contextlib.contextmanager
     def _main_first(self):
@@ -431,47 +128,30 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
 
+    # data and model ---------------------------------------------------------------------------
+
     def prepare(self, splits: Any | None = None) -> None:
+        """Data (:func:`~tangpoem_hf.train_data.prepare_data`), model, batches and optimiser; ``splits``
+        defaults to ``cfg.corpus``'s."""
         cfg = self.cfg
         if splits is None:
             with self._main_first():
                 splits, _ = build_splits(cfg.corpus, simplified=cfg.simplified, dynasties=cfg.dynasties)
-        train_split = splits["train"]
-        train_texts = list(train_split["text"])
-        dynasties = list(train_split["dynasty"]) if "dynasty" in _columns(train_split) else ["tang"] * len(train_texts)
-        self.val_texts = list(splits["validation"]["text"])
-        # Other dynasties' validation slices (song_validation), logged beside Tang's, never selected on.
-        self.monitored = {
-            name: list(part["text"])[:: max(1, len(part) // MONITORED)][:MONITORED]
-            for name, part in splits.items()
-            if name.endswith("_validation") and len(part)
-        }
-        self.tokenizer = self._tokenizer(train_texts, dynasties)
-        self.control = has_controls(self.tokenizer)
-        rows = weighted_rows(dynasties, cfg.tang_weight)
-        train_texts = [train_texts[i] for i in rows]
-        poems = encode_poems(train_texts, self.tokenizer, cfg.mode)
-        if self.control:
-            with self._main_first():  # the keyword tables are cached too
-                self.val_controls = self._controls(splits["validation"])
-                controls = self._controls(train_split)  # keywords ranked among each dynasty's poems, once each
-            train: list[np.ndarray] | ControlledPoems = ControlledPoems(
-                train_texts, [controls[i] for i in rows], self.tokenizer, cfg.seed, cfg.drop_title, cfg.drop_keywords
-            )
-        else:
-            train = poems
+        base_tokenizer = self.base_model.tokenizer if self.base_model is not None else None
+        self.data = prepare_data(cfg, splits, self.out, base_tokenizer, self.main, self._main_first)
+        self.tokenizer = self.data.tokenizer
         torch.manual_seed(cfg.seed)
         if self.base_model is not None:
             self.model = self.base_model
             self.model.set_regularisation(**{name: getattr(cfg, name) for name in REGULARISATION})
         else:
             # The vocabulary decides: a run folder's vocab.json from before controls has none.
-            config = replace(cfg, control=self.control).model_config(len(self.tokenizer), self.tokenizer.pad_id)
+            config = replace(cfg, control=self.data.control).model_config(len(self.tokenizer), self.tokenizer.pad_id)
             self.model = TangPoemLSTM(config)
         self.model.tokenizer = self.tokenizer
         learned = self.model.config.start_state == "learned"
         self.batches = make_batches(
-            train,
+            self.data.train,
             cfg.mode,
             cfg.batch_size,
             cfg.seq_len,
@@ -481,12 +161,10 @@ class Trainer:
             self.world,
             learned,
         )
-        # A model trained on packed streams starts poems from the mean state at <bos> over these
-        # (fixed) training poems, refreshed before every validation and so stored with best/.
-        read = train.full if isinstance(train, ControlledPoems) else poems  # as the model reads them
-        self.start_sample = read[:: max(1, len(read) // START_SAMPLE)][:START_SAMPLE]
+        # A model trained on packed streams starts poems from the mean state at <bos> over a fixed
+        # sample of training poems, refreshed before every validation and so stored with best/.
         if self.batches.carry_state and self.model.config.start_state == "zeros":  # an older base model
-            self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
+            self.model.set_start_state(*mean_start_state(self.model, self.data.start_sample))
         self.model.to(self.device).train()
         if cfg.freeze_embedding:
             if self.model.config.tie_weights:
@@ -515,23 +193,13 @@ class Trainer:
         if cfg.compile:
             self.forward = torch.compile(self.forward)
 
-    def _controls(self, split: Any) -> list[Control]:
-        """Each poem's title and keywords (keywords from the poem itself, ranked among its dynasty's
-        poems of the split; a split without titles, such as a text file's, has none)."""
-        texts = list(split["text"])
-        columns = getattr(split, "column_names", split)
-        titles = list(split["title"]) if "title" in columns else [""] * len(texts)
-        dynasties = list(split["dynasty"]) if "dynasty" in columns else ["tang"] * len(texts)
-        keywords = poem_keywords(texts, dynasties, cache_dir(), self.cfg.keyword_min_count)
-        return [Control(clean_title(t, self.cfg.simplified), k) for t, k in zip(titles, keywords)]
-
     # state ------------------------------------------------------------------------------------
 
     def _state_tensors(self, carried: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         if self.model.config.tie_weights:
             tensors.pop("model.head.weight")
-        opt_tensors, self._opt_meta = _flatten_optimizer(self.optimizer)
+        opt_tensors, self._opt_meta = optimizer_tensors(self.optimizer)
         tensors.update(opt_tensors)
         if self.average is not None:
             tensors.update(self.average.state_tensors())
@@ -545,7 +213,7 @@ class Trainer:
         if self.model.config.tie_weights:
             model_sd["head.weight"] = model_sd["embed.weight"]
         self.model.load_state_dict(model_sd, strict=True)
-        _restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        restore_optimizer(self.optimizer, tensors, meta["optimizer"])
         if self.average is not None:
             self.average.load(tensors, meta["average_updates"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -621,17 +289,17 @@ class Trainer:
     def evaluate(self, theme: bool = True) -> dict[str, float]:
         """Validation perplexity from the start state the model will generate from: without a
         theme (a control model reads the form alone), and for a control model also with each
-        poem's title and keywords (``val_perplexity_theme``), and on up to ``MONITORED`` poems of
-        each other dynasty's validation slice (``song_validation_perplexity``); ``theme=False``
-        gives the first alone. Control tokens are never targets."""
+        poem's title and keywords (``val_perplexity_theme``), and on up to ``train_data.MONITORED``
+        poems of each other dynasty's validation slice (``song_validation_perplexity``);
+        ``theme=False`` gives the first alone. Control tokens are never targets."""
         if self.batches.carry_state:
-            self.model.set_start_state(*mean_start_state(self.model, self.start_sample))
-        total, count = token_losses(self.model, self.val_texts)
+            self.model.set_start_state(*mean_start_state(self.model, self.data.start_sample))
+        total, count = token_losses(self.model, self.data.val_texts)
         result = {"val_perplexity": math.exp(total / max(count, 1))}
-        if self.control and theme:
-            total, count = token_losses(self.model, self.val_texts, controls=self.val_controls)
+        if self.data.control and theme:
+            total, count = token_losses(self.model, self.data.val_texts, controls=self.data.val_controls)
             result["val_perplexity_theme"] = math.exp(total / max(count, 1))
-        for name, texts in self.monitored.items() if theme else ():
+        for name, texts in self.data.monitored.items() if theme else ():
             total, count = token_losses(self.model, texts)
             result[f"{name}_perplexity"] = math.exp(total / max(count, 1))
         return result
@@ -828,22 +496,6 @@ class Trainer:
         (tmp / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
-
-
-def _columns(split: Any) -> Any:
-    """A split's column names: a Dataset's, or the keys of a plain dict of lists."""
-    return getattr(split, "column_names", split)
-
-
-def weighted_rows(dynasties: list[str], tang_weight: int) -> list[int]:
-    """The training poems of an epoch, as positions: each Tang poem ``tang_weight`` times, each other once."""
-    return [i for i, d in enumerate(dynasties) for _ in range(tang_weight if d == "tang" else 1)]
-
-
-def new_tokens(tokenizer: CharTokenizer, texts: list[str], min_freq: int = 1) -> list[str]:
-    """Characters of ``texts`` the vocabulary lacks, ordered as :meth:`CharTokenizer.build` orders them."""
-    counts = Counter(ch for t in texts for ch in tokenizer.normalize(t) if ch not in tokenizer)
-    return sorted((ch for ch, n in counts.items() if n >= min_freq), key=lambda ch: (-counts[ch], ord(ch)))
 
 
 def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:

@@ -119,6 +119,7 @@ def test_train_resume_takes_the_saved_configuration(small_corpus, tmp_path, caps
         (["--hidden-size", "16"], "--hidden-size"),  # another architecture: the weights could not load
         (["--epochs", "9", "--bf16"], "--epochs, --bf16"),  # silently different training before
         (["--corpus", "elsewhere"], "--corpus"),  # other data
+        (["--no-control", "--traditional"], "--no-control, --traditional"),  # switches named as typed
     ],
 )
 def test_train_resume_refuses_changed_flags(small_corpus, tmp_path, capsys, flags, named):
@@ -127,6 +128,33 @@ def test_train_resume_refuses_changed_flags(small_corpus, tmp_path, capsys, flag
     code, _, err = run(["train", "--out-dir", str(out), "--resume", *flags], capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert named in err and "--out-dir" in err
+
+
+@pytest.mark.parametrize(
+    ("switch", "setting", "value"),
+    [
+        ("--traditional", "simplified", False),
+        ("--tie-weights", "tie_weights", True),
+        ("--locked-dropout", "locked_dropout", True),
+        ("--bf16", "bf16", True),
+        ("--no-bf16", "bf16", False),
+        ("--compile", "compile", True),
+        ("--no-progress", "progress", False),
+        ("--freeze-embedding", "freeze_embedding", True),
+        ("--no-control", "control", False),
+    ],
+)
+def test_each_train_switch_sets_its_setting_and_no_other(switch, setting, value):
+    """The switches come from TrainConfig's fields: each sets one setting, the rest keep their defaults."""
+    from dataclasses import asdict
+
+    from tangpoem_hf.cli import FINETUNE_DEFAULTS, _train_config, build_parser
+    from tangpoem_hf.train_config import TrainConfig
+
+    default = asdict(TrainConfig())
+    for command, defaults in (("train", {}), ("finetune", FINETUNE_DEFAULTS)):
+        given = asdict(_train_config(build_parser().parse_args([command, switch])))
+        assert {k: v for k, v in given.items() if v != default[k]} == {**defaults, setting: value}
 
 
 def test_train_resume_without_a_checkpoint_says_so(tmp_path, capsys):

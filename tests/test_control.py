@@ -28,7 +28,8 @@ from tangpoem_hf.errors import InputError, ModelFileError
 from tangpoem_hf.modeling import IGNORE_INDEX
 from tangpoem_hf.scoring import perplexity, token_losses
 from tangpoem_hf.text import clean_poem_text, split_lines
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 TEXTS = [clean_poem_text("".join(p)) for _, _, p in POEMS]
 TITLES = [clean_poem_text(t) for _, t, _ in POEMS]
@@ -232,7 +233,7 @@ def test_train_with_controls_then_generate_and_score_with_a_theme(small_corpus, 
     )  # fmt: skip
     trainer = Trainer(cfg)
     trainer.run()
-    assert any(c.keywords for c in trainer.val_controls)
+    assert any(c.keywords for c in trainer.data.val_controls)
     history = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     val = [r for r in history if "val_perplexity" in r]
     assert val and all("val_perplexity_theme" in r for r in val)

@@ -18,7 +18,8 @@ from tangpoem_hf.corpus import build_splits, pack_corpus
 from tangpoem_hf.errors import CorpusError
 from tangpoem_hf.finetune import FinetuneOptions, finetune
 from tangpoem_hf.packed import PACKED_ARRAYS
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_tang_weight_repeats_tang_poems_and_song_validation_is_logged(tang_song,
     trainer = Trainer(tiny(tang_song, tmp_path / "run", tang_weight=3))
     trainer.prepare()
     assert len(trainer.batches.poems) == 3 * tang + song
-    assert trainer.monitored == {"song_validation": list(splits["song_validation"]["text"])}
+    assert trainer.data.monitored == {"song_validation": list(splits["song_validation"]["text"])}
     trainer.run()
     last = trainer.history[-1]
     assert {"val_perplexity", "val_perplexity_theme", "song_validation_perplexity"} <= set(last)
@@ -100,8 +101,9 @@ def test_training_reads_the_same_tokens_from_a_pack(tang_song, tmp_path, monkeyp
     from_pack = Trainer(tiny(tmp_path / "packed", tmp_path / "b", tang_weight=2))
     from_pack.prepare()
     assert from_pack.tokenizer.tokens == from_folder.tokenizer.tokens
-    assert from_pack.val_texts == from_folder.val_texts and from_pack.val_controls == from_folder.val_controls
-    assert from_pack.monitored == from_folder.monitored
+    assert from_pack.data.val_texts == from_folder.data.val_texts
+    assert from_pack.data.val_controls == from_folder.data.val_controls
+    assert from_pack.data.monitored == from_folder.data.monitored
     assert from_pack.batches.steps_per_epoch == from_folder.batches.steps_per_epoch
     for epoch in (0, 1):
         for step in range(from_folder.batches.steps_per_epoch):

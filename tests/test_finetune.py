@@ -22,7 +22,7 @@ from tangpoem_hf.finetune import FinetuneOptions, finetune, grow_vocabulary
 from tangpoem_hf.finetune_data import build_finetune_data, filter_splits, hash_validation, text_file_splits
 from tangpoem_hf.modeling import BUNDLED_MODEL_DIR
 from tangpoem_hf.text import punctuate
-from tangpoem_hf.training import TrainConfig
+from tangpoem_hf.train_config import TrainConfig
 
 # Poems the tiny model's vocabulary (built from conftest.POEMS) mostly lacks: 锄, 禾, 汗, 粒, 辛, 苦...
 # One traditional and unpunctuated, to exercise cleaning.

@@ -21,7 +21,8 @@ from tangpoem_hf.errors import CorpusError, InputError
 from tangpoem_hf.finetune import FinetuneOptions, base_split_version, finetune
 from tangpoem_hf.modeling import TangPoemConfig, locked_dropout
 from tangpoem_hf.numpy_lstm import NumpyLSTM
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 AWD = {"weight_drop": 0.5, "embed_drop": 0.2, "locked_dropout": True, "dropout": 0.3}
 

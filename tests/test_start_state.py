@@ -28,7 +28,8 @@ from tangpoem_hf.numpy_lstm import NumpyLSTM
 from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.serving import PoemServer
 from tangpoem_hf.text import punctuate, split_lines
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 POEM = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
 

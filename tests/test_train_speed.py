@@ -19,7 +19,8 @@ from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError, ModelFileError
 from tangpoem_hf.modeling import adaptive_nll
 from tangpoem_hf.scoring import char_losses, char_perplexity, perplexity
-from tangpoem_hf.training import TrainConfig, Trainer, resolve_bf16
+from tangpoem_hf.train_config import TrainConfig, resolve_bf16
+from tangpoem_hf.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 POEM = "白日依山尽，黄河入海流。"

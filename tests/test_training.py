@@ -13,7 +13,8 @@ from tangpoem_hf.checkpointing import load_latest, save_checkpoint
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.plotting import read_log
-from tangpoem_hf.training import TrainConfig, Trainer, default_lr
+from tangpoem_hf.train_config import TrainConfig, default_lr
+from tangpoem_hf.training import Trainer
 
 
 def tiny_config(corpus, out, **kw) -> TrainConfig:
@@ -206,7 +207,7 @@ def test_train_config_refuses_a_bad_value_in_one_sentence(field, value, fragment
 
 def test_the_model_config_comes_from_the_run_config_in_one_place():
     from tangpoem_hf.modeling import TangPoemConfig
-    from tangpoem_hf.training import ARCHITECTURE
+    from tangpoem_hf.train_config import ARCHITECTURE
 
     assert {"embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "softmax"} <= set(ARCHITECTURE)
     cfg = TrainConfig(embedding_dim=24, hidden_size=24, num_layers=2, dropout=0.1, tie_weights=True)

@@ -16,7 +16,8 @@ import torch
 from compare_optimizers import padded_perplexity
 from conftest import bias_model
 
-from tangpoem_hf.training import TrainConfig, Trainer
+from tangpoem_hf.train_config import TrainConfig
+from tangpoem_hf.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG, SHORT = "白日依山尽，黄河入海流。", "春眠。"
