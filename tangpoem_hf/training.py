@@ -122,10 +122,12 @@ class Trainer:
             dist.barrier()
 
     def _leave_group(self) -> None:
-        """Wait for every rank (rank 0 still saves and plots), then close the process group, so that
-        no rank exits while a peer still holds its connection."""
+        """Wait for every rank (rank 0 still saves and plots), then drop DDP and close the process
+        group while the interpreter is whole: DDP's reducer keeps the group's last work (tensors with
+        Python references) alive, and freeing it at interpreter exit can abort the rank in gloo."""
         if self.world > 1 and dist.is_initialized():
             dist.barrier()
+            self.forward, self.ddp = self.model, None
             dist.destroy_process_group()
 
     # data and model ---------------------------------------------------------------------------
