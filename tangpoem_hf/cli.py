@@ -10,17 +10,14 @@ import argparse
 import json
 import os
 import sys
-import unicodedata
 from dataclasses import Field, fields
 from pathlib import Path
 from typing import NoReturn
 
-from .control import MAX_KEYWORDS, MAX_TITLE, Control
 from .errors import InputError, TangPoemError
 from .options import OPTIONS, default_draw_text
 from .push import add_push_parser
 from .text import FORM_SHAPES, FORMS, is_han
-from .tokenizer import CharTokenizer
 
 # Fine-tuning starts from a good model and usually has little data: a quarter of the learning rate
 # (adam 5e-4, chosen in finetune.FINETUNE_LR when --lr is not given), early stopping, short runs.
@@ -277,7 +274,7 @@ def _check(args: argparse.Namespace) -> int:
     Exit status 0 when every poem passes (format, rhyme, relaxed tone), 1 when one fails, like a linter.
     """
     from .prosody import check_poem
-    from .text import is_han, normalize_punctuation, punctuate
+    from .text import normalize_punctuation, punctuate
 
     source = args.poem
     if os.path.isfile(source):
@@ -360,87 +357,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
-    """Poems to score: one per line of a text file, or JSON Lines rows with a ``text`` field (other
-    fields, such as ``title`` and ``keywords``, are kept). Bare poems are cut into lines by their
-    length (:func:`punctuate`), so a poem scores the same with or without its ，。; a length that
-    fits no form is an error naming the row."""
-    from .text import clean_poem_text, is_han, punctuate
-
-    try:
-        raw = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text.") from None
-    rows = []
-    for number, line in enumerate(raw, 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-                text = row["text"]
-                if not isinstance(text, str):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError):
-                raise InputError(f"{path} line {number} is not a JSON object with a text field.") from None
-        else:
-            row, text = {}, line
-        text = punctuate(clean_poem_text(text, simplified=simplified))
-        if text and all(is_han(ch) for ch in text):
-            raise InputError(
-                f"{path} line {number} has {len(text)} characters without ，。, which fits no 五言 or 七言 "
-                "form (20, 28, 40, 56 … characters): add its punctuation."
-            )
-        if text:
-            rows.append({**row, "text": text})
-    if not rows:
-        raise InputError(f"{path} holds no poems (one per line, or JSON Lines with a text field).")
-    return rows
-
-
-def scoring_theme(row: dict, number: int) -> tuple[str, tuple[str, ...]]:
-    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) checked as
-    ``generate`` checks them; anything else is one sentence naming the poem, never a silent drop.
-
-    A title keeps its Han characters up to ``MAX_TITLE`` (as training reads corpus titles, whose
-    「·」 and 「（一作…）」 notes are common) but may hold no letters or digits; keywords are one to
-    ``MAX_KEYWORDS`` distinct words of Chinese characters. Whether the model knows the characters is
-    :func:`scoring_control`'s question.
-    """
-    title, keywords = row.get("title") or "", row.get("keywords") or []
-    if isinstance(keywords, str):
-        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
-    if not isinstance(title, str) or not isinstance(keywords, list) or not all(isinstance(w, str) for w in keywords):
-        raise InputError(f"Poem {number}: title must be text and keywords a list of words (or one text).")
-    bad = sorted({ch for ch in title if not is_han(ch) and unicodedata.category(ch)[0] in "LN"})
-    if bad or (title.strip() and not any(is_han(ch) for ch in title)):
-        shown = ", ".join(map(repr, bad)) or repr(title.strip())
-        raise InputError(f"Poem {number}: its title may hold only Chinese characters, but contains {shown}.")
-    words = tuple(w.strip() for w in keywords if w.strip())
-    if len(words) > MAX_KEYWORDS:
-        raise InputError(f"Poem {number}: give one to {MAX_KEYWORDS} keywords, not {len(words)}.")
-    for word in words:
-        if not all(is_han(ch) for ch in word):
-            raise InputError(f"Poem {number}: the keyword {word!r} may hold only Chinese characters.")
-    if len(set(words)) < len(words):
-        raise InputError(f"Poem {number}: a keyword is given twice in {' '.join(words)}.")
-    return "".join(ch for ch in title.split("（")[0] if is_han(ch))[:MAX_TITLE], words
-
-
-def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> tuple[Control, str]:
-    """A scoring row's title and keywords (:func:`scoring_theme`) as the control a control model
-    reads before the poem, and the characters of them the model lacks: a poem with one is scored
-    without its theme (a rare character in one title must not refuse a whole file)."""
-    title, words = scoring_theme(row, number)
-    title, words = tokenizer.normalize(title), tuple(tokenizer.normalize(w) for w in words)
-    unknown = "".join(sorted({ch for ch in title + "".join(words) if ch not in tokenizer}))
-    if unknown:
-        return Control(), unknown
-    return Control(title, words), ""
-
-
 def _perplexity(args: argparse.Namespace) -> int:
     from .modeling import load_model
+    from .request import read_scoring_file, scoring_control, scoring_theme
     from .scoring import perplexity
 
     path = Path(args.file)

@@ -1,4 +1,5 @@
-"""What to write, checked once: every user value passes here on its way to the decoder.
+"""What to write, checked once: every user value passes here on its way to the decoder (and every
+row of a file to score, on its way to :mod:`~tangpoem_hf.scoring`).
 
 The CLI, the app, the server and the Python API all hand the decoder one :class:`PoemRequest`,
 built by :meth:`PoemRequest.build` from the settings of
@@ -8,19 +9,22 @@ gets one clear ``InputError`` sentence, never a traceback.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .constraints import Constraint, NoRepeat, PoemSpec, selects_rows
-from .control import MAX_KEYWORDS, MAX_TITLE, has_controls
+from .control import MAX_KEYWORDS, MAX_TITLE, Control, has_controls
 from .errors import InputError
 from .keywords import keywords_fit
 from .options import DEFAULT_LINES, MAX_BATCH, MAX_LINES, MIN_LINES, OPTIONS, GenerationOptions, verse_rules
 from .prosody import poem_lines
-from .text import COMMA, PERIOD, is_han, normalize_punctuation
+from .text import COMMA, PERIOD, clean_poem_text, is_han, normalize_punctuation, punctuate
 from .tokenizer import CharTokenizer
 from .verse import verse_constraints
 
@@ -324,3 +328,83 @@ def rewrite_request(tokenizer: CharTokenizer, poem: object, keep: Iterable[int],
         raise InputError(f"Lines to keep are given by their 0-based index, not {wanted!r}.")
     keep_lines = {i: lines[i] if 0 <= i < len(lines) else "" for i in wanted}
     return PoemRequest.build(tokenizer, keep=keep_lines, **kwargs)
+
+
+# Poems to score (tangpoem perplexity): the same checks, a row at a time ----------------------------
+
+
+def read_scoring_file(path: Path, simplified: bool) -> list[dict]:
+    """Poems to score: one per line of a text file, or JSON Lines rows with a ``text`` field (other
+    fields, such as ``title`` and ``keywords``, are kept). Bare poems are cut into lines by their
+    length (:func:`punctuate`), so a poem scores the same with or without its ，。; a length that
+    fits no form is an error naming the row."""
+    try:
+        raw = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text.") from None
+    rows = []
+    for number, line in enumerate(raw, 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+                text = row["text"]
+                if not isinstance(text, str):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path} line {number} is not a JSON object with a text field.") from None
+        else:
+            row, text = {}, line
+        text = punctuate(clean_poem_text(text, simplified=simplified))
+        if text and all(is_han(ch) for ch in text):
+            raise InputError(
+                f"{path} line {number} has {len(text)} characters without ，。, which fits no 五言 or 七言 "
+                "form (20, 28, 40, 56 … characters): add its punctuation."
+            )
+        if text:
+            rows.append({**row, "text": text})
+    if not rows:
+        raise InputError(f"{path} holds no poems (one per line, or JSON Lines with a text field).")
+    return rows
+
+
+def scoring_theme(row: dict, number: int) -> tuple[str, tuple[str, ...]]:
+    """A scoring row's ``title`` and ``keywords`` (a list, or words split at spaces) checked as
+    ``generate`` checks them; anything else is one sentence naming the poem, never a silent drop.
+
+    A title keeps its Han characters up to ``MAX_TITLE`` (as training reads corpus titles, whose
+    「·」 and 「（一作…）」 notes are common) but may hold no letters or digits; keywords are one to
+    ``MAX_KEYWORDS`` distinct words of Chinese characters. Whether the model knows the characters is
+    :func:`scoring_control`'s question.
+    """
+    title, keywords = row.get("title") or "", row.get("keywords") or []
+    if isinstance(keywords, str):
+        keywords = keywords.replace("，", " ").replace(",", " ").replace("、", " ").split()
+    if not isinstance(title, str) or not isinstance(keywords, list) or not all(isinstance(w, str) for w in keywords):
+        raise InputError(f"Poem {number}: title must be text and keywords a list of words (or one text).")
+    bad = sorted({ch for ch in title if not is_han(ch) and unicodedata.category(ch)[0] in "LN"})
+    if bad or (title.strip() and not any(is_han(ch) for ch in title)):
+        shown = ", ".join(map(repr, bad)) or repr(title.strip())
+        raise InputError(f"Poem {number}: its title may hold only Chinese characters, but contains {shown}.")
+    words = tuple(w.strip() for w in keywords if w.strip())
+    if len(words) > MAX_KEYWORDS:
+        raise InputError(f"Poem {number}: give one to {MAX_KEYWORDS} keywords, not {len(words)}.")
+    for word in words:
+        if not all(is_han(ch) for ch in word):
+            raise InputError(f"Poem {number}: the keyword {word!r} may hold only Chinese characters.")
+    if len(set(words)) < len(words):
+        raise InputError(f"Poem {number}: a keyword is given twice in {' '.join(words)}.")
+    return "".join(ch for ch in title.split("（")[0] if is_han(ch))[:MAX_TITLE], words
+
+
+def scoring_control(tokenizer: CharTokenizer, row: dict, number: int) -> tuple[Control, str]:
+    """A scoring row's title and keywords (:func:`scoring_theme`) as the control a control model
+    reads before the poem, and the characters of them the model lacks: a poem with one is scored
+    without its theme (a rare character in one title must not refuse a whole file)."""
+    title, words = scoring_theme(row, number)
+    title, words = tokenizer.normalize(title), tuple(tokenizer.normalize(w) for w in words)
+    unknown = "".join(sorted({ch for ch in title + "".join(words) if ch not in tokenizer}))
+    if unknown:
+        return Control(), unknown
+    return Control(title, words), ""

@@ -85,7 +85,8 @@ def test_headline_perplexity_of_the_bundled_model_is_the_recorded_value(tmp_path
     from pathlib import Path
 
     from tangpoem_hf import load_model
-    from tangpoem_hf.cli import main, read_scoring_file
+    from tangpoem_hf.cli import main
+    from tangpoem_hf.request import read_scoring_file
     from tangpoem_hf.scoring import perplexity, token_losses
 
     poems = tmp_path / "poems.txt"

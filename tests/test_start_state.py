@@ -18,13 +18,14 @@ from conftest import full_corpus, make_tiny_model, needs_corpus
 
 from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.batching import encode_poems
-from tangpoem_hf.cli import main, read_scoring_file
+from tangpoem_hf.cli import main
 from tangpoem_hf.corpus import assign_splits, build_splits, split_of
 from tangpoem_hf.decoding import generate_poem, generate_poems, stream_poem
 from tangpoem_hf.errors import InputError, ModelFileError
 from tangpoem_hf.evaluation import evaluate_model
 from tangpoem_hf.modeling import TangPoemConfig, mean_start_state
 from tangpoem_hf.numpy_lstm import NumpyLSTM
+from tangpoem_hf.request import read_scoring_file
 from tangpoem_hf.scoring import char_perplexity, perplexity
 from tangpoem_hf.serving import PoemServer
 from tangpoem_hf.text import punctuate, split_lines
