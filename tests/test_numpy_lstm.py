@@ -21,20 +21,16 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
-from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
-from tangpoem_hf.numpy_lstm import (
+from tangpoem_hf.gradcheck import (
     BOUNDS,
-    SGD,
-    Adagrad,
-    Adam,
-    NumpyLSTM,
-    clip_grad_norm,
     gradcheck_finite_differences,
     gradcheck_vs_torch,
     main,
     rel_error,
     tiny_problem,
 )
+from tangpoem_hf.modeling import TangPoemConfig, TangPoemLSTM
+from tangpoem_hf.numpy_lstm import SGD, Adagrad, Adam, NumpyLSTM, clip_grad_norm
 from tangpoem_hf.tokenizer import CharTokenizer
 
 FD_BOUND = BOUNDS["finite differences (float64)"]
@@ -97,10 +93,10 @@ def test_gradcheck_catches_the_reports_mistakes(
     mutant.__package__ = "tangpoem_hf"
     monkeypatch.setitem(sys.modules, mutant.__name__, mutant)  # dataclasses look their module up
     exec(compile(source.replace(old, new), mod.__file__, "exec"), mutant.__dict__)
-    assert max(mutant.gradcheck_finite_differences(num_layers=1).values()) > 1e-2
-    assert max(mutant.gradcheck_vs_torch(np.float64, num_layers=1).values()) > 1e-2
+    assert max(gradcheck_finite_differences(num_layers=1, impl=mutant.NumpyLSTM).values()) > 1e-2
+    assert max(gradcheck_vs_torch(np.float64, num_layers=1, impl=mutant.NumpyLSTM).values()) > 1e-2
     if mistake == "candidate":  # and the command line says so with its exit status
-        assert mutant.main(["--gradcheck"]) == 1
+        assert main([], impl=mutant.NumpyLSTM) == 1
         assert "FAIL" in capsys.readouterr().out
 
 
@@ -139,7 +135,7 @@ def test_dropout_gradients_with_fixed_masks() -> None:
 
 
 def test_gradcheck_cli_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--gradcheck"]) == 0
+    assert main([]) == 0
     out = capsys.readouterr().out
     assert out.count(" ok") == 3 and "FAIL" not in out
 
