@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import QUATRAINS as POEMS
 from conftest import make_tiny_model
 from test_app import import_app, serve
 
@@ -45,14 +46,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-]
-POEMS = [
-    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
-    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
-    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
-    "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。",
-    "月落乌啼霜满天，江枫渔火对愁眠。姑苏城外寒山寺，夜半钟声到客船。",
-    "秦时明月汉时关，万里长征人未还。但使龙城飞将在，不教胡马度阴山。",
 ]
 
 if not CHROMIUM.exists():
