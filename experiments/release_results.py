@@ -333,8 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         "--release-model", type=Path, default=BUNDLED_MODEL_DIR, help="the release model's folder [the bundled one]"
     )
     p.add_argument("--release", type=Path, help="the release model's run folder, for its validation curve")
-    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "reports" / "results.md", help="the results page")
-    p.add_argument("--hardware", default=f"{platform.machine()} CPU, {os.cpu_count()} cores")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=ROOT / "docs" / "reports" / "results.md",
+        help="the results page [docs/reports/results.md]",
+    )
+    hardware = f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    p.add_argument("--hardware", default=hardware, help=f"the machine, as the table names it [{hardware}]")
     p.add_argument("--extra-train-args", default="", help="appended to every arm's flags, e.g. '--device cuda'")
     p.add_argument("--no-train", action="store_true", help="only measure the finished arms")
     p.add_argument("--annotate", action="store_true", help="record the comparison in --release-model's card too")
