@@ -22,6 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from doc_sections import write_section
 from side_by_side import train_side_by_side
 
 from tangpoem_hf.checkpointing import has_checkpoint
@@ -100,15 +101,6 @@ def markdown(rows: list[dict], command: str) -> str:
     return f"Measured with `{command}`; test on {rows[0]['test_poems']} poems no arm read.\n\n{head}{body}"
 
 
-def write_section(doc: Path, table: str) -> None:
-    """Replace the text between the ablation markers of ``doc`` (a results page) with the table."""
-    text = doc.read_text(encoding="utf-8")
-    if MARK_START not in text or MARK_END not in text:
-        raise SystemExit(f"{doc} has no {MARK_START} … {MARK_END} section to fill.")
-    head, rest = text.split(MARK_START, 1)
-    doc.write_text(f"{head}{MARK_START}\n{table}{MARK_END}{rest.split(MARK_END, 1)[1]}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget", type=float, default=1500.0, help="seconds of training per arm [1500]")
@@ -125,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, "python " + shlex.join(["experiments/ablate_regularisation.py", *sys.argv[1:]]))
     print(table)
     if args.doc:
-        write_section(args.doc, table)
+        write_section(args.doc, MARK_START, MARK_END, table)
     return 0
 
 

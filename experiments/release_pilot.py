@@ -31,6 +31,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from doc_sections import write_section
 from side_by_side import train_side_by_side
 
 from tangpoem_hf.corpus import LEGACY_SPLIT, SPLIT_VERSION, build_splits, never_trained_on
@@ -129,15 +130,6 @@ def markdown(rows: list[dict], command: str) -> str:
     )
 
 
-def write_section(doc: Path, table: str) -> None:
-    """Replace the text between the pilot markers of ``doc``; append the section when it has none."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
-    if MARK_START not in text or MARK_END not in text:
-        text += f"\n## Release v5 pilot (issue 21)\n\n{MARK_START}\n{MARK_END}\n"
-    head, rest = text.split(MARK_START, 1)
-    doc.write_text(f"{head}{MARK_START}\n{table}{MARK_END}{rest.split(MARK_END, 1)[1]}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", required=True, help="a packed corpus (tangpoem data pack) or a chinese-poetry folder")
@@ -162,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     (args.runs / "pilot.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
     if args.doc:
-        write_section(args.doc, table)
+        write_section(args.doc, MARK_START, MARK_END, table, heading="## Release v5 pilot (issue 21)")
     return 0
 
 
