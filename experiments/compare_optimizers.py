@@ -5,6 +5,7 @@ and resumes from its last atomic checkpoint; finished runs are not redone):
 
 1. Rate check: each optimiser at each rate of ``--lrs-adam`` / ``--lrs-adagrad`` for
    ``--check-epochs``; the rate with the lowest validation perplexity is chosen (the report gives none).
+   A best rate at the grid's edge is followed by one twice as far beyond it, up to ``--widen`` times.
    The chosen run is the first epoch of its long run (same seed, same batches), so it is continued.
 2. Main: both optimisers, the report's model (embedding 512 → LSTM 512 → Linear, batch 64) on our
    packed pipeline from the model's start state, ``--epochs`` epochs, validation and test after each.
@@ -352,7 +353,9 @@ def render(
         "## Learning rates",
         "",
         "The report does not give its rates, so each optimiser first trained "
-        f"{args.check_epochs} epoch(s) at each of these rates; the lowest validation perplexity chose.",
+        f"{args.check_epochs} epoch(s) at each of these rates; the lowest validation perplexity chose. "
+        "Where the best rate lay at the edge of the grid, one twice as far beyond it (×2 or ×½) was "
+        f"checked too, up to {args.widen} time(s).",
         "",
         "| optimiser | lr | validation perplexity | chosen |",
         "|---|---:|---:|---|",
@@ -369,8 +372,8 @@ def render(
     out += [""]
     if edges:
         out += [
-            f"The chosen rate of {' and '.join(edges)} lies at the edge of its grid: a rate beyond it might do "
-            "better still.",
+            f"The chosen rate of {' and '.join(edges)} still lies at the edge of its grid: a rate beyond it "
+            "might do better still.",
             "",
         ]
     out += [
@@ -502,6 +505,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for opt in OPTIMIZERS:
         p.add_argument(f"--lrs-{opt}", type=float, nargs="+", default=list(RATES[opt]), help="rates to check")
         p.add_argument(f"--lr-{opt}", type=float, help="use this rate and skip the check")
+    p.add_argument(
+        "--widen",
+        type=int,
+        default=2,
+        help="times the rate check may go one step (×2 or ×½) beyond a best rate at its grid's edge [2]",
+    )
     p.add_argument("--report-seconds", type=float, help="training seconds of each report-mode run [the main run's]")
     p.add_argument("--max-train-poems", type=int, help="train on the first N training poems (quick runs)")
     p.add_argument("--max-val-poems", type=int, help="validate on the first N validation poems")
@@ -524,6 +533,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.check_epochs < 1 or args.epochs < 1:
         p.error("--epochs and --check-epochs must be at least 1.")
+    if args.widen < 0:
+        p.error("--widen must be 0 or more.")
     args.bf16_resolved = resolve_bf16(BF16_FLAG[args.bf16], torch.device(args.device))
     return args
 
@@ -532,6 +543,26 @@ def command_line(argv: list[str]) -> str:
     """The command as run, the corpus path replaced by $TANGPOEM_CORPUS (it differs per machine)."""
     shown = [a for i, a in enumerate(argv) if not (a.startswith("--corpus") or (i and argv[i - 1] == "--corpus"))]
     return ("TANGPOEM_CORPUS=DIR python experiments/compare_optimizers.py " + shlex.join(shown)).strip()
+
+
+def check_perplexities(runs: dict[float, dict]) -> dict[float, float]:
+    """Each checked rate's validation perplexity at the end of its check."""
+    return {lr: run["vals"][-1]["val_perplexity"] for lr, run in runs.items()}
+
+
+def beyond_edge(perplexities: dict[float, float]) -> float | None:
+    """The next rate to check when the best one lies at an edge of the grid (twice or half it), else None.
+
+    A best rate at the edge says only that the optimum lies beyond the grid; checking one step further
+    keeps the comparison from hinging on where the grid happened to stop."""
+    if len(perplexities) < 2:
+        return None
+    best = min(perplexities, key=perplexities.get)
+    if best == max(perplexities):
+        return best * 2
+    if best == min(perplexities):
+        return best / 2
+    return None
 
 
 def experiment(args: argparse.Namespace, argv: list[str]) -> None:
@@ -555,20 +586,23 @@ def experiment(args: argparse.Namespace, argv: list[str]) -> None:
         cfg = replace(base, out_dir=str(args.out_dir / name), **changes)
         return RunSpec(name, cfg, texts, sample, args.stats_every, chatty=not cfg.progress)
 
-    checks = [
-        spec(f"check-{opt}-lr{lr:g}", optimizer=opt, lr=lr, epochs=args.check_epochs)
-        for opt in OPTIMIZERS
-        if getattr(args, f"lr_{opt}") is None
-        for lr in getattr(args, f"lrs_{opt}")
-    ]
-    print(f"Rate check: {len(checks)} runs of {args.check_epochs} epoch(s).", flush=True)
-    run_all(checks, args.jobs)
     check: dict[str, dict[float, dict]] = {opt: {} for opt in OPTIMIZERS}
-    for s in checks:
-        check[s.cfg.optimizer][s.cfg.lr] = read_run(Path(s.cfg.out_dir))
+    todo = {opt: list(getattr(args, f"lrs_{opt}")) for opt in OPTIMIZERS if getattr(args, f"lr_{opt}") is None}
+    for _ in range(1 + args.widen):
+        checks = [
+            spec(f"check-{opt}-lr{lr:g}", optimizer=opt, lr=lr, epochs=args.check_epochs)
+            for opt, lrs in todo.items()
+            for lr in lrs
+        ]
+        if not checks:
+            break
+        print(f"Rate check: {len(checks)} runs of {args.check_epochs} epoch(s).", flush=True)
+        run_all(checks, args.jobs)
+        for s in checks:
+            check[s.cfg.optimizer][s.cfg.lr] = read_run(Path(s.cfg.out_dir))
+        todo = {opt: [lr] for opt in todo if (lr := beyond_edge(check_perplexities(check[opt]))) is not None}
     chosen = {
-        opt: getattr(args, f"lr_{opt}") or min(check[opt], key=lambda lr: check[opt][lr]["vals"][-1]["val_perplexity"])
-        for opt in OPTIMIZERS
+        opt: getattr(args, f"lr_{opt}") or min(check[opt], key=check_perplexities(check[opt]).get) for opt in OPTIMIZERS
     }
     print("Chosen rates: " + ", ".join(f"{o} {lr:g}" for o, lr in chosen.items()), flush=True)
     mains = []

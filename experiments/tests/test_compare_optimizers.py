@@ -119,6 +119,23 @@ def _vals(folder: Path, run: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in vals]
 
 
+def _checks(folder: Path, opt: str) -> list[Path]:
+    return sorted((folder / "runs").glob(f"check-{opt}-lr*"))
+
+
+@pytest.mark.parametrize(
+    ("perplexities", "beyond"),
+    [
+        ({1e-3: 177.2, 2e-3: 143.7, 4e-3: 136.2}, 8e-3),  # best at the top: go higher
+        ({0.025: 150.0, 0.05: 160.0, 0.1: 170.0}, 0.0125),  # best at the bottom: go lower
+        ({1e-3: 177.2, 2e-3: 130.0, 4e-3: 136.2}, None),  # best inside the grid: done
+        ({1e-3: 177.2}, None),  # one rate has no edge to pass
+    ],
+)
+def test_the_rate_check_goes_past_a_best_rate_at_the_grid_edge(perplexities, beyond):
+    assert _script().beyond_edge(perplexities) == beyond
+
+
 def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_path, capsys, monkeypatch):
     script = _script()
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -130,8 +147,18 @@ def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_p
     assert "| 58 |" in doc and "| 43 |" in doc and "| 2 |" in doc  # the report's figures; epoch 2 in the tables
     assert (whole / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((whole / "runs" / "results.json").read_text())
-    checks = {lr: _vals(whole, f"check-adam-lr{lr:g}")[-1]["val_perplexity"] for lr in (0.01, 0.05)}
-    assert results["chosen"]["adam"] == min(checks, key=checks.get)
+    for opt, grid in (("adam", {0.01, 0.05}), ("adagrad", {0.1, 0.3})):  # the grid, widened past a best edge
+        checks = {
+            float(f.name.split("-lr")[1]): _vals(whole, f.name)[-1]["val_perplexity"] for f in _checks(whole, opt)
+        }
+        assert grid <= set(checks) and results["chosen"][opt] == min(checks, key=checks.get)
+        widened = sorted(set(checks) - grid)
+        steps = range(1, len(widened) + 1)
+        assert widened in (
+            pytest.approx([max(grid) * 2**k for k in steps]),
+            pytest.approx([min(grid) / 2**k for k in steps][::-1]),
+        )
+        assert len(widened) <= 2 and (results["chosen"][opt] not in (min(checks), max(checks)) or len(widened) == 2)
     main = _vals(whole, "main-adam")  # continues the chosen check run: its first epoch is that run
     check = f"check-adam-lr{results['chosen']['adam']:g}"
     assert [v["epoch"] for v in main] == [1, 2] and main[:1] == _vals(whole, check)
@@ -157,7 +184,8 @@ def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_p
     monkeypatch.setattr(script.StudyTrainer, "add_figures", add_figures)
     assert script.main(_args(small_corpus, cut)) == 0
     out = capsys.readouterr().out
-    assert out.count("finished earlier") == 5  # four checks and main-adam are not trained again
+    checks = len(_checks(whole, "adam")) + len(_checks(whole, "adagrad"))
+    assert out.count("finished earlier") == checks + 1  # the checks and main-adam are not trained again
     assert "Resumed from step 60." in out
     for run in ("main-adam", "main-adagrad"):  # bit-exact: as if it had never stopped
         assert _vals(cut, run) == _vals(whole, run)
