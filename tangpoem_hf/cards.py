@@ -173,13 +173,37 @@ def _body(
     parts += [
         "## Data and limitations",
         "",
-        ("Trained" if _whole_corpus(finetuned) else "The base model was trained")
-        + f" on the Tang poems of [chinese-poetry]({CORPUS_URL}), cleaned and split 96/2/2 so that copies "
-        "stay together (poems sharing a line take the split of their group's smallest id; no held-out poem "
-        "shares a line with a training poem). The model imitates form (line length, ，/。) and learns rhyme and "
-        "tonal patterns only in part: ask for them (`rhyme`, `tone`) to have them guaranteed.",
+        _data_paragraph(training_config, finetuned)
+        + " The model imitates form (line length, ，/。) and learns rhyme and tonal patterns only in part: ask "
+        "for them (`rhyme`, `tone`) to have them guaranteed.",
     ]
     return "\n".join(parts)
+
+
+def _data_paragraph(training_config: Mapping[str, Any] | None, finetuned: Mapping[str, Any] | None) -> str:
+    """Which poems the weights read, the base's included: a model pre-trained on Song must not be
+    described as a Tang-only one, and every figure is on the Tang splits whatever else it read."""
+    if finetuned:
+        dynasties, weight = finetuned.get("base_dynasties"), finetuned.get("base_tang_weight")
+    else:
+        config = training_config or {}
+        dynasties, weight = config.get("dynasties"), config.get("tang_weight")
+    song = "song" in (dynasties or "tang").split(",")
+    whole = _whole_corpus(finetuned)
+    text = (
+        f"{'Trained' if whole else 'The base model was trained'} on the "
+        f"{'Tang and Song poems (全唐诗 and 全宋诗)' if song else 'Tang poems'} of [chinese-poetry]({CORPUS_URL})"
+        + (f" (Tang weighted ×{weight:g})" if song and weight not in (None, 1) else "")
+        + (", then on the Tang poems alone" if finetuned and song and whole else "")
+        + ", cleaned and split 96/2/2 so that copies stay together (poems sharing a line take the split of "
+        "their group's smallest id; no held-out poem shares a line with a training poem)."
+    )
+    if song:
+        text += (
+            " A Song poem that shares a whole line with a Tang validation or test poem never trained, and every "
+            "figure here is on the Tang splits."
+        )
+    return text
 
 
 def _comparison_table(comparison: Mapping[str, Any]) -> str:

@@ -98,12 +98,25 @@ def load_base(init_from: str | None) -> TangPoemLSTM:
     return TangPoemLSTM.from_pretrained(_base_source(init_from))
 
 
+def base_training_info(init_from: str | None) -> dict | None:
+    """A local base model's training.json (None where it has none, as a Hub repo id here)."""
+    info = Path(_base_source(init_from)) / "training.json"
+    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else None
+
+
 def base_split_version(init_from: str | None) -> str:
     """The split a local base model was trained under (its training.json); today's when unknown."""
-    info = Path(_base_source(init_from)) / "training.json"
-    if not info.is_file():
-        return SPLIT_VERSION
-    return json.loads(info.read_text(encoding="utf-8")).get("split", LEGACY_SPLIT)
+    info = base_training_info(init_from)
+    return SPLIT_VERSION if info is None else info.get("split", LEGACY_SPLIT)
+
+
+def base_data(init_from: str | None) -> dict[str, Any]:
+    """The dynasties a local base model read (and Tang's weight), so its card can say what the weights saw."""
+    config = (base_training_info(init_from) or {}).get("train_config", {})
+    base = (config.get("extra", {}).get("finetune") or {}) if config else {}
+    if base.get("base_dynasties"):  # the base was itself fine-tuned: what its own base read
+        return {"base_dynasties": base["base_dynasties"], "base_tang_weight": base.get("base_tang_weight")}
+    return {"base_dynasties": config.get("dynasties") or "tang", "base_tang_weight": config.get("tang_weight")}
 
 
 def _never_read(splits: DatasetDict, name: str, version: str) -> Dataset:
@@ -357,6 +370,7 @@ def finetune(cfg: TrainConfig, opts: FinetuneOptions, resume: bool = False, api:
         "new_characters": "".join(data.new_tokens),
         "unk_characters": "".join(data.unk_chars),
         "base_val_perplexity": round(base_val, 3),
+        **base_data(opts.init_from),
         "embedding_init": "new rows copy <unk>'s embedding and output rows; output bias = b_unk - log(new count)",
     }
     trainer = prepare_trainer(cfg, opts, model, data, info)

@@ -79,3 +79,31 @@ def test_card_samples_are_drawn_with_the_cli_defaults(tiny_model: TangPoemLSTM) 
             expected = generate_poem(model, seed=0, rhyme=True, tone="relaxed", **kwargs).text
             assert samples[f"{description} (seed 0)"] == expected, description
     assert samples
+
+
+# --- what the weights read -------------------------------------------------------------------------
+
+SONG = {"dynasties": "tang,song", "tang_weight": 2}
+WHOLE_TANG = {"data": {"kind": "chinese-poetry", "filters": {}}}
+LI_BAI = {"data": {"kind": "chinese-poetry", "filters": {"author": ["李白"]}}}
+
+
+def test_the_card_names_every_dynasty_the_weights_read(tiny_model: TangPoemLSTM) -> None:
+    """A model pre-trained on the 全宋诗 says so, also after fine-tuning; a Tang-only one does not."""
+
+    def data(training_config: dict | None, finetuned: dict | None = None) -> str:
+        card = cards.build_model_card(
+            tiny_model, None, datasets=[], training_config=training_config, finetuned=finetuned, samples=[]
+        )
+        return card.text.split("## Data and limitations\n\n")[1]
+
+    tang = data({"dynasties": "tang"})
+    assert tang.startswith("Trained on the Tang poems of [chinese-poetry]") and "Song" not in tang
+    assert data(SONG).startswith("Trained on the Tang and Song poems (全唐诗 and 全宋诗) of [chinese-poetry]")
+    assert "(Tang weighted ×2), cleaned" in data(SONG) and "never trained" in data(SONG)
+    then_tang = data({"dynasties": "tang"}, {**WHOLE_TANG, "base_dynasties": "tang,song", "base_tang_weight": 2})
+    assert then_tang.startswith("Trained on the Tang and Song poems (全唐诗 and 全宋诗) of [chinese-poetry]")
+    assert "chinese-poetry) (Tang weighted ×2), then on the Tang poems alone, cleaned" in then_tang
+    selection = data({"dynasties": "tang"}, {**LI_BAI, "base_dynasties": "tang,song"})
+    assert selection.startswith("The base model was trained on the Tang and Song poems")
+    assert data(None, LI_BAI).startswith("The base model was trained on the Tang poems of")  # an old record

@@ -16,6 +16,7 @@ from conftest import make_tiny_model, poem_records, write_corpus
 
 from tangpoem_hf import TangPoemLSTM
 from tangpoem_hf.cli import main
+from tangpoem_hf.corpus import SPLIT_VERSION
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.errors import InputError
 from tangpoem_hf.finetune import FinetuneOptions, finetune, grow_vocabulary
@@ -468,3 +469,16 @@ def test_a_finetuned_card_says_what_it_was_finetuned_on(base_dir: Path, tmp_path
     assert "The base model, before fine-tuning, on the same poems: " in card
     assert "not comparable with a perplexity on the whole corpus's test split" in card
     assert "Held-out perplexity (validation split" not in card  # where a corpus figure would stand
+
+
+def test_a_base_pretrained_on_song_is_named_on_every_later_card(base_dir: Path, tmp_path: Path) -> None:
+    """The 全宋诗 a base read stays on the card of a model fine-tuned from it, and of one fine-tuned from that."""
+    config = {"dynasties": "tang,song", "tang_weight": 2}
+    (base_dir / "training.json").write_text(json.dumps({"train_config": config, "split": SPLIT_VERSION}))
+    corpus = tagged_corpus(tmp_path / "tagged")
+    for run, base, poet in (("li", base_dir, "李白"), ("du", tmp_path / "li" / "best", "杜甫")):
+        finetune(small_cfg(tmp_path / run, corpus, max_steps=1), FinetuneOptions(init_from=str(base), authors=[poet]))
+    for run in ("li", "du"):
+        card = (tmp_path / run / "best" / "README.md").read_text()
+        assert "The base model was trained on the Tang and Song poems (全唐诗 and 全宋诗) of [chinese" in card, run
+        assert "(Tang weighted ×2), cleaned and split" in card, run
