@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**settings, "versus": versus or settings, "versus_model": args.versus_model}
     elif versus is not None:
         settings = {**settings, "versus": versus}
-    write(args.out, pairs, key, settings)
+    write(args.out, pairs, key, {**settings, "model": args.model or "bundled"})  # which model "generated" names
     print(f"wrote {len(pairs)} pairs to {args.out}/pairs.md and pairs.json; the key is {args.out}/key.json")
     return 0
 

@@ -17,7 +17,7 @@ def test_pairs_hold_one_real_heldout_poem_and_one_of_ours(small_corpus, tiny_mod
     assert judge.main([*args, "--form", "五绝", "--num", "8", "--settings", "plain"]) == 0
     pairs = json.loads((out / "pairs.json").read_text(encoding="utf-8"))["pairs"]
     key = json.loads((out / "key.json").read_text(encoding="utf-8"))
-    assert key["settings"] == judge.PRESETS["plain"]
+    assert key["settings"] == {**judge.PRESETS["plain"], "model": str(tiny_model_dir)}  # what wrote "generated"
     splits, _ = build_splits(str(small_corpus))
     heldout = {
         "".join(split_lines(t)) for s in ("validation", "test") for t, f in zip(splits[s]["text"], splits[s]["form"])
