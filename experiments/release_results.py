@@ -119,22 +119,28 @@ def run_figures(run: Path) -> dict[str, Any]:
 
 
 def release_figures(model_dir: Path, run: Path | None) -> dict[str, Any]:
-    """The release model's budget from its own training.json (best/ may predate its run's end), and
-    its validation curve from its run folder when one is given (a run still going is fine)."""
+    """The release model's budget from its own training.json (best/ may predate its run's end), its
+    base's added when the base is kept in this checkout (a release fine-tuned from a long first phase
+    must not look cheap), and its validation curve from its run folder when one is given."""
     info = read_training_info(model_dir)
     cfg = info["train_config"]
     steps, vals = read_log(run / "train_log.jsonl") if run is not None else ([], [])
+    base = cfg.get("extra", {}).get("finetune", {}).get("base_model")
+    found = base is not None and (ROOT / base / "training.json").is_file()  # a base kept in this checkout (runs/…)
+    before = read_training_info(ROOT / base) if found else {"train_seconds": 0, "step": 0, "train_config": cfg}
+    before_tokens = before["step"] * before["train_config"]["batch_size"] * before["train_config"]["seq_len"]
     return {
-        "train_seconds": info["train_seconds"],
+        "train_seconds": info["train_seconds"] + before["train_seconds"],
+        "base_seconds": before["train_seconds"] if found else None,
         "threads": cfg.get("threads"),
-        "steps": info["step"],
-        "tokens": info["step"] * cfg["batch_size"] * cfg["seq_len"],
-        "epochs_seen": epochs_seen(steps, info["step"]) if steps else "",
+        "steps": info["step"] + before["step"],
+        "tokens": info["step"] * cfg["batch_size"] * cfg["seq_len"] + before_tokens,
+        "epochs_seen": epochs_seen(steps, info["step"]) if steps and not found else "",
         "curve": [(v["elapsed_s"], v["val_perplexity"]) for v in vals],
         "bf16": info.get("bf16_resolved", cfg.get("bf16")),
         "recipe": recipe(cfg),
         "hardware": info.get("hardware", "hardware not recorded"),
-        "base": cfg.get("extra", {}).get("finetune", {}).get("base_model"),
+        "base": base,
     }
 
 
@@ -180,14 +186,14 @@ def unk_share(model: TangPoemLSTM, texts: list[str]) -> float:
 
 def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     """Every arm's best/ and the release model on the test poems none of them trained on."""
-    release_model = TangPoemLSTM.from_pretrained(args.release_model)
-    release_split = read_training_info(args.release_model).get("split", LEGACY_SPLIT)
+    releases = {"release": args.release_model} | ({"previous": args.previous_model} if args.previous_model else {})
+    read_split = "+".join(read_training_info(m).get("split", LEGACY_SPLIT) for m in releases.values())
     splits, _ = build_splits(args.corpus)
-    test = never_trained_on(splits, "test", f"{release_split}+{SPLIT_VERSION}")
+    test = never_trained_on(splits, "test", f"{read_split}+{SPLIT_VERSION}")
     test_note = f"{len(test)} of the {len(splits['test'])} Tang test poems" + (
-        ": the release model was trained under the older poem-id split first, so every test poem it, or a copy "
+        ": a release model was trained under the older poem-id split first, so every test poem it, or a copy "
         "of it, trained on is left out for every model"
-        if LEGACY_SPLIT in release_split.split("+")
+        if LEGACY_SPLIT in read_split.split("+")
         else " (today's split: copies kept together, none shares a line with a training poem)"
     )
     rows, vocabulary = [], None
@@ -198,11 +204,13 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         vocabulary = characters(model)
         rows.append({"name": name, "label": label, **score(model, test), **run_figures(args.runs / name)})
         print(f"{label}: test perplexity {rows[-1]['test']:.2f}", flush=True)
-    label = "release model" + (" (bundled)" if _is_bundled(args.release_model) else f" ({args.release_model})")
-    release = {"name": "release", "label": label, **score(release_model, test)}
-    release.update(release_figures(args.release_model, args.release))
-    print(f"{label}: test perplexity {release['test']:.2f}", flush=True)
-    return [*rows, release], test_note
+    for name, folder in reversed(releases.items()):  # the release last: the table's subject
+        where = "bundled" if _is_bundled(folder) else str(folder)
+        label = f"{'release' if name == 'release' else 'previous release'} model ({where})"
+        row = {"name": name, "label": label, **score(TangPoemLSTM.from_pretrained(folder), test)}
+        rows.append(row | release_figures(folder, args.release if name == "release" else None))
+        print(f"{label}: test perplexity {row['test']:.2f}", flush=True)
+    return rows, test_note
 
 
 def score(model: TangPoemLSTM, test: list[str]) -> dict[str, Any]:
@@ -257,6 +265,7 @@ def _sentence_start(text: str) -> str:
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str, test_note: str) -> str:
     """The peers' table and what it rests on: the section that replaces the marked one of the results page."""
     *arms, release = rows
+    previous = next((r for r in arms if r["name"] == "previous"), None)
     ours = next(r for r in arms if r["name"] == "ours")
     best_peer = min((r for r in arms if r["name"] in PEERS), key=lambda r: r["test"])
     lines = [
@@ -273,7 +282,11 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str,
             f"| {r['train_seconds'] / 60:.1f} min, {_threads(r['threads'])} | {r['steps']:,} "
             f"| {r['tokens'] / 1e6:.2f} M{epochs} | {r['unk']:.2%} | **{r['test']:.2f}** |"
         )
-    base = f", continued from {release['base']} (whose own training is not counted)" if release["base"] else ""
+    base = ""
+    if release["base"]:
+        minutes = release["base_seconds"]
+        counted = f"its {minutes / 60:.0f} minutes and steps are counted" if minutes is not None else ""
+        base = f", continued from {release['base']} ({counted or 'whose own training is not counted'})"
     reason = ours["stopped_by"].split(": ", 1)[-1].rstrip(".")
     with_form = _sentence_start(_names([r["label"] for r in rows if r["control"]]))
     alone = _names([r["label"] for r in rows if not r["control"]])
@@ -300,6 +313,14 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str,
         f"goal, at least {GOAL:.0%} lower than the better peer's, is "
         + ("met." if 1 - release["test"] / best_peer["test"] >= GOAL else "**not met**."),
         "",
+    ]
+    if previous:
+        lines += [
+            f"Against the previous release on the same poems ({previous['test']:.2f}): "
+            f"{_change(release['test'], previous['test'])}.",
+            "",
+        ]
+    lines += [
         f"![validation perplexity against training time]({args.plot.name})",
         "",
     ]
@@ -333,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         "--release-model", type=Path, default=BUNDLED_MODEL_DIR, help="the release model's folder [the bundled one]"
     )
     p.add_argument("--release", type=Path, help="the release model's run folder, for its validation curve")
+    p.add_argument(
+        "--previous-model", type=Path, help="the release it replaces, scored on the same poems (none of both read)"
+    )
     p.add_argument(
         "--doc",
         type=Path,

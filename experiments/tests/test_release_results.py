@@ -86,6 +86,27 @@ def test_three_arms_side_by_side_and_the_release_below_them(small_corpus, releas
     assert set(comparison["test_perplexity"]) == {r["label"] for r in rows}
     assert "| ours (the release recipe) |" in (release / "README.md").read_text()
 
+    # The next release, fine-tuned from this one (whose training counts), scored beside it on the same poems.
+    from tangpoem_hf.finetune import FinetuneOptions, finetune
+    from tangpoem_hf.train_config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    cfg = TrainConfig(corpus=str(small_corpus), out_dir="next", max_steps=2, batch_size=4, seq_len=8, progress=False)
+    finetune(cfg, FinetuneOptions(init_from="release"))
+    again = [a for a in args if a not in (str(release), str(tmp_path / "release-run"), "--release")]
+    again = [a if a != "--release-model" else "--release-model=next/best" for a in again]
+    assert script.main([*again, "--previous-model", str(release), "--no-train"]) == 0
+    rows = {r["name"]: r for r in json.loads((runs / "peers.json").read_text())}
+    assert list(rows) == [*script.ARMS, "previous", "release"]
+    base, new = (json.loads((tmp_path / f / "training.json").read_text()) for f in ("release", "next/best"))
+    assert rows["release"]["steps"] == base["step"] + 2
+    assert rows["release"]["train_seconds"] == pytest.approx(base["train_seconds"] + new["train_seconds"])
+    assert rows["previous"]["steps"] == base["step"] and rows["previous"]["base"] is None
+    table = doc.read_text(encoding="utf-8")
+    assert f"Against the previous release on the same poems ({rows['previous']['test']:.2f}): " in table
+    assert "continued from release (its 0 minutes and steps are counted)" in table
+
 
 def test_a_killed_comparison_resumes_each_arm_and_then_only_reads_them(small_corpus, release, tmp_path, capsys):
     """Stopped by a signal, each arm keeps a checkpoint; the same command continues every arm from
