@@ -2,7 +2,7 @@
 
 Write pairs (the judge's file and a hidden key, in separate files):
 
-    TANGPOEM_CORPUS=DIR python experiments/judge_pairs.py write --out judging/app --settings app --num 50 --form 七绝
+    TANGPOEM_CORPUS=DIR python experiments/judge_pairs.py write --out judging/default --num 50 --form 七绝
 
 Each pair is one real poem of the held-out splits (validation + test, never trained on) and one
 poem the model wrote for the same form and first character, in a random order per pair. The
@@ -13,11 +13,12 @@ answers which of each pair is the better poem, optionally with a reason::
 
 Score the answers against the key (``key.json``, kept from the judge):
 
-    python experiments/judge_pairs.py score --key judging/app/key.json --answers answers.json
+    python experiments/judge_pairs.py score --key judging/default/key.json --answers answers.json
 
-``--settings`` is ``app`` (the app's defaults: rhyme, relaxed tone, no repeats, 4 candidates),
-``plain`` (the same without candidates and no-repeat: one sample) or a JSON object of
-``generate_poems`` keyword arguments. Against real poems a weak model loses every pair whatever its
+``--settings`` is ``default`` (the one default every interface draws with), ``app`` (the app's
+defaults before issue 23: rhyme, relaxed tone, no repeats, 4 candidates), ``plain`` (the same without
+candidates and no-repeat: one sample), ``free`` (one sample, no rule) or a JSON object of
+``generate_poem`` keyword arguments. Against real poems a weak model loses every pair whatever its
 settings, so ``--versus OTHER`` pits two settings against each other instead: each real poem only
 gives the form and first character, and its place is taken by a poem written with ``OTHER`` (the
 key's "generated" names the ``--settings`` poem, so the score is its win rate against ``OTHER``).
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("write", help="write pairs.json, pairs.md and the hidden key.json")
     w.add_argument("--out", type=Path, required=True)
-    w.add_argument("--settings", default="app", help="app, plain, or a JSON object [app]")
+    w.add_argument("--settings", default="default", help=f"{', '.join(PRESETS)}, or a JSON object [default]")
     w.add_argument("--num", type=int, default=50)
     w.add_argument("--form", choices=list(FORM_SHAPES), default="七绝")
     w.add_argument("--seed", type=int, default=0)

@@ -34,6 +34,10 @@ def test_pairs_hold_one_real_heldout_poem_and_one_of_ours(small_corpus, tiny_mod
     markdown = (out / "pairs.md").read_text(encoding="utf-8")
     assert f"## Pair {len(pairs)}" in markdown and "generated" not in markdown and "seed" not in markdown
 
+    # Without --settings, the poems are drawn with the one default every interface uses.
+    assert judge.main([*args, "--form", "五绝", "--num", "2"]) == 0
+    assert json.loads((out / "key.json").read_text(encoding="utf-8"))["settings"] == {"model": str(tiny_model_dir)}
+
 
 def test_the_order_is_random_per_pair(tiny_model):
     judge = judge_pairs
