@@ -29,7 +29,6 @@ trials without replay paid about twice as much general perplexity for the same g
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -49,6 +48,7 @@ from .control import CONTROL_TOKENS, has_controls
 from .corpus import LEGACY_SPLIT, SPLIT_VERSION, never_trained_on
 from .errors import InputError
 from .finetune_data import DEFAULT_VAL_PERCENT, FinetuneData, build_finetune_data
+from .hub import TRAINING_INFO_NAME, push_model_folder, read_training_info, stage_model_folder
 from .modeling import BUNDLED_MODEL_DIR, TangPoemLSTM
 from .paths import portable_path
 from .scoring import perplexity
@@ -98,22 +98,18 @@ def load_base(init_from: str | None) -> TangPoemLSTM:
     return TangPoemLSTM.from_pretrained(_base_source(init_from))
 
 
-def base_training_info(init_from: str | None) -> dict | None:
-    """A local base model's training.json (None where it has none, as a Hub repo id here)."""
-    info = Path(_base_source(init_from)) / "training.json"
-    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else None
-
-
 def base_split_version(init_from: str | None) -> str:
     """The split a local base model was trained under (its training.json); today's when unknown."""
-    info = base_training_info(init_from)
-    return SPLIT_VERSION if info is None else info.get("split", LEGACY_SPLIT)
+    folder = Path(_base_source(init_from))
+    if not (folder / TRAINING_INFO_NAME).is_file():
+        return SPLIT_VERSION
+    return read_training_info(folder).get("split", LEGACY_SPLIT)
 
 
 def base_data(init_from: str | None) -> dict[str, Any]:
     """The dynasties a local base model read (and Tang's weight), so its card can say what the weights saw."""
-    config = (base_training_info(init_from) or {}).get("train_config", {})
-    base = (config.get("extra", {}).get("finetune") or {}) if config else {}
+    config = read_training_info(_base_source(init_from)).get("train_config", {})
+    base = config.get("extra", {}).get("finetune") or {}
     if base.get("base_dynasties"):  # the base was itself fine-tuned: what its own base read
         return {"base_dynasties": base["base_dynasties"], "base_tang_weight": base.get("base_tang_weight")}
     return {"base_dynasties": config.get("dynasties") or "tang", "base_tang_weight": config.get("tang_weight")}
@@ -401,8 +397,6 @@ def _publish(
     best: Path, opts: FinetuneOptions, data: FinetuneData, base_id: str | None, api: Any, summary: dict
 ) -> None:
     """Write ``best/``'s model card (naming the base and the data) and push it when asked."""
-    from .hub import push_model_folder, stage_model_folder
-
     # A Hub dataset names itself; the Tang corpus gets the card's default (the user's tang-poems); a file, none.
     if data.kind == "dataset" and not os.path.exists(data.source):
         datasets_ids: list[str] | None = [data.source]
