@@ -5,6 +5,9 @@ Everything a run needs to continue lives in its output folder: ``vocab.json`` (i
 written to a temporary folder and renamed, so a kill never leaves a half-written one),
 ``train_log.jsonl``, ``best/`` (the best validation model, via ``save_pretrained``) and
 ``curves.png``. ``--resume`` continues bit-exactly from the last checkpoint on CPU.
+
+:func:`keep_portable` copies a run small enough to commit (the weights in fp16, no optimiser state);
+``--resume`` on that copy continues the run on another machine, its learning rate warmed up again.
 """
 
 from __future__ import annotations
@@ -52,6 +55,38 @@ class TrainerCallback(Protocol):
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
 
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
+
+
+# A portable copy keeps these tensors (the optimiser's moments and the average are restarted); and
+# since Adam's restarted moments make its first steps as large as the rate, the rate warms up again.
+PORTABLE_KEPT = ("model.", "carry.", "rng.")
+REWARM_STEPS = 100
+
+
+def keep_portable(run_dir: str | Path, dest: str | Path) -> int:
+    """Copy ``run_dir`` into ``dest`` small enough to commit: its files (config, log, vocabulary) and
+    its latest checkpoint's weights in fp16, without optimiser state or average. Returns the step.
+
+    Why: ``runs/`` lives only as long as the machine; a full checkpoint is four times the weights.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    found = load_latest(run_dir / "checkpoints")
+    if found is None:
+        raise InputError(f"{run_dir} holds no checkpoint to keep: train it for a few steps first.")
+    tensors, meta = found
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in run_dir.iterdir():
+        if f.is_file():
+            shutil.copy2(f, dest / f.name)
+    small = {
+        name: t.half() if name.startswith("model.") and t.is_floating_point() else t
+        for name, t in tensors.items()
+        if name.startswith(PORTABLE_KEPT)
+    }
+    meta = {**meta, "optimizer": None, "average_updates": 0, "rewarm_from": meta["step"]}
+    shutil.rmtree(dest / "checkpoints", ignore_errors=True)
+    save_checkpoint(dest / "checkpoints", meta["step"], small, meta, keep=1)
+    return meta["step"]
 
 
 def make_optimizer(
@@ -215,9 +250,13 @@ class Trainer:
         if self.model.config.tie_weights:
             model_sd["head.weight"] = model_sd["embed.weight"]
         self.model.load_state_dict(model_sd, strict=True)
-        restore_optimizer(self.optimizer, tensors, meta["optimizer"])
-        if self.average is not None:
+        if meta["optimizer"] is not None:  # None in a portable copy: the optimiser starts afresh
+            restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        if self.average is not None and meta["average_updates"]:
             self.average.load(tensors, meta["average_updates"])
+        elif self.average is not None:  # a portable copy: the average starts from the weights
+            self.average = WeightAverage(self.model, self.cfg.average)
+        self.rewarm_from = meta.get("rewarm_from")
         torch.set_rng_state(tensors["rng.torch"])
         self.history = meta["history"]
         self.best_val = meta["best_val"]
@@ -241,6 +280,7 @@ class Trainer:
             "best_val": self.best_val,
             "elapsed": self.elapsed,
             "average_updates": self.average.updates if self.average is not None else 0,
+            "rewarm_from": self.rewarm_from,
             "config": asdict(self.cfg),
             "bf16_resolved": self.bf16,
         }
@@ -286,6 +326,8 @@ class Trainer:
             lr *= min(1.0, (step + 1) / self.cfg.warmup_steps)
         if self.cfg.lr_schedule == "cosine":
             lr *= 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
+        if self.rewarm_from is not None:
+            lr *= min(1.0, (step - self.rewarm_from + 1) / REWARM_STEPS)
         return lr
 
     def evaluate(self, theme: bool = True) -> dict[str, float]:
@@ -336,7 +378,8 @@ class Trainer:
         step = found[1]["step"]
         self.log.start(resume_lines=found[1].get("log_lines", 0))
         if self.main:
-            print(f"Resumed from step {step}.")
+            portable = self.rewarm_from == step
+            print(f"Resumed from step {step}" + (" (a portable copy: the optimiser restarts)." if portable else "."))
         return step, carried
 
     def _stop_reason(self, step: int, stopped_early: bool) -> str:
@@ -366,6 +409,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best_val = math.inf
         self.elapsed = 0.0
+        self.rewarm_from: int | None = None  # the step a portable copy resumed at
         step, carried = self._resume() if resume else (0, None)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)

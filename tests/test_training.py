@@ -215,3 +215,48 @@ def test_the_model_config_comes_from_the_run_config_in_one_place():
     assert all(getattr(model, name) == getattr(cfg, name) for name in ARCHITECTURE)
     back = TrainConfig().with_model(TangPoemConfig(vocab_size=50, embedding_dim=8, hidden_size=8, num_layers=3))
     assert (back.embedding_dim, back.hidden_size, back.num_layers) == (8, 8, 3)
+
+
+def test_a_portable_copy_is_small_and_resumes_the_run_elsewhere(small_corpus, tmp_path):
+    """The copy a lent machine leaves behind: weights in fp16, no optimiser or average; the resume
+    continues the same steps and log, with the rate warmed up again from zero."""
+    from tangpoem_hf.training import REWARM_STEPS, keep_portable
+
+    out = tmp_path / "run"
+    cfg = dict(max_steps=7, checkpoint_every=7, average=0.9)
+    Trainer(tiny_config(small_corpus, out, **cfg)).run()
+    assert keep_portable(out, tmp_path / "kept") == 7
+    full_size = sum(f.stat().st_size for f in (out / "checkpoints").rglob("*.safetensors"))
+    kept_size = sum(f.stat().st_size for f in (tmp_path / "kept" / "checkpoints").rglob("*.safetensors"))
+    assert kept_size < full_size / 4
+    tensors, meta = load_latest(tmp_path / "kept" / "checkpoints")
+    assert meta["optimizer"] is None and meta["rewarm_from"] == 7
+    assert not any(n.startswith(("opt.", "avg.")) for n in tensors)
+    assert tensors["model.embed.weight"].dtype == torch.float16
+    for name in ("train_config.json", "train_log.jsonl", "vocab.json"):
+        assert (tmp_path / "kept" / name).read_bytes() == (out / name).read_bytes()
+
+    resumed = Trainer(tiny_config(small_corpus, tmp_path / "kept", **{**cfg, "max_steps": 12}))
+    resumed.run(resume=True)
+    steps = read_log(tmp_path / "kept" / "train_log.jsonl")[0]
+    assert [r["step"] for r in steps] == list(range(1, 13))
+    lrs = [r["lr"] for r in steps]
+    assert lrs[:7] == pytest.approx([0.01] * 7)
+    assert lrs[7:] == pytest.approx([0.01 * (t + 1) / REWARM_STEPS for t in range(5)])
+    kept_weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    assert not torch.equal(resumed.model.embed.weight, kept_weights["embed.weight"].float())  # it trained on
+    with pytest.raises(InputError, match="no checkpoint to keep"):
+        keep_portable(tmp_path / "empty", tmp_path / "nowhere")
+
+
+def test_keep_run_script_says_what_it_kept_or_why_not(small_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "keep_run.py"
+    Trainer(tiny_config(small_corpus, tmp_path / "run", max_steps=5)).run()
+    done = subprocess.run([sys.executable, script, tmp_path / "run", tmp_path / "kept"], capture_output=True, text=True)
+    assert done.returncode == 0 and "kept step 5" in done.stdout
+    assert load_latest(tmp_path / "kept" / "checkpoints")[1]["step"] == 5
+    empty = subprocess.run([sys.executable, script, tmp_path / "none", tmp_path / "k2"], capture_output=True, text=True)
+    assert empty.returncode == 2 and empty.stderr.count("\n") == 1 and "no checkpoint to keep" in empty.stderr
