@@ -7,6 +7,8 @@ and resumes from its last atomic checkpoint; finished runs are not redone):
    ``--check-epochs``; the rate with the lowest validation perplexity is chosen (the report gives none).
    A best rate at the grid's edge is followed by one twice as far beyond it, up to ``--widen`` times.
    The chosen run is the first epoch of its long run (same seed, same batches), so it is continued.
+   Its figures are written to ``rate_check.json``; ``--rate-check FILE`` reads them back instead of
+   checking again (a new machine without ``runs/``): the chosen rates and the table follow from them.
 2. Main: both optimisers, the report's model (embedding 512 → LSTM 512 → Linear, batch 64) on our
    packed pipeline from the model's start state, ``--epochs`` epochs, validation and test after each.
 3. Report: the report's own preprocessing (stripped, cut and padded to 100) for the training seconds
@@ -325,7 +327,7 @@ def _winner(a: float, b: float, names: tuple[str, str] = OPTIMIZERS) -> str:
 
 
 def render(
-    check: dict[str, dict[float, dict]],
+    check: dict[str, dict[float, float]],
     chosen: dict[str, float],
     main: dict[str, dict],
     report: dict[str, dict],
@@ -364,11 +366,11 @@ def render(
         if not check.get(opt):
             out.append(f"| {opt} | {chosen[opt]:g} | — | given (--lr-{opt}) |")
             continue
-        for lr, run in sorted(check[opt].items()):
-            out.append(
-                f"| {opt} | {lr:g} | {run['vals'][-1]['val_perplexity']:.2f} | {'✓' if lr == chosen[opt] else ''} |"
-            )
+        for lr, ppl in sorted(check[opt].items()):
+            out.append(f"| {opt} | {lr:g} | {ppl:.2f} | {'✓' if lr == chosen[opt] else ''} |")
     edges = [opt for opt in OPTIMIZERS if check.get(opt) and chosen[opt] in (min(check[opt]), max(check[opt]))]
+    if args.rate_check:
+        out += ["", f"The check ran on an earlier machine; its figures come from `{args.rate_check}`."]
     out += [""]
     if edges:
         out += [
@@ -506,6 +508,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument(f"--lrs-{opt}", type=float, nargs="+", default=list(RATES[opt]), help="rates to check")
         p.add_argument(f"--lr-{opt}", type=float, help="use this rate and skip the check")
     p.add_argument(
+        "--rate-check",
+        type=Path,
+        help="a rate check's figures (the rate_check.json it wrote): choose from them instead of checking again",
+    )
+    p.add_argument(
         "--widen",
         type=int,
         default=2,
@@ -543,6 +550,15 @@ def command_line(argv: list[str]) -> str:
     """The command as run, the corpus path replaced by $TANGPOEM_CORPUS (it differs per machine)."""
     shown = [a for i, a in enumerate(argv) if not (a.startswith("--corpus") or (i and argv[i - 1] == "--corpus"))]
     return ("TANGPOEM_CORPUS=DIR python experiments/compare_optimizers.py " + shlex.join(shown)).strip()
+
+
+def read_rate_check(path: Path) -> dict[str, dict[float, float]]:
+    """A rate check's figures as :func:`experiment` wrote them, or one clear error."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        return {opt: {float(lr): float(ppl) for lr, ppl in found[opt].items()} for opt in OPTIMIZERS}
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        raise InputError(f"{path} is not a rate check's rate_check.json ({e}).") from e
 
 
 def check_perplexities(runs: dict[float, dict]) -> dict[float, float]:
@@ -587,7 +603,12 @@ def experiment(args: argparse.Namespace, argv: list[str]) -> None:
         return RunSpec(name, cfg, texts, sample, args.stats_every, chatty=not cfg.progress)
 
     check: dict[str, dict[float, dict]] = {opt: {} for opt in OPTIMIZERS}
-    todo = {opt: list(getattr(args, f"lrs_{opt}")) for opt in OPTIMIZERS if getattr(args, f"lr_{opt}") is None}
+    earlier = read_rate_check(args.rate_check) if args.rate_check else {}
+    todo = {
+        opt: list(getattr(args, f"lrs_{opt}"))
+        for opt in OPTIMIZERS
+        if getattr(args, f"lr_{opt}") is None and opt not in earlier
+    }
     for _ in range(1 + args.widen):
         checks = [
             spec(f"check-{opt}-lr{lr:g}", optimizer=opt, lr=lr, epochs=args.check_epochs)
@@ -601,9 +622,11 @@ def experiment(args: argparse.Namespace, argv: list[str]) -> None:
         for s in checks:
             check[s.cfg.optimizer][s.cfg.lr] = read_run(Path(s.cfg.out_dir))
         todo = {opt: [lr] for opt in todo if (lr := beyond_edge(check_perplexities(check[opt]))) is not None}
-    chosen = {
-        opt: getattr(args, f"lr_{opt}") or min(check[opt], key=check_perplexities(check[opt]).get) for opt in OPTIMIZERS
-    }
+    checked = {opt: earlier.get(opt) or check_perplexities(check[opt]) for opt in OPTIMIZERS}
+    if any(check.values()):
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        (args.out_dir / "rate_check.json").write_text(json.dumps(checked, indent=2))
+    chosen = {opt: getattr(args, f"lr_{opt}") or min(checked[opt], key=checked[opt].get) for opt in OPTIMIZERS}
     print("Chosen rates: " + ", ".join(f"{o} {lr:g}" for o, lr in chosen.items()), flush=True)
     mains = []
     for opt in OPTIMIZERS:
@@ -630,7 +653,7 @@ def experiment(args: argparse.Namespace, argv: list[str]) -> None:
     report = {s.cfg.optimizer: read_run(Path(s.cfg.out_dir)) for s in reports}
     plot(main, report, args.png)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(render(check, chosen, main, report, args, command_line(argv)), encoding="utf-8")
+    args.doc.write_text(render(checked, chosen, main, report, args, command_line(argv)), encoding="utf-8")
     results = {"chosen": chosen, "main": {o: r["vals"] for o, r in main.items()}}
     results["report"] = {o: r["vals"] for o, r in report.items()}
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=2))

@@ -168,7 +168,29 @@ def test_experiment_end_to_end_resumes_after_an_interruption(small_corpus, tmp_p
     report = _vals(whole, "report-adagrad")
     assert report and all(math.isfinite(v["padded_train_perplexity"]) for v in report)
     assert [r["step"] for r in _records(whole, "main-adagrad") if "update_rms" in r][:3] == [1, 5, 10]
-    capsys.readouterr()
+
+    # A new machine without runs/: the check's figures choose the same rates and fill the same table,
+    # no check is trained again, and the main runs come out as they did.
+    figures = whole / "runs" / "rate_check.json"
+    assert {float(lr) for lr in json.loads(figures.read_text())["adam"]} == {
+        float(f.name.split("-lr")[1]) for f in _checks(whole, "adam")
+    }
+    fresh = tmp_path / "fresh"
+    assert script.main([*_args(small_corpus, fresh), "--rate-check", str(figures)]) == 0
+    assert not (fresh / "runs" / "rate_check.json").exists() and not _checks(fresh, "adam")
+    assert json.loads((fresh / "runs" / "results.json").read_text())["chosen"] == results["chosen"]
+    fresh_doc = (fresh / "optimizers.md").read_text()
+
+    def rate_rows(text: str) -> list[str]:
+        section = text.split("## Learning rates")[1].split("## Perplexity per epoch")[0]
+        return [line for line in section.splitlines() if line.startswith(("| adam", "| adagrad"))]
+
+    assert rate_rows(fresh_doc) == rate_rows(doc) and "given" not in "".join(rate_rows(fresh_doc))
+    assert f"its figures come from `{figures}`" in fresh_doc
+    assert _vals(fresh, "main-adam") == _vals(whole, "main-adam")
+    (tmp_path / "bad.json").write_text('{"adam": 3}')
+    assert script.main([*_args(small_corpus, fresh), "--rate-check", str(tmp_path / "bad.json")]) == 2
+    assert "is not a rate check's rate_check.json" in capsys.readouterr().err
 
     # The same experiment, killed in the middle of adagrad's second epoch, then rerun.
     add_figures = script.StudyTrainer.add_figures
