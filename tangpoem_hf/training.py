@@ -250,12 +250,13 @@ class Trainer:
         if self.model.config.tie_weights:
             model_sd["head.weight"] = model_sd["embed.weight"]
         self.model.load_state_dict(model_sd, strict=True)
-        if meta["optimizer"] is not None:  # None in a portable copy: the optimiser starts afresh
+        portable = meta["optimizer"] is None  # a portable copy: the optimiser and the average start afresh
+        if not portable:
             restore_optimizer(self.optimizer, tensors, meta["optimizer"])
-        if self.average is not None and meta["average_updates"]:
-            self.average.load(tensors, meta["average_updates"])
-        elif self.average is not None:  # a portable copy: the average starts from the weights
+        if self.average is not None and portable:
             self.average = WeightAverage(self.model, self.cfg.average)
+        elif self.average is not None:
+            self.average.load(tensors, meta["average_updates"])
         self.rewarm_from = meta.get("rewarm_from")
         torch.set_rng_state(tensors["rng.torch"])
         self.history = meta["history"]
