@@ -7,6 +7,9 @@ as for training), so generation needs no corpus at run time:
   - ``doublings``: characters whose doubling (叠字, 萋萋) stands at least ``--min-doubling`` times
     where a word starts in a 五言/七言 line. A repeat across a word boundary (涪江江上) is no 叠字
     and is not counted.
+  - ``glued``: for each doubled character, the characters it follows at least ``--min-glued`` times
+    (a word: 归去, 白云) and is never doubled after (归去去 never; 一声声 stands, so 一 is not
+    listed for 声).
   - ``bound``: first halves of bound words (徘→徊): characters seen at least ``--min-bound`` times,
     followed in at least ``--bound-share`` of them by one and the same character.
   - ``rhymes``: for characters the 平水韵 lists in several 平声 groups, the groups that regulated
@@ -48,6 +51,24 @@ def learn_doublings(lines: Iterable[str], min_count: int = 3) -> str:
             if i + 1 < len(line) and line[i] == line[i + 1]:
                 counts[line[i]] += 1
     return "".join(sorted(ch for ch, n in counts.items() if n >= min_count))
+
+
+def learn_glued(lines: Iterable[str], doubled: str, min_count: int = 40) -> dict[str, str]:
+    """Doubled character → the characters it follows at least ``min_count`` times (a word: 归去) and
+    is never doubled after (no 归去去): there the doubling reads as a word and a stray repeat."""
+    words: Counter[str] = Counter()
+    doubled_after: set[str] = set()
+    for line in lines:
+        for i, (a, b) in enumerate(zip(line, line[1:])):
+            if a != b and b in doubled:
+                words[a + b] += 1
+                if line[i + 2 : i + 3] == b:
+                    doubled_after.add(a + b)
+    glued: defaultdict[str, list[str]] = defaultdict(list)
+    for pair, n in sorted(words.items()):
+        if n >= min_count and pair not in doubled_after:
+            glued[pair[1]].append(pair[0])
+    return {ch: "".join(before) for ch, before in sorted(glued.items())}
 
 
 def learn_bound(lines: Iterable[str], min_count: int = 10, share: float = 0.9) -> dict[str, str]:
@@ -113,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="a chinese-poetry folder (poet.tang.*.json)")
     parser.add_argument("--min-doubling", type=int, default=3)
+    parser.add_argument("--min-glued", type=int, default=40)
     parser.add_argument("--min-bound", type=int, default=10)
     parser.add_argument("--bound-share", type=float, default=0.9)
     parser.add_argument("--min-evidence", type=int, default=5)
@@ -125,10 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [line for text in texts for line in split_lines(text)]
     regulated = [split_lines(text) for text in texts if classify_form(text) in REGULATED]
     table = RhymeTable(read_groups())
+    doubled = learn_doublings(lines, args.min_doubling)
     attested = {
         "source": "chinese-poetry@2.0.1 poet.tang.*.json, all splits, simplified",
         "settings": {k: v for k, v in vars(args).items() if k not in ("corpus", "out")},
-        "doublings": learn_doublings(lines, args.min_doubling),
+        "doublings": doubled,
+        "glued": learn_glued(lines, doubled, args.min_glued),
         "bound": learn_bound(lines, args.min_bound, args.bound_share),
         "rhymes": learn_rhymes(regulated, table, args.min_evidence, args.min_rhymes),
     }
@@ -139,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     np.savez_compressed(args.out / BIGRAMS_PATH.name, chars=cps, deltas=encode_varints(np.diff(codes, prepend=0)))
     print(
         f"{len(texts)} poems, {len(regulated)} regulated: {len(attested['doublings'])} doublings, "
+        f"{sum(map(len, attested['glued'].values()))} glued pairs, "
         f"{len(attested['bound'])} bound words, {len(attested['rhymes'])} characters with fewer rhyme groups, "
         f"{len(codes)} bigrams over {len(chars)} characters"
     )

@@ -4,6 +4,7 @@
 ``scripts/build_corpus_resources.py`` (which says how each is counted):
 
 * :func:`doublings`: characters whose 叠字 real poems use (萋萋, 漠漠; never 乡乡);
+* :func:`glued`: the characters a doubled one ends a word after and is never doubled after (归去, no 归去去);
 * :func:`bound_words`: first halves of bound two-character words and their partner (徘→徊);
 * :func:`rhyme_readings`: the 平声 groups a several-reading character is rhymed in (居: 鱼 only);
 * :func:`unattested_bigram_share`: the share of a poem's in-line character bigrams the corpus never
@@ -34,6 +35,12 @@ def _attested() -> dict:
 def doublings() -> frozenset[str]:
     """Characters whose doubling (叠字) the corpus attests at a word start."""
     return frozenset(_attested()["doublings"])
+
+
+def glued() -> dict[str, str]:
+    """Doubled character → the characters it forms a common word with when it follows them, and is
+    never doubled after (去: 归…): there 归去去 reads as a word and a stray repeat, not as 去去."""
+    return dict(_attested()["glued"])
 
 
 def bound_words() -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .attested import doublings
+from .attested import doublings, glued
 from .control import WORD_STARTS
 from .tokenizer import CharTokenizer
 
@@ -169,11 +169,18 @@ class Forced(Constraint):
         return state  # the request's forced characters, the same for every poem
 
 
-def doubling_allowed(ch: str, column: int, form: int) -> bool:
+def doubling_allowed(ch: str, column: int, form: int, before: str = "") -> bool:
     """Whether ``ch`` may stand again right after itself as a 叠字 whose pair starts at ``column``:
     a doubling the corpus attests (萋萋, never 乡乡), where a word starts (依依 opens a word; 故乡乡
-    is a word and a stray repeat). 98% of the corpus's doublings of attested characters start there."""
-    return ch in doublings() and column in WORD_STARTS.get(form, range(form))
+    is a word and a stray repeat), and not after ``before`` (the character at ``column - 1``, "" where
+    it closes a doubling itself: 三三两两) when the two form a word the corpus never doubles ``ch``
+    after (归去去 reads as 归去 and a repeat).
+    98% of the corpus's doublings of attested characters start where a word starts."""
+    return (
+        ch in doublings()
+        and column in WORD_STARTS.get(form, range(form))
+        and not (before and before in glued().get(ch, ""))
+    )
 
 
 @dataclass
@@ -181,8 +188,10 @@ class RepeatState:
     tokenizer: CharTokenizer
     counts: torch.Tensor  # (batch, V) how often each id stands in the poem, forced slots counted from the start
     last: torch.Tensor  # (batch,) the id drawn at the previous slot
+    before: torch.Tensor  # (batch,) the id drawn two slots back, -1 where it closed a doubling
     broken: Broken
     doubles: torch.Tensor  # (V,) bool: characters whose doubling the corpus attests
+    glued: torch.Tensor  # sorted codes before * V + id of the pairs after which no doubling stands (归去)
 
 
 class NoRepeat(Constraint):
@@ -208,17 +217,25 @@ class NoRepeat(Constraint):
         last = torch.full((batch_size,), -1, dtype=torch.long)
         doubles = torch.zeros(len(tokenizer), dtype=torch.bool)
         doubles[[tokenizer.index[ch] for ch in doublings() if ch in tokenizer]] = True
-        return RepeatState(tokenizer, counts, last, Broken(spec, batch_size), doubles)
+        index, vocab = tokenizer.index, len(tokenizer)
+        pairs = [
+            index[b] * vocab + index[ch] for ch, bs in glued().items() if ch in tokenizer for b in bs if b in tokenizer
+        ]
+        codes = torch.tensor(sorted(pairs), dtype=torch.long)
+        return RepeatState(tokenizer, counts, last, last.clone(), Broken(spec, batch_size), doubles, codes)
 
     def _may_double(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
         """(batch,) whether each poem may repeat its previous character here: not at a line start,
         a pair starting where a word may start, of a character the corpus doubles that stands once
-        so far."""
+        so far, and not glued into a word with the character before it (:func:`doubling_allowed`)."""
         col = slot % spec.form
         if not col or col - 1 not in WORD_STARTS.get(spec.form, range(spec.form)):
             return torch.zeros(len(state.last), dtype=torch.bool)
         rows = torch.arange(len(state.last))
-        return (state.counts[rows, state.last] == 1) & state.doubles[state.last]
+        may = (state.counts[rows, state.last] == 1) & state.doubles[state.last]
+        if col >= 2:  # the character before the pair stands in this line
+            may &= ~torch.isin(state.before * len(state.doubles) + state.last, state.glued)
+        return may
 
     def _allowed(self, slot: int, spec: PoemSpec, state: RepeatState) -> torch.Tensor:
         mask = state.counts <= 0
@@ -239,11 +256,14 @@ class NoRepeat(Constraint):
             for b in (~ok).nonzero().flatten().tolist():
                 state.broken.add(b, slot, state.tokenizer.tokens[int(chosen[b])], "it already stands in the poem")
             state.counts[rows, chosen] += 1
+        # a character that closes a doubling (三三两两) is bound to its partner, not to the next word
+        state.before = torch.where(state.last == state.before, -1, state.last)
         state.last = chosen.clone()
 
     def select(self, state: RepeatState, rows: torch.Tensor) -> RepeatState:
         counts, last = state.counts[rows], state.last[rows]  # copies: observe adds to them in place
-        return RepeatState(state.tokenizer, counts, last, state.broken.select(rows), state.doubles)
+        broken = state.broken.select(rows)
+        return RepeatState(state.tokenizer, counts, last, state.before[rows], broken, state.doubles, state.glued)
 
     def notes(self, state: RepeatState, poem: int) -> list[str]:
         return state.broken.sentences(self.name, poem)

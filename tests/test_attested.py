@@ -15,6 +15,7 @@ from tangpoem_hf.attested import (
     decode_varints,
     doublings,
     encode_varints,
+    glued,
     rhyme_readings,
     unattested_bigram_share,
 )
@@ -41,6 +42,14 @@ def test_resources_stay_small():
 def test_attested_doublings_from_the_corpus():
     assert {"萋", "漠", "依", "悠", "声"} <= doublings()
     assert not {"乡", "气", "江", "天"} & doublings()  # 故乡乡, 气气; 涪江江上 is a repeat across words
+
+
+def test_glued_pairs_from_the_corpus():
+    """归去去 and 何处处 never stand in a Tang line though 归去 and 何处 are words; 一声声 does."""
+    pairs = glued()
+    assert "归" in pairs["去"] and "何" in pairs["处"] and "白" in pairs["云"]
+    assert "一" not in pairs["声"] and "月" not in pairs["明"]  # 一声声, 月明明 stand in real lines
+    assert set(pairs) <= doublings()
 
 
 def test_bound_words_are_learnt():
@@ -79,6 +88,9 @@ def test_the_build_script_counts_what_it_says():
     build = _script()
     lines = ["萋萋芳草绿", "春草碧萋萋", "萋萋满别情", "江江上客来", "涪江江上月", "故乡乡思长"]
     assert build.learn_doublings(lines, min_count=3) == "萋"  # only at word starts, 3 times
+    lines = ["不知归去也"] * 3 + ["一声何处来"] * 3 + ["明月一声声", "江上去去来"]
+    assert build.learn_glued(lines, doubled="去声", min_count=3) == {"去": "归"}  # 一声声 stands once
+    assert build.learn_glued(lines, doubled="去声", min_count=4) == {}
     lines = ["独徘徊不去", "徘徊望故乡", "明月照徘徊", "徘徊", "明日去", "月明中"]
     assert build.learn_bound(lines, min_count=3, share=0.9) == {"徘": "徊"}
     table = RhymeTable(read_groups())

@@ -320,6 +320,28 @@ def test_no_repeat_keeps_only_doublings_the_corpus_attests_where_a_word_starts(m
     assert doubling_allowed("萋", 3, 5) and not doubling_allowed("乡", 3, 5) and not doubling_allowed("萋", 1, 5)
 
 
+def test_no_repeat_keeps_no_doubling_glued_to_the_word_before(bundled):
+    """归去 + 去 reads as the word 归去 and a stray repeat (归去去 never stands in a Tang line);
+    一声 + 声 is the real 一声声."""
+    tok = bundled.tokenizer
+    spec = PoemSpec(form=5, lines=4)
+    rule = NoRepeat()
+    for before, ch, may in (("归", "去", False), ("一", "声", True), ("春", "去", False)):
+        state = rule.start(spec, tok, 2)
+        rule.observe(2, spec, state, torch.tensor([tok.index[before], tok.index["石"]]))
+        rule.observe(3, spec, state, torch.tensor([tok.index[ch]] * 2))
+        allowed = rule.allowed(4, spec, state)[:, tok.index[ch]]
+        assert allowed.tolist() == [may, True], (before, ch)  # the second poem has 石 before: no word
+        assert doubling_allowed(ch, 3, 5, before) is may and doubling_allowed(ch, 3, 5, "石")
+        assert rule.select(state, torch.tensor([1, 0])).before.tolist() == [tok.index["石"], tok.index[before]]
+    spec = PoemSpec(form=7, lines=4)  # 三三两两: the first 三 binds the second, which glues to no 两
+    for heads, may in (("三三两", True), ("再三两", False)):
+        state = rule.start(spec, tok, 1)
+        for slot, ch in enumerate(heads):
+            rule.observe(slot, spec, state, torch.tensor([tok.index[ch]]))
+        assert bool(rule.allowed(3, spec, state)[0, tok.index["两"]]) is may, heads
+
+
 def test_no_repeat_poems_hold_no_false_doubling(bundled):
     """Over the README's first character, no poem under no_repeat doubles a character the corpus
     never doubles (故乡乡, 气气凉), nor doubles where no word starts."""
@@ -329,4 +351,5 @@ def test_no_repeat_poems_hold_no_false_doubling(bundled):
             for line in poem.lines:
                 for c in range(len(line) - 1):
                     if line[c] == line[c + 1]:
-                        assert doubling_allowed(line[c], c, form), poem.text
+                        before = "" if c >= 2 and line[c - 2] == line[c - 1] else line[c - 1 : c]
+                        assert doubling_allowed(line[c], c, form, before), poem.text

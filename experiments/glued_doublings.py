@@ -1,0 +1,122 @@
+"""The glued-doubling rule, measured: the same prompts and seeds with and without it, judged blind.
+
+``NoRepeat`` refuses a doubling right after a character the doubled one forms a common word with
+where the Tang corpus never doubles it (归去去 reads as 归去 and a stray 去; ``attested.glued``).
+This draws the one default for 36 first characters × ``--num`` seeds × both line lengths, once with
+the rule and once without it (the rule's pairs emptied), counts the glued doublings each holds, and
+writes the poems that differ as blind pairs in ``judge_pairs.py``'s format (the rule's poem is the
+key's "generated" one)::
+
+    python experiments/glued_doublings.py write --out runs/judging/glued --num 6
+    # a judge who sees only runs/judging/glued/pairs.md writes answers.json, then:
+    python experiments/glued_doublings.py score --key runs/judging/glued/key.json --answers answers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Sequence
+from math import comb
+from pathlib import Path
+from unittest import mock
+
+from judge_pairs import score_answers, write
+
+from tangpoem_hf import constraints
+from tangpoem_hf.constraints import doubling_allowed
+from tangpoem_hf.decoding import generate_poems
+from tangpoem_hf.modeling import TangPoemLSTM, load_model
+
+FIRSTS = "春山江月风花云水秋夜日雨雪天海孤白青清长远归寒落高南北东西明古故行空"
+
+
+def glued_doublings(lines: Sequence[str]) -> list[str]:
+    """The doublings a poem holds right after a character they are glued to, with that character (归去去)."""
+    found = []
+    for line in lines:
+        for c in range(1, len(line) - 1):
+            if line[c] == line[c + 1]:
+                before = "" if c >= 2 and line[c - 2] == line[c - 1] else line[c - 1]
+                if not doubling_allowed(line[c], c, len(line), before):
+                    found.append(line[c - 1 : c + 2])
+    return found
+
+
+def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:
+    """The one default for every first character, both line lengths and ``num`` seeds each."""
+    poems = []
+    with mock.patch.object(constraints, "glued", constraints.glued if rule else dict):
+        for form in (5, 7):
+            for i, first in enumerate(FIRSTS):
+                for poem in generate_poems(model, num, first=first, form=form, seed=100 * i):
+                    poems.append({"form": form, "seed": poem.seed, "lines": poem.lines, "text": poem.text})
+    return poems
+
+
+def pairs_where_they_differ(ruled: list[dict], free: list[dict], seed: int = 11) -> tuple[list[dict], list[dict]]:
+    """(pairs, key) for the prompts whose two poems differ, shuffled, each in a random order."""
+    rng = random.Random(seed)
+    differ = [i for i, (a, b) in enumerate(zip(ruled, free)) if a["text"] != b["text"]]
+    rng.shuffle(differ)
+    pairs, key = [], []
+    for k, i in enumerate(differ, start=1):
+        ruled_first = rng.random() < 0.5
+        a, b = (ruled[i], free[i]) if ruled_first else (free[i], ruled[i])
+        pairs.append({"pair": k, "A": a["text"], "B": b["text"]})
+        glued = glued_doublings(free[i]["lines"])
+        key.append({"pair": k, "generated": "A" if ruled_first else "B", "form": free[i]["form"], "glued": glued})
+    return pairs, key
+
+
+def sign_test(wins: int, n: int) -> float:
+    """Two-sided sign-test p against even odds."""
+    k = max(wins, n - wins)
+    return min(1.0, 2 * sum(comb(n, j) for j in range(k, n + 1)) / 2**n) if n else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("write", help="draw both arms, write pairs.json, pairs.md, key.json and counts.json")
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--model", help="model folder (default: the bundled model)")
+    w.add_argument("--num", type=int, default=6, help="seeds per first character and line length")
+    s = sub.add_parser("score", help="the rule's win rate, overall and where the poem without it was glued")
+    s.add_argument("--key", type=Path, required=True)
+    s.add_argument("--answers", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "write":
+        model = load_model(args.model)
+        ruled, free = draw(model, args.num, rule=True), draw(model, args.num, rule=False)
+        pairs, key = pairs_where_they_differ(ruled, free)
+        write(args.out, pairs, key, {"generated": "the one default with the glued-doubling rule", "versus": "without"})
+        counts = {
+            "poems": len(ruled),
+            "glued_with_rule": sum(bool(glued_doublings(p["lines"])) for p in ruled),
+            "glued_without": sum(bool(glued_doublings(p["lines"])) for p in free),
+            "differ": len(pairs),
+        }
+        (args.out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(counts))
+        return 0
+    key = json.loads(args.key.read_text(encoding="utf-8"))["key"]
+    answers = json.loads(args.answers.read_text(encoding="utf-8"))
+    report = {}
+    for name, rows in (
+        ("all", key),
+        ("glued", [r for r in key if r["glued"]]),
+        ("other", [r for r in key if not r["glued"]]),
+    ):
+        got = score_answers(answers, rows)
+        report[name] = {k: got[k] for k in ("pairs", "generated_wins", "win_rate")}
+        report[name]["sign_test_p"] = sign_test(got["generated_wins"], got["pairs"])
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
