@@ -35,14 +35,12 @@ FIRSTS = "春山江月风花云水秋夜日雨雪天海孤白青清长远归寒�
 
 def glued_doublings(lines: Sequence[str]) -> list[str]:
     """The doublings a poem holds right after a character they are glued to, with that character (归去去)."""
-    found = []
-    for line in lines:
-        for c in range(1, len(line) - 1):
-            if line[c] == line[c + 1]:
-                before = "" if c >= 2 and line[c - 2] == line[c - 1] else line[c - 1]
-                if not doubling_allowed(line[c], c, len(line), before):
-                    found.append(line[c - 1 : c + 2])
-    return found
+    return [
+        line[c - 1 : c + 2]
+        for line in lines
+        for c in range(1, len(line) - 1)
+        if line[c] == line[c + 1] and not doubling_allowed(line, c)
+    ]
 
 
 def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:

@@ -169,16 +169,19 @@ class Forced(Constraint):
         return state  # the request's forced characters, the same for every poem
 
 
-def doubling_allowed(ch: str, column: int, form: int, before: str = "") -> bool:
-    """Whether ``ch`` may stand again right after itself as a 叠字 whose pair starts at ``column``:
-    a doubling the corpus attests (萋萋, never 乡乡), where a word starts (依依 opens a word; 故乡乡
-    is a word and a stray repeat), and not after ``before`` (the character at ``column - 1``, "" where
-    it closes a doubling itself: 三三两两) when the two form a word the corpus never doubles ``ch``
-    after (归去去 reads as 归去 and a repeat).
-    98% of the corpus's doublings of attested characters start where a word starts."""
+def doubling_allowed(line: str, column: int) -> bool:
+    """Whether ``line[column]`` may stand again right after itself as a 叠字 whose pair starts at
+    ``column``: a doubling the corpus attests (萋萋, never 乡乡), where a word starts (依依 opens a
+    word; 故乡乡 is a word and a stray repeat), and not glued to the character before it, a word the
+    corpus never doubles it after (归去去 reads as 归去 and a repeat; a character that closes a
+    doubling of its own binds to its partner: 三三两两). 98% of the corpus's doublings of attested
+    characters start where a word starts."""
+    ch, before = line[column], line[column - 1 : column]
+    if column >= 2 and line[column - 2] == before:
+        before = ""
     return (
         ch in doublings()
-        and column in WORD_STARTS.get(form, range(form))
+        and column in WORD_STARTS.get(len(line), range(len(line)))
         and not (before and before in glued().get(ch, ""))
     )
 

@@ -317,7 +317,8 @@ def test_no_repeat_keeps_only_doublings_the_corpus_attests_where_a_word_starts(m
         state = rule.start(spec, tok, 1)
         rule.observe(col, spec, state, torch.tensor([tok.index[ch]]))
         assert bool(rule.allowed(col + 1, spec, state)[0, tok.index[ch]]) is may, (ch, col)
-    assert doubling_allowed("萋", 3, 5) and not doubling_allowed("乡", 3, 5) and not doubling_allowed("萋", 1, 5)
+    assert doubling_allowed("春草碧萋萋", 3) and not doubling_allowed("春草故乡乡", 3)
+    assert not doubling_allowed("春萋萋草绿", 1)
 
 
 def test_no_repeat_keeps_no_doubling_glued_to_the_word_before(bundled):
@@ -332,7 +333,7 @@ def test_no_repeat_keeps_no_doubling_glued_to_the_word_before(bundled):
         rule.observe(3, spec, state, torch.tensor([tok.index[ch]] * 2))
         allowed = rule.allowed(4, spec, state)[:, tok.index[ch]]
         assert allowed.tolist() == [may, True], (before, ch)  # the second poem has 石 before: no word
-        assert doubling_allowed(ch, 3, 5, before) is may and doubling_allowed(ch, 3, 5, "石")
+        assert doubling_allowed(f"一二{before}{ch}{ch}", 3) is may and doubling_allowed(f"一二石{ch}{ch}", 3)
         assert rule.select(state, torch.tensor([1, 0])).before.tolist() == [tok.index["石"], tok.index[before]]
     spec = PoemSpec(form=7, lines=4)  # 三三两两: the first 三 binds the second, which glues to no 两
     for heads, may in (("三三两", True), ("再三两", False)):
@@ -340,6 +341,7 @@ def test_no_repeat_keeps_no_doubling_glued_to_the_word_before(bundled):
         for slot, ch in enumerate(heads):
             rule.observe(slot, spec, state, torch.tensor([tok.index[ch]]))
         assert bool(rule.allowed(3, spec, state)[0, tok.index["两"]]) is may, heads
+        assert doubling_allowed(f"{heads}两入城来", 2) is may
 
 
 def test_no_repeat_poems_hold_no_false_doubling(bundled):
@@ -351,5 +353,4 @@ def test_no_repeat_poems_hold_no_false_doubling(bundled):
             for line in poem.lines:
                 for c in range(len(line) - 1):
                     if line[c] == line[c + 1]:
-                        before = "" if c >= 2 and line[c - 2] == line[c - 1] else line[c - 1 : c]
-                        assert doubling_allowed(line[c], c, form, before), poem.text
+                        assert doubling_allowed(line, c), poem.text
