@@ -18,7 +18,7 @@ import argparse
 import json
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import comb
 from pathlib import Path
 from unittest import mock
@@ -43,19 +43,27 @@ def glued_doublings(lines: Sequence[str]) -> list[str]:
     ]
 
 
-def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:
+def draw_default(model: TangPoemLSTM, num: int) -> list[dict]:
     """The one default for every first character, both line lengths and ``num`` seeds each."""
     poems = []
-    with mock.patch.object(constraints, "glued", constraints.glued if rule else dict):
-        for form in (5, 7):
-            for i, first in enumerate(FIRSTS):
-                for poem in generate_poems(model, num, first=first, form=form, seed=100 * i):
-                    poems.append({"form": form, "seed": poem.seed, "lines": poem.lines, "text": poem.text})
+    for form in (5, 7):
+        for i, first in enumerate(FIRSTS):
+            for poem in generate_poems(model, num, first=first, form=form, seed=100 * i):
+                poems.append({"form": form, "seed": poem.seed, "lines": poem.lines, "text": poem.text})
     return poems
 
 
-def pairs_where_they_differ(ruled: list[dict], free: list[dict], seed: int = 11) -> tuple[list[dict], list[dict]]:
-    """(pairs, key) for the prompts whose two poems differ, shuffled, each in a random order."""
+def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:
+    """:func:`draw_default` with the glued-doubling rule, or with its pairs emptied."""
+    with mock.patch.object(constraints, "glued", constraints.glued if rule else dict):
+        return draw_default(model, num)
+
+
+def pairs_where_they_differ(
+    ruled: list[dict], free: list[dict], seed: int = 11, fault: Callable[[list[str]], list[str]] = glued_doublings
+) -> tuple[list[dict], list[dict]]:
+    """(pairs, key) for the prompts whose two poems differ, shuffled, each in a random order; the
+    key keeps what ``fault`` finds in the poem without the rule (as ``glued``)."""
     rng = random.Random(seed)
     differ = [i for i, (a, b) in enumerate(zip(ruled, free)) if a["text"] != b["text"]]
     rng.shuffle(differ)
@@ -64,7 +72,7 @@ def pairs_where_they_differ(ruled: list[dict], free: list[dict], seed: int = 11)
         ruled_first = rng.random() < 0.5
         a, b = (ruled[i], free[i]) if ruled_first else (free[i], ruled[i])
         pairs.append({"pair": k, "A": a["text"], "B": b["text"]})
-        glued = glued_doublings(free[i]["lines"])
+        glued = fault(free[i]["lines"])
         key.append({"pair": k, "generated": "A" if ruled_first else "B", "form": free[i]["form"], "glued": glued})
     return pairs, key
 
@@ -101,19 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(counts))
         return 0
-    key = json.loads(args.key.read_text(encoding="utf-8"))["key"]
-    answers = json.loads(args.answers.read_text(encoding="utf-8"))
+    print(json.dumps(score_split(args.key, args.answers), indent=2))
+    return 0
+
+
+def score_split(key_path: Path, answers_path: Path, fault: str = "glued") -> dict:
+    """The rule's wins with sign tests: over all pairs, where the poem without it held the fault, and the rest."""
+    key = json.loads(key_path.read_text(encoding="utf-8"))["key"]
+    answers = json.loads(answers_path.read_text(encoding="utf-8"))
     report = {}
     for name, rows in (
         ("all", key),
-        ("glued", [r for r in key if r["glued"]]),
+        (fault, [r for r in key if r["glued"]]),
         ("other", [r for r in key if not r["glued"]]),
     ):
         got = score_answers(answers, rows)
         report[name] = {k: got[k] for k in ("pairs", "generated_wins", "win_rate")}
         report[name]["sign_test_p"] = sign_test(got["generated_wins"], got["pairs"])
-    print(json.dumps(report, indent=2))
-    return 0
+    return report
 
 
 if __name__ == "__main__":

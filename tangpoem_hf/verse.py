@@ -34,15 +34,18 @@ from .keywords import KeywordState, WindowCheck, fits_at, keywords_fit
 from .prosody import PING, TONE_MODES, ZE, RhymeTable, load_table, patterns, relaxed_columns
 from .tokenizer import CharTokenizer
 
-_FREE, _NEED_PING, _NEED_ZE = 0, 1, 2
-_ROW = {_NEED_PING: 0, _NEED_ZE: 1, _FREE: 3}  # code → row of _Masks.tone_rows
+# _NEED_ZE_ONLY: an unrhymed line 1's end, where a character with a 平 reading too (间, 深) is heard
+# as a missed rhyme; real quatrains end line 1 so in 2% (七绝) to 5% (五绝) of poems, the bundled
+# model's default in 13% (docs/reports/judging.md).
+_FREE, _NEED_PING, _NEED_ZE, _NEED_ZE_ONLY = 0, 1, 2, 3
+_ROW = {_NEED_PING: 0, _NEED_ZE: 1, _FREE: 3, _NEED_ZE_ONLY: 4}  # code → row of _Masks.tone_rows
 
 
 @dataclass
 class _Masks:
     can_ping: torch.Tensor  # (V,) has a 平 reading
     can_ze: torch.Tensor  # (V,) has a 仄 reading
-    tone_rows: torch.Tensor  # (4, V): 平, 仄, either (classified), anything
+    tone_rows: torch.Tensor  # (5, V): 平, 仄, either (classified), anything, 仄 only
     group: torch.Tensor  # (G, V) float, 平声 group membership by the readings poems rhyme
     group_of: torch.Tensor  # (V, G) bool
     group_size: torch.Tensor  # (G,) vocabulary characters per 平声 group
@@ -74,7 +77,8 @@ def masks_for(tokenizer: CharTokenizer, table: RhymeTable | None = None) -> _Mas
         can_ping[i], can_ze[i] = PING in tones, ZE in tones
         for g in table.ping_groups_of(tok):
             group_of[i, col[g]] = True
-    tone_rows = torch.stack([can_ping, can_ze, can_ping | can_ze, torch.ones(vocab, dtype=torch.bool)])
+    anything = torch.ones(vocab, dtype=torch.bool)
+    tone_rows = torch.stack([can_ping, can_ze, can_ping | can_ze, anything, can_ze & ~can_ping])
     pairs = [
         (tokenizer.index[a], tokenizer.index[b]) for a, b in bound_words().items() if a in tokenizer and b in tokenizer
     ]
@@ -83,6 +87,20 @@ def masks_for(tokenizer: CharTokenizer, table: RhymeTable | None = None) -> _Mas
     masks = _Masks(can_ping, can_ze, tone_rows, group, group_of, group_of.sum(0), group_ids, bound)
     _CACHE[tokenizer] = masks
     return masks
+
+
+def _tone_fits(codes: torch.Tensor, ping: torch.Tensor, ze: torch.Tensor) -> torch.Tensor:
+    """Whether characters that can be read 平 (``ping``) or 仄 (``ze``) meet tone ``codes``."""
+    fits = (codes == _FREE) | ((codes == _NEED_PING) & ping) | ((codes == _NEED_ZE) & ze)
+    return fits | ((codes == _NEED_ZE_ONLY) & ze & ~ping)
+
+
+def _unrhymed_first_end(req: torch.Tensor, first_rhymed: torch.Tensor, form: int) -> torch.Tensor:
+    """``req`` with line 1's end in the patterns that leave it unrhymed needing a 仄-only character."""
+    out = req.clone()
+    end = out[~first_rhymed, form - 1]
+    out[~first_rhymed, form - 1] = torch.where(end == _NEED_ZE, _NEED_ZE_ONLY, end)
+    return out
 
 
 def _requirements(spec: PoemSpec, mode: str) -> torch.Tensor:
@@ -128,9 +146,8 @@ class Worlds:
 
     def tone_ok(self, slot: int, ids: torch.Tensor) -> torch.Tensor:
         """(P, n): whether each of ``ids`` fits each pattern's tone at ``slot``."""
-        codes = self.req[:, slot].unsqueeze(1)
         ping, ze = self.masks.can_ping[ids].unsqueeze(0), self.masks.can_ze[ids].unsqueeze(0)
-        return (codes == _FREE) | ((codes == _NEED_PING) & ping) | ((codes == _NEED_ZE) & ze)
+        return _tone_fits(self.req[:, slot].unsqueeze(1), ping, ze)
 
     def free_rhymes(self, slot: int, used: torch.Tensor) -> torch.Tensor:
         """(B, V): what may still rhyme at ``slot``: unused, and not forced at another rhyme slot."""
@@ -180,6 +197,8 @@ class Worlds:
                 if slot in forced:  # stands there anyway: a misfit is the forced character's own break
                     continue
                 if (req[slot] == _NEED_PING and not ping[i]) or (req[slot] == _NEED_ZE and not ze[i]):
+                    return False
+                if req[slot] == _NEED_ZE_ONLY and (ping[i] or not ze[i]):
                     return False
                 if need[slot] and (i not in rhymes or elsewhere.get(i, slot) != slot):
                     return False
@@ -231,7 +250,8 @@ class VerseRules(Constraint):
     """Keywords, rhyme and tone as one constraint, placed together (see the module doc).
 
     ``rhyme``: even lines end in one 平声 group (``group``: the user's), never with the same
-    character twice; line 1 ends in the group or in a 仄 character, as the patterns allow.
+    character twice; line 1 ends in the group or in a 仄 character, as the patterns allow, and then
+    in one without a 平 reading (not 间 or 深, which a reader hears as a missed rhyme).
     ``tone``: "strict" checks every position, "relaxed" the even positions and the line end, and
     also keeps 孤平 and 三平尾 out. ``keywords``: each of the request's keywords stands whole in one
     line, where the model's likelihood puts it (see :meth:`reweigh`).
@@ -255,6 +275,8 @@ class VerseRules(Constraint):
             first_rhymed = torch.tensor([True, False])
         else:
             req, first_rhymed = torch.zeros(1, spec.slots, dtype=torch.long), torch.tensor([False])
+        if rhymed:
+            req = _unrhymed_first_end(req, first_rhymed, spec.form)
         rhyme_slots = frozenset(line * spec.form + spec.form - 1 for line in range(1, spec.lines, 2))
         groups, viable, reserved = self._groups(spec, tokenizer, m, rhyme_slots)
         keyword_ids = sorted({tokenizer.index[ch] for word in spec.keywords for ch in word})
@@ -309,9 +331,8 @@ class VerseRules(Constraint):
         misfit = torch.zeros(len(worlds.req), dtype=torch.long)
         for slot, ch in spec.forced.items():
             i = torch.tensor([worlds.tokenizer.index[ch]])
-            codes = loose[:, slot].unsqueeze(1)
             ping, ze = worlds.masks.can_ping[i].unsqueeze(0), worlds.masks.can_ze[i].unsqueeze(0)
-            fits_loose = (codes == _FREE) | ((codes == _NEED_PING) & ping) | ((codes == _NEED_ZE) & ze)
+            fits_loose = _tone_fits(loose[:, slot].unsqueeze(1), ping, ze)
             misfit += (~fits_loose[:, 0]).long() * (spec.slots + 1) + (~worlds.tone_ok(slot, i)[:, 0]).long()
         return misfit == misfit.min()
 
@@ -556,7 +577,8 @@ class VerseRules(Constraint):
         tone_fit = w.tone_ok(slot, chosen).T  # (B, P)
         for b in (~(patterns_alive & tone_fit).any(1)).nonzero().flatten().tolist():
             needs = {int(c) for c in w.req[patterns_alive[b], slot]} - {_FREE}
-            want = "平" if needs == {_NEED_PING} else "仄" if needs == {_NEED_ZE} else "a set tone"
+            want = {frozenset({_NEED_PING}): "平", frozenset({_NEED_ZE}): "仄", frozenset({_NEED_ZE_ONLY}): "仄 only"}
+            want = want.get(frozenset(needs), "a set tone")
             ch = w.tokenizer.tokens[int(chosen[b])]
             tones = load_table().tones(ch)
             have = "/".join(sorted(tones)) if tones else "not in the 平水韵 table"

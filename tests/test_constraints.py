@@ -97,9 +97,33 @@ def test_a_two_reading_line_one_end_is_never_a_rhyme_again(model):
     state = rules.start(spec, tok, 1)
     assert bool(rules.allowed(4, spec, state)[0, kan])
     rules.observe(4, spec, state, torch.tensor([kan]))
-    assert bool(state.alive.any(2)[0, [p.first_rhymed for p in patterns(5, 4)]].any())  # line 1 may rhyme…
-    assert bool(state.alive.any(2)[0, [not p.first_rhymed for p in patterns(5, 4)]].any())  # …or not
+    assert bool(state.alive.any(2)[0, [p.first_rhymed for p in patterns(5, 4)]].any())  # line 1 rhymes…
+    assert not bool(state.alive.any(2)[0, [not p.first_rhymed for p in patterns(5, 4)]].any())  # …it is heard
     assert not bool(rules.allowed(9, spec, state)[0, kan])
+
+
+# --- an unrhymed line 1 ends on a 仄-only character ----------------------------------------------
+
+
+@pytest.mark.parametrize("tone", [None, "relaxed"])
+@pytest.mark.parametrize("head", ["乱云萧瑟绿阴", "萧瑟绿阴"])
+def test_a_line_one_end_heard_as_ping_must_rhyme(tone, head):
+    """乱云萧瑟绿阴深，…扉 read as a missed rhyme to a blind judge: 深 can be read 仄 (沁), so the
+    rules took it as an unrhymed line 1; now a line 1 ending on it rhymes in 侵. (Both heads keep a
+    rhymed and an unrhymed pattern alive under the relaxed rule.)"""
+    tok, table = _model("".join(dict.fromkeys(_vocab_chars() + "乱云萧瑟绿阴深月心扉人"))).tokenizer, load_table()
+    assert table.tones("深") == {"平", "仄"} and table.tones("月") == {"仄"}
+    form = len(head) + 1
+    spec = PoemSpec(form=form, lines=4)
+    rules = VerseRules(rhyme=True, tone=tone)
+    for end, rhymes in (("深", ["心"]), ("月", ["心", "扉", "人"])):
+        state = rules.start(spec, tok, 1)
+        for slot, ch in enumerate(head + end):
+            assert bool(rules.allowed(slot, spec, state)[0, tok.index[ch]]), (slot, ch)
+            rules.observe(slot, spec, state, torch.tensor([tok.index[ch]]))
+        allowed = rules.allowed(2 * form - 1, spec, state)[0]
+        for other in ("心", "扉", "人"):
+            assert bool(allowed[tok.index[other]]) == (other in rhymes), (end, other)
 
 
 def test_the_reported_poem_no_longer_rhymes_qin_twice():

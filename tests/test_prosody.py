@@ -298,7 +298,8 @@ def test_bad_values_are_one_sentence_input_errors(model, kwargs, message):
 def test_masks_are_cached_per_tokenizer(model):
     m = masks_for(model.tokenizer)
     assert masks_for(model.tokenizer) is m
-    assert m.tone_rows.dtype == torch.bool and m.tone_rows.shape == (4, len(model.tokenizer))
+    assert m.tone_rows.dtype == torch.bool and m.tone_rows.shape == (5, len(model.tokenizer))
+    assert torch.equal(m.tone_rows[4], m.can_ze & ~m.can_ping)  # 仄 only: an unrhymed line 1's end
     assert int(m.group_size.sum()) > 0
 
 
