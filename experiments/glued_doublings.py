@@ -83,33 +83,41 @@ def sign_test(wins: int, n: int) -> float:
     return min(1.0, 2 * sum(comb(n, j) for j in range(k, n + 1)) / 2**n) if n else float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def rule_study(
+    argv: list[str] | None,
+    doc: str,
+    draw: Callable[[TangPoemLSTM, int, bool], list[dict]],
+    fault: Callable[[list[str]], list[str]],
+    name: str,
+) -> int:
+    """The ``write`` and ``score`` commands of a study that draws the one default with and without a
+    rule (``draw(model, num, rule)``); ``fault`` finds what the rule prevents, counted as ``name``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("write", help="draw both arms, write pairs.json, pairs.md, key.json and counts.json")
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--model", help="model folder (default: the bundled model)")
     w.add_argument("--num", type=int, default=6, help="seeds per first character and line length")
-    s = sub.add_parser("score", help="the rule's win rate, overall and where the poem without it was glued")
+    s = sub.add_parser("score", help="the rule's win rate, overall and where the poem without it held the fault")
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--answers", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    if args.command == "write":
-        model = load_model(args.model)
-        ruled, free = draw(model, args.num, rule=True), draw(model, args.num, rule=False)
-        pairs, key = pairs_where_they_differ(ruled, free)
-        write(args.out, pairs, key, {"generated": "the one default with the glued-doubling rule", "versus": "without"})
-        counts = {
-            "poems": len(ruled),
-            "glued_with_rule": sum(bool(glued_doublings(p["lines"])) for p in ruled),
-            "glued_without": sum(bool(glued_doublings(p["lines"])) for p in free),
-            "differ": len(pairs),
-        }
-        (args.out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
-        print(json.dumps(counts))
+    if args.command == "score":
+        print(json.dumps(score_split(args.key, args.answers, name), indent=2))
         return 0
-    print(json.dumps(score_split(args.key, args.answers), indent=2))
+    model = load_model(args.model)
+    ruled, free = draw(model, args.num, rule=True), draw(model, args.num, rule=False)
+    pairs, key = pairs_where_they_differ(ruled, free, fault=fault)
+    write(args.out, pairs, key, {"generated": f"the one default with the {name} rule", "versus": "without"})
+    counts = {
+        "poems": len(ruled),
+        f"{name}_with_rule": sum(bool(fault(p["lines"])) for p in ruled),
+        f"{name}_without": sum(bool(fault(p["lines"])) for p in free),
+        "differ": len(pairs),
+    }
+    (args.out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(counts))
     return 0
 
 
@@ -127,6 +135,10 @@ def score_split(key_path: Path, answers_path: Path, fault: str = "glued") -> dic
         report[name] = {k: got[k] for k in ("pairs", "generated_wins", "win_rate")}
         report[name]["sign_test_p"] = sign_test(got["generated_wins"], got["pairs"])
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    return rule_study(argv, __doc__, draw, glued_doublings, "glued")
 
 
 if __name__ == "__main__":

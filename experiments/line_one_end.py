@@ -15,17 +15,13 @@ key's "generated" one; the key's ``glued`` field holds the line-1 end the poem w
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 from unittest import mock
 
-from glued_doublings import draw_default, pairs_where_they_differ, score_split
-from judge_pairs import write
+from glued_doublings import draw_default, rule_study
 
 from tangpoem_hf import verse
-from tangpoem_hf.modeling import TangPoemLSTM, load_model
+from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.prosody import check_poem, load_table
 
 
@@ -44,33 +40,7 @@ def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    w = sub.add_parser("write", help="draw both arms, write pairs.json, pairs.md, key.json and counts.json")
-    w.add_argument("--out", type=Path, required=True)
-    w.add_argument("--model", help="model folder (default: the bundled model)")
-    w.add_argument("--num", type=int, default=6, help="seeds per first character and line length")
-    s = sub.add_parser("score", help="the rule's win rate, overall and where the poem without it broke the rule")
-    s.add_argument("--key", type=Path, required=True)
-    s.add_argument("--answers", type=Path, required=True)
-    args = parser.parse_args(argv)
-
-    if args.command == "score":
-        print(json.dumps(score_split(args.key, args.answers, "heard_unrhymed"), indent=2))
-        return 0
-    model = load_model(args.model)
-    ruled, free = draw(model, args.num, rule=True), draw(model, args.num, rule=False)
-    pairs, key = pairs_where_they_differ(ruled, free, fault=heard_unrhymed)
-    write(args.out, pairs, key, {"generated": "the one default with the line-1 rule", "versus": "without"})
-    counts = {
-        "poems": len(ruled),
-        "heard_unrhymed_with_rule": sum(bool(heard_unrhymed(p["lines"])) for p in ruled),
-        "heard_unrhymed_without": sum(bool(heard_unrhymed(p["lines"])) for p in free),
-        "differ": len(pairs),
-    }
-    (args.out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(counts))
-    return 0
+    return rule_study(argv, __doc__, draw, heard_unrhymed, "heard_unrhymed")
 
 
 if __name__ == "__main__":
