@@ -39,6 +39,7 @@ from .tokenizer import CharTokenizer
 # model's default in 13% (docs/reports/judging.md).
 _FREE, _NEED_PING, _NEED_ZE, _NEED_ZE_ONLY = 0, 1, 2, 3
 _ROW = {_NEED_PING: 0, _NEED_ZE: 1, _FREE: 3, _NEED_ZE_ONLY: 4}  # code → row of _Masks.tone_rows
+_WANTS = {_NEED_PING: "平", _NEED_ZE: "仄", _NEED_ZE_ONLY: "仄 only"}  # code → the tone a note names
 
 
 @dataclass
@@ -577,8 +578,7 @@ class VerseRules(Constraint):
         tone_fit = w.tone_ok(slot, chosen).T  # (B, P)
         for b in (~(patterns_alive & tone_fit).any(1)).nonzero().flatten().tolist():
             needs = {int(c) for c in w.req[patterns_alive[b], slot]} - {_FREE}
-            want = {frozenset({_NEED_PING}): "平", frozenset({_NEED_ZE}): "仄", frozenset({_NEED_ZE_ONLY}): "仄 only"}
-            want = want.get(frozenset(needs), "a set tone")
+            want = _WANTS.get(needs.pop(), "a set tone") if len(needs) == 1 else "a set tone"
             ch = w.tokenizer.tokens[int(chosen[b])]
             tones = load_table().tones(ch)
             have = "/".join(sorted(tones)) if tones else "not in the 平水韵 table"
