@@ -23,11 +23,12 @@ from glued_doublings import draw_default, rule_study
 from tangpoem_hf import verse
 from tangpoem_hf.modeling import TangPoemLSTM
 from tangpoem_hf.prosody import check_poem, load_table
+from tangpoem_hf.text import join_lines
 
 
 def heard_unrhymed(lines: list[str]) -> list[str]:
     """Line 1's end, where line 1 is unrhymed and ends on a character with a 平 reading too."""
-    report = check_poem("".join(f"{line}，" if i % 2 == 0 else f"{line}。" for i, line in enumerate(lines)))
+    report = check_poem(join_lines(lines))
     end = lines[0][-1]
     return [end] if report.rhyme_ok and not report.first_line_rhymes and "平" in load_table().tones(end) else []
 
