@@ -63,11 +63,14 @@ PORTABLE_KEPT = ("model.", "carry.", "rng.")
 REWARM_STEPS = 100
 
 
-def keep_portable(run_dir: str | Path, dest: str | Path) -> int:
+def keep_portable(run_dir: str | Path, dest: str | Path, optimizer: bool = False) -> int:
     """Copy ``run_dir`` into ``dest`` small enough to commit: its files (config, log, vocabulary) and
-    its latest checkpoint's weights in fp16, without optimiser state or average. Returns the step.
+    its latest checkpoint's weights in fp16. Returns the step.
 
-    Why: ``runs/`` lives only as long as the machine; a full checkpoint is four times the weights.
+    Without ``optimizer`` the optimiser state and the average are left out and restart on resume.
+    With it they are kept in bf16 (their range, at half the bytes), so the run goes on with the step
+    sizes it had: where the accumulated state *is* the experiment (Adagrad), a restart would change it.
+    Why at all: ``runs/`` lives only as long as the machine; a full checkpoint is four times the weights.
     """
     run_dir, dest = Path(run_dir), Path(dest)
     found = load_latest(run_dir / "checkpoints")
@@ -78,12 +81,18 @@ def keep_portable(run_dir: str | Path, dest: str | Path) -> int:
     for f in run_dir.iterdir():
         if f.is_file():
             shutil.copy2(f, dest / f.name)
-    small = {
-        name: t.half() if name.startswith("model.") and t.is_floating_point() else t
-        for name, t in tensors.items()
-        if name.startswith(PORTABLE_KEPT)
-    }
-    meta = {**meta, "optimizer": None, "average_updates": 0, "rewarm_from": meta["step"]}
+    small = {}
+    for name, t in tensors.items():
+        if name.startswith("model.") and t.is_floating_point():
+            small[name] = t.half()
+        elif name.startswith(("opt.", "avg.")) and optimizer:
+            small[name] = t.bfloat16() if t.is_floating_point() and t.dim() else t  # step counters stay exact
+        elif name.startswith(PORTABLE_KEPT):
+            small[name] = t
+    if optimizer:
+        meta = {**meta, "kept_rounded": meta["step"]}
+    else:
+        meta = {**meta, "optimizer": None, "average_updates": 0, "rewarm_from": meta["step"]}
     shutil.rmtree(dest / "checkpoints", ignore_errors=True)
     save_checkpoint(dest / "checkpoints", meta["step"], small, meta, keep=1)
     return meta["step"]
@@ -379,8 +388,13 @@ class Trainer:
         step = found[1]["step"]
         self.log.start(resume_lines=found[1].get("log_lines", 0))
         if self.main:
-            portable = self.rewarm_from == step
-            print(f"Resumed from step {step}" + (" (a portable copy: the optimiser restarts)." if portable else "."))
+            if self.rewarm_from == step:
+                how = " (a portable copy: the optimiser restarts)"
+            elif found[1].get("kept_rounded") == step:
+                how = " (a kept copy: weights in fp16, the optimiser's state in bf16)"
+            else:
+                how = ""
+            print(f"Resumed from step {step}{how}.")
         return step, carried
 
     def _stop_reason(self, step: int, stopped_early: bool) -> str:

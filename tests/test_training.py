@@ -249,6 +249,35 @@ def test_a_portable_copy_is_small_and_resumes_the_run_elsewhere(small_corpus, tm
         keep_portable(tmp_path / "empty", tmp_path / "nowhere")
 
 
+def test_a_copy_kept_with_its_optimizer_goes_on_with_the_step_sizes_it_had(small_corpus, tmp_path):
+    """Adagrad's accumulated squares are its step sizes: a copy kept with them (in bf16) continues
+    almost exactly as the run would have, where a plain portable copy restarts them and drifts."""
+    from tangpoem_hf.training import keep_portable
+
+    cfg = dict(optimizer="adagrad", lr=0.05, checkpoint_every=7)
+    Trainer(tiny_config(small_corpus, tmp_path / "whole", max_steps=12, **cfg)).run()
+    whole = [r["loss"] for r in read_log(tmp_path / "whole" / "train_log.jsonl")[0]]
+    Trainer(tiny_config(small_corpus, tmp_path / "run", max_steps=7, **cfg)).run()
+
+    def resumed_losses(name: str, optimizer: bool) -> tuple[list[float], dict, dict]:
+        assert keep_portable(tmp_path / "run", tmp_path / name, optimizer=optimizer) == 7
+        tensors, meta = load_latest(tmp_path / name / "checkpoints")
+        Trainer(tiny_config(small_corpus, tmp_path / name, max_steps=12, **cfg)).run(resume=True)
+        steps = read_log(tmp_path / name / "train_log.jsonl")[0]
+        return [r["loss"] for r in steps], tensors, meta
+
+    kept, tensors, meta = resumed_losses("kept", optimizer=True)
+    assert meta["optimizer"] is not None and meta["rewarm_from"] is None and meta["kept_rounded"] == 7
+    assert {t.dtype for n, t in tensors.items() if n.startswith("opt.") and t.dim()} == {torch.bfloat16}
+    lrs = [r["lr"] for r in read_log(tmp_path / "kept" / "train_log.jsonl")[0]]
+    assert lrs == pytest.approx([0.05] * 12)  # no rewarm: the state it needs is there
+    plain = resumed_losses("plain", optimizer=False)[0]
+    assert kept[:7] == whole[:7] == plain[:7]
+    kept_gap = max(abs(a - b) for a, b in zip(kept[7:], whole[7:]))
+    plain_gap = max(abs(a - b) for a, b in zip(plain[7:], whole[7:]))
+    assert kept_gap < 0.01 and kept_gap < plain_gap / 10, (kept_gap, plain_gap)
+
+
 def test_keep_run_script_says_what_it_kept_or_why_not(small_corpus, tmp_path):
     import subprocess
     import sys
