@@ -126,6 +126,23 @@ def test_a_line_one_end_heard_as_ping_must_rhyme(tone, head):
             assert bool(allowed[tok.index[other]]) == (other in rhymes), (end, other)
 
 
+def test_a_keyword_window_at_an_unrhymed_line_one_end_takes_only_a_ze_only_character():
+    """The keyword search checks its windows on its own (``window_check``), so it must refuse 阴深 at
+    the end of an unrhymed line 1 as the stepwise mask does, and still take 阴月 there."""
+    tok = _model("".join(dict.fromkeys(_vocab_chars() + "阴深月"))).tokenizer
+    spec = PoemSpec(form=7, lines=4, keywords=("阴深", "阴月"))
+    state = VerseRules(rhyme=True, tone="relaxed").start(spec, tok, 1)
+    verdicts = {}
+    for p, pattern in enumerate(patterns(7, 4)):
+        if pattern.first_rhymed:
+            continue
+        for g in state.alive[0, p].nonzero().flatten().tolist()[:3]:
+            ok = state.worlds.window_check(p, g, state.used[0], spec.forced)
+            verdicts[(p, g)] = (ok("阴深", 5, 0), ok("阴月", 5, 0))
+    assert verdicts and not any(deep for deep, _ in verdicts.values())
+    assert any(moon for _, moon in verdicts.values())
+
+
 def test_the_reported_poem_no_longer_rhymes_qin_twice():
     from tangpoem_hf.modeling import load_model
 
