@@ -495,7 +495,7 @@ class Trainer:
         summary = {
             "steps": step,
             "best_val_perplexity": self.best_val,
-            "train_seconds": round(self.elapsed, 1),
+            "train_seconds": round(self.elapsed, 3),  # to the ms: equal-time runs take it as their budget
             "stopped_early": stopped_early,
             "stopped_by": self._stop_reason(step, stopped_early),
         }
