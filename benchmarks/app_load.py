@@ -7,8 +7,8 @@ each with its own Client making a bounded number of requests for one 4-line 七�
 throughput, p50/p95 latency, clean "busy" rejections (queue full) and errors, and finally the
 server's resident memory before and after a soak of many requests. Every request has a timeout,
 so nothing can hang; a request that neither succeeds nor is refused cleanly counts as an error.
-Requests use the app's defaults (rhyme, relaxed tone, no repeats, its default candidates) unless
-``--candidates`` says how many candidates each poem draws.
+Requests use the app's defaults (its line search, rhyme, relaxed tone, no repeats) unless
+``--candidates N`` asks for the best of N whole poems instead.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 
 from gradio_client import Client
 
+from tangpoem_hf.options import default_of
+
 ROOT = Path(__file__).resolve().parents[1]
 NAN = float("nan")
 REQUEST = {
@@ -32,7 +34,7 @@ REQUEST = {
     "characters": "山",
     "form": "七言",
     "lines": 4,
-    "temperature": 0.8,
+    "temperature": default_of("temperature"),
     "top_k": 0,
     "top_p": 0.9,
     "theme": "",
@@ -138,7 +140,7 @@ def main() -> int:
     parser.add_argument("--candidates", type=int, help="candidates per poem (default: the app's)")
     args = parser.parse_args()
     if args.candidates is not None:
-        REQUEST["candidates"] = args.candidates
+        REQUEST.update(candidates=args.candidates, search="poem")
 
     proc, url = start_app(args.model, args.app)
     try:

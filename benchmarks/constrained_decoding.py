@@ -5,7 +5,7 @@ compared, so a busy machine slows both alike. Without ``--model`` the bundled mo
 it is there, else a random-weight model over a vocabulary of real characters (the worst case for
 the ratio: a tiny network makes the masks a larger share of the step).
 
-    python benchmarks/constrained_decoding.py [--model DIR] [--num 200] [--form 7] [--lines 8]
+    python benchmarks/constrained_decoding.py [--model DIR] [--num 64] [--form 7] [--lines 8]
 """
 
 from __future__ import annotations

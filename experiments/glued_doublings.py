@@ -2,7 +2,7 @@
 
 ``NoRepeat`` refuses a doubling right after a character the doubled one forms a common word with
 where the Tang corpus never doubles it (归去去 reads as 归去 and a stray 去; ``attested.glued``).
-This draws the one default for 36 first characters × ``--num`` seeds × both line lengths, once with
+This draws the one default for 34 first characters × ``--num`` seeds × both line lengths, once with
 the rule and once without it (the rule's pairs emptied), counts the glued doublings each holds, and
 writes the poems that differ as blind pairs in ``judge_pairs.py``'s format (the rule's poem is the
 key's "generated" one)::

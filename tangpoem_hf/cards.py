@@ -174,8 +174,9 @@ def _body(
         "## Data and limitations",
         "",
         _data_paragraph(training_config, finetuned)
-        + " The model imitates form (line length, ，/。) and learns rhyme and tonal patterns only in part: ask "
-        "for them (`rhyme`, `tone`) to have them guaranteed.",
+        + " The model imitates form (line length, ，/。) and learns rhyme and tonal patterns only in part: the "
+        'decoder\'s rules guarantee them, on by default (rhyme and relaxed tone; `tone="strict"` for strict, '
+        "`free=True` for none).",
     ]
     return "\n".join(parts)
 

@@ -70,6 +70,20 @@ def test_the_bundled_card_has_no_absolute_path_and_describes_its_data() -> None:
     assert "Held-out perplexity (test split, 935 poems, " in card
 
 
+def test_the_bundled_card_shows_the_poems_the_bundled_model_draws_now() -> None:
+    """A decoding rule that moves the default poems must rewrite the card too (`python
+    scripts/bundle_model.py --card-only`), as the README's samples are checked: the card's went stale
+    once, still showing 不知何处处 after the glued-doubling rule refused it."""
+    from tangpoem_hf.modeling import load_model
+
+    card = (BUNDLED_MODEL_DIR / "README.md").read_text(encoding="utf-8")
+    samples = cards.sample_poems(load_model())
+    for description, text in samples:
+        block = "\n".join([f"**{description}**", "", *[f"> {row}  " for row in text.splitlines()]])
+        assert block in card, f"{description}: the card shows other poems; rewrite it with --card-only"
+    assert len(samples) == len(cards.SAMPLE_REQUESTS)
+
+
 def test_card_samples_are_drawn_with_the_cli_defaults(tiny_model: TangPoemLSTM) -> None:
     """A 绝句 or 律诗 rhymes and keeps the relaxed tone rule, as `tangpoem generate` draws it."""
     model = tiny_model
