@@ -185,8 +185,7 @@ class Worlds:
         index, req = self.tokenizer.index, self.req[pattern].tolist()
         need = self.needs_rhyme_rows()[pattern]
         ids = self.keyword_ids
-        ping = dict(zip(ids, self.masks.can_ping[ids].tolist()))
-        ze = dict(zip(ids, self.masks.can_ze[ids].tolist()))
+        fits = dict(zip(ids, self.masks.tone_rows[:, ids].T.tolist()))  # id → whether it fits each _ROW
         rhymes = (
             {i for i, ok in zip(ids, (self.groups[group, ids] & ~used[ids]).tolist()) if ok} if self.rhyme else set()
         )
@@ -197,9 +196,7 @@ class Worlds:
                 slot, i = start + j, index[word[j]]
                 if slot in forced:  # stands there anyway: a misfit is the forced character's own break
                     continue
-                if (req[slot] == _NEED_PING and not ping[i]) or (req[slot] == _NEED_ZE and not ze[i]):
-                    return False
-                if req[slot] == _NEED_ZE_ONLY and (ping[i] or not ze[i]):
+                if not fits[i][_ROW[req[slot]]]:
                     return False
                 if need[slot] and (i not in rhymes or elsewhere.get(i, slot) != slot):
                     return False
