@@ -325,11 +325,17 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
                         label="平仄 · Tones",
                         info="宽：一三五不论 · relaxed: positions 1, 3, 5 free",
                     )
-                no_repeat = gr.Checkbox(
-                    value=default_of("no_repeat"),
-                    label="不重字 · No repeats",
-                    info="叠字与所给之字除外 · except 叠字 and your characters",
-                )
+                with gr.Row():
+                    no_repeat = gr.Checkbox(
+                        value=default_of("no_repeat"),
+                        label="不重字 · No repeats",
+                        info="叠字与所给之字除外 · except 叠字 and your characters",
+                    )
+                    one_season = gr.Checkbox(
+                        value=default_of("one_season"),
+                        label="一季 · One season",
+                        info="春夏秋冬只写其一 · 春, 夏, 秋 or 冬: one only, unless you give more",
+                    )
                 script = gr.Radio(
                     [("简体 · Simplified", "简体"), ("繁體 · Traditional", "繁體")],
                     value="简体",
@@ -409,7 +415,7 @@ with gr.Blocks(title="唐诗生成器 · Tang Poem Generator") as demo:
     GENERATE = {
         "mode": mode, "characters": characters, "form": form, "lines": lines, "temperature": temperature,
         "top_k": top_k, "top_p": top_p, "seed": seed, "theme": theme, "script": script, "rhyme": rhyme, "tone": tone,
-        "no_repeat": no_repeat, "candidates": candidates, "search": search, "beam": beam,
+        "no_repeat": no_repeat, "one_season": one_season, "candidates": candidates, "search": search, "beam": beam,
         "line_candidates": line_candidates, "score": score, "coherence": coherence,
     }  # fmt: skip
     # A rewrite keeps the poem's shape and has a seed of its own.

@@ -272,6 +272,72 @@ class NoRepeat(Constraint):
         return state.broken.sentences(self.name, poem)
 
 
+SEASONS = "春夏秋冬"
+
+
+def seasons_named(lines: Sequence[str]) -> str:
+    """The seasons a poem names (of 春夏秋冬), each once, in the order they first stand."""
+    return "".join(dict.fromkeys(ch for line in lines for ch in line if ch in SEASONS))
+
+
+@dataclass
+class SeasonState:
+    vocab: int
+    ids: torch.Tensor  # (4,) the ids of 春夏秋冬 (-1 for one the vocabulary lacks)
+    named: torch.Tensor  # (batch, 4) bool: the seasons each poem names so far, the user's from the start
+    tokens: Sequence[str]
+    broken: Broken
+
+
+class OneSeason(Constraint):
+    """A poem names one season: once 春, 夏, 秋 or 冬 stands in it, the other three are refused.
+
+    Judges fault poems that change season halfway (春风初入洞庭秋, "snow beside spring flowers"):
+    the model, drawing left to right, names two seasons in about 4% of its quatrains; real
+    quatrains do in 1%, and there mostly set them against each other on purpose (春种一粒粟，秋成
+    万颗子), which a draw rarely does. The seasons the user gave (forced characters, keywords)
+    always stand and refuse only the others.
+    """
+
+    name = "one season"
+
+    def start(self, spec: PoemSpec, tokenizer: CharTokenizer, batch_size: int) -> SeasonState:
+        ids = torch.tensor([tokenizer.index.get(ch, -1) for ch in SEASONS], dtype=torch.long)
+        given = "".join(spec.forced.values()) + "".join(spec.keywords)
+        named = torch.tensor([ch in given for ch in SEASONS]).expand(batch_size, -1).clone()
+        return SeasonState(len(tokenizer), ids, named, tokenizer.tokens, Broken(spec, batch_size))
+
+    @staticmethod
+    def _refused(state: SeasonState) -> torch.Tensor:
+        """(batch, 4) the seasons each poem may no longer name: all but its own, once it has one."""
+        return state.named.any(dim=1, keepdim=True) & ~state.named
+
+    def allowed(self, slot: int, spec: PoemSpec, state: SeasonState) -> torch.Tensor | None:
+        refused = self._refused(state) & (state.ids >= 0)
+        if slot in spec.forced or not bool(refused.any()):
+            return None
+        mask = torch.ones(len(refused), state.vocab, dtype=torch.bool)
+        present = state.ids >= 0
+        mask[:, state.ids[present]] = ~refused[:, present]
+        return mask
+
+    def observe(
+        self, slot: int, spec: PoemSpec, state: SeasonState, chosen: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> None:
+        hits = chosen.unsqueeze(1) == state.ids.unsqueeze(0)  # (batch, 4)
+        if slot not in spec.forced:
+            for b in (hits & self._refused(state)).any(dim=1).nonzero().flatten().tolist():
+                own = "".join(ch for ch, on in zip(SEASONS, state.named[b].tolist()) if on)
+                state.broken.add(b, slot, state.tokens[int(chosen[b])], f"the poem already names {own}")
+        state.named |= hits
+
+    def select(self, state: SeasonState, rows: torch.Tensor) -> SeasonState:
+        return SeasonState(state.vocab, state.ids, state.named[rows], state.tokens, state.broken.select(rows))
+
+    def notes(self, state: SeasonState, poem: int) -> list[str]:
+        return state.broken.sentences(self.name, poem)
+
+
 def stray_repeats(lines: Sequence[str], forced: Collection[int] = ()) -> list[str]:
     """Characters that stand more than once with a use at a slot not in ``forced`` (slot indices),
     other than a pair (叠字) inside one line: the repeats the candidates' score marks down. A poem

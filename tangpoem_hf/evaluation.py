@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .constraints import Constraint, PoemSpec
+from .constraints import Constraint, PoemSpec, seasons_named
 from .corpus import SPLIT_VERSION, build_splits, never_trained_on
 from .decoding import generate_poems
 from .errors import InputError
@@ -102,7 +102,8 @@ def _generate_from(model: TangPoemLSTM, ids: Sequence[int], seed: int, kwargs: d
 
 
 def poem_metrics(texts: Sequence[str], form: str, reference: Reference | None = None) -> dict[str, float]:
-    """Format, rhyme and tone pass rates, distinct-1/2 and novelty of a set of poems of ``form``."""
+    """Format, rhyme and tone pass rates, distinct-1/2, the share naming two seasons (春…秋, see
+    :class:`~tangpoem_hf.constraints.OneSeason`) and novelty of a set of poems of ``form``."""
     reports = [check_poem(t, form=form) for t in texts]
     n = max(len(reports), 1)
     lines = [line for r in reports for line in r.lines]
@@ -117,6 +118,7 @@ def poem_metrics(texts: Sequence[str], form: str, reference: Reference | None = 
         "all_rules": sum(r.passed for r in reports) / n,
         "distinct_1": len(set(chars)) / max(len(chars), 1),
         "distinct_2": len(set(bigrams)) / max(len(bigrams), 1),
+        "two_seasons": sum(len(seasons_named(r.lines)) > 1 for r in reports) / n,
     }
     if reference is not None:
         grams = [g for line in lines for g in _ngrams(line, 4)]
@@ -178,6 +180,7 @@ _COLUMNS = (
     ("strict_tone", "strict tone"),
     ("distinct_1", "distinct-1"),
     ("distinct_2", "distinct-2"),
+    ("two_seasons", "two seasons"),
     ("copied_lines", "copied lines"),
     ("seen_4grams", "seen 4-grams"),
     ("perplexity", "perplexity"),
@@ -194,7 +197,8 @@ def render_markdown(result: dict[str, Any], command: str = "", model_label: str 
         f"{result['num']} poems per form and setting, seed {result['seed']}, temperature "
         f"{result['temperature']}, top-p {result['top_p']}; first characters drawn from the first "
         "characters of training poems of the form. Rates are shares of poems (format, rhyme, tone), "
-        "of characters/bigrams (distinct-n), of lines (copied: appears verbatim in the training split) "
+        "of characters/bigrams (distinct-n), of poems naming two of 春夏秋冬 (two seasons), "
+        "of lines (copied: appears verbatim in the training split) "
         "and of 4-grams (seen in training). The real poems are the validation and test poems the model "
         "never trained on, checked by the same checker (see [prosody.md](prosody.md) for the whole corpus). "
         "Perplexity is the model's per-token perplexity: on its own poems of each setting, and on the real "

@@ -109,6 +109,12 @@ class GenerationOptions:
         kind=bool,
         off=("--repeat", "allow repeated characters"),
     )
+    one_season: bool = setting(
+        True,
+        "a poem names one season: once 春, 夏, 秋 or 冬 stands, the others are refused (yours always stand)",
+        kind=bool,
+        off=("--any-season", "let a poem name several seasons"),
+    )
     rhyme: bool | None = setting(
         None, "even lines rhyme in one 平水韵 平声 group (unset: the default rules)", kind=bool,
         off=("--no-rhyme", "no rhyme"),
@@ -166,7 +172,8 @@ def default_draw_text() -> str:
         else f"the best of {d.candidates} candidate(s)"
     )
     repeats = ", no repeated characters" if d.no_repeat else ""
-    return f"{default_rules_text()}{repeats}, temperature {d.temperature}, top-p {d.top_p}, {search}"
+    season = ", one season" if d.one_season else ""
+    return f"{default_rules_text()}{repeats}{season}, temperature {d.temperature}, top-p {d.top_p}, {search}"
 
 
 # The draw the measurements in docs/ were made with (the Python API's defaults before there was one
@@ -175,6 +182,7 @@ PLAIN_SAMPLE: dict[str, Any] = {
     "rhyme": False,
     "tone": "none",
     "no_repeat": False,
+    "one_season": False,
     "search": "poem",
     "candidates": 1,
     "temperature": 0.8,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .constraints import Constraint, NoRepeat, PoemSpec, selects_rows
+from .constraints import Constraint, NoRepeat, OneSeason, PoemSpec, selects_rows
 from .control import MAX_KEYWORDS, MAX_TITLE, Control, has_controls
 from .errors import InputError
 from .keywords import keywords_fit
@@ -291,11 +291,13 @@ class PoemRequest:
             raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
         score = check_choice("score", options.score)
         w = check_number("coherence", options.coherence)
-        if not isinstance(options.no_repeat, bool):
-            raise InputError(f"no_repeat must be True or False, not {options.no_repeat!r}.")
+        for name in ("no_repeat", "one_season"):
+            if not isinstance(getattr(options, name), bool):
+                raise InputError(f"{name} must be True or False, not {getattr(options, name)!r}.")
         rhyme, tone = verse_rules(options)
         verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=options.rhyme_group, keywords=bool(spec.keywords))
-        rules = (*verse, *([NoRepeat()] if options.no_repeat else []), *constraints)
+        house = [*([NoRepeat()] if options.no_repeat else []), *([OneSeason()] if options.one_season else [])]
+        rules = (*verse, *house, *constraints)
         return cls(spec, t, k, p, s, search, b, lc, score, w, rules, n, c, notes)
 
 

@@ -229,8 +229,8 @@ def test_help_still_shows_the_usage_and_each_command_its_own_defaults(capsys):
     assert f"keep the best by score [{default_of('candidates')}]" in out
     assert f"--beam BEAM search lines: partial poems kept after each line [{default_of('beam')}]" in out
     assert (
-        "Unless you ask otherwise: rhyme and relaxed tone, no repeated characters, temperature 0.5, top-p 0.9, "
-        "a line search (the best 4 partial poems kept after each line, 4 lines drawn for each)" in out
+        "Unless you ask otherwise: rhyme and relaxed tone, no repeated characters, one season, temperature 0.5, "
+        "top-p 0.9, a line search (the best 4 partial poems kept after each line, 4 lines drawn for each)" in out
     )
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])

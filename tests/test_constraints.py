@@ -16,7 +16,7 @@ import torch
 from test_prosody import _model, _vocab_chars
 
 from tangpoem_hf import InputError
-from tangpoem_hf.constraints import Constraint, NoRepeat, PoemSpec, doubling_allowed
+from tangpoem_hf.constraints import SEASONS, Constraint, NoRepeat, OneSeason, PoemSpec, doubling_allowed, seasons_named
 from tangpoem_hf.decoding import generate_poem, generate_poems
 from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.prosody import check_poem, load_table, patterns
@@ -395,3 +395,58 @@ def test_no_repeat_poems_hold_no_false_doubling(bundled):
                 for c in range(len(line) - 1):
                     if line[c] == line[c + 1]:
                         assert doubling_allowed(line, c), poem.text
+
+
+# --- one season ----------------------------------------------------------------------------------
+
+
+def _season_mask(rule: OneSeason, slot: int, spec: PoemSpec, state, tok) -> dict[str, list[bool]]:
+    mask = rule.allowed(slot, spec, state)
+    rows = len(state.named)
+    return {ch: [True] * rows if mask is None else mask[:, tok.index[ch]].tolist() for ch in SEASONS}
+
+
+def test_one_season_refuses_the_other_seasons_once_a_poem_names_one(bundled):
+    tok = bundled.tokenizer
+    spec = PoemSpec(form=5, lines=4)
+    rule = OneSeason()
+    state = rule.start(spec, tok, 2)
+    assert rule.allowed(0, spec, state) is None  # no season yet: nothing refused
+    rule.observe(0, spec, state, torch.tensor([tok.index["春"], tok.index["山"]]))
+    got = _season_mask(rule, 1, spec, state, tok)
+    assert got == {"春": [True, True], "夏": [False, True], "秋": [False, True], "冬": [False, True]}
+    assert bool(rule.allowed(1, spec, state)[0, tok.index["月"]])  # nothing else is touched
+    kept = rule.select(state, torch.tensor([1, 1]))  # a line search keeps row 1 twice, as copies
+    rule.observe(1, spec, kept, torch.tensor([tok.index["秋"], tok.index["月"]]))
+    assert kept.named[:, SEASONS.index("秋")].tolist() == [True, False] and not state.named[1].any()
+    assert rule.notes(kept, 0) == [] and rule.notes(state, 0) == []
+
+
+def test_one_season_keeps_the_seasons_the_user_gave_and_notes_a_drawn_break(bundled):
+    tok = bundled.tokenizer
+    rule = OneSeason()
+    spec = PoemSpec(form=7, lines=4, forced={0: "秋"}, keywords=("春风",))
+    state = rule.start(spec, tok, 1)  # the user's 秋 and 春 stand together; 夏 and 冬 are refused
+    assert _season_mask(rule, 1, spec, state, tok) == {"春": [True], "夏": [False], "秋": [True], "冬": [False]}
+    assert rule.allowed(0, spec, state) is None  # a forced slot takes what the user put there
+    rule.observe(3, spec, state, torch.tensor([tok.index["冬"]]))  # drawn where every other id was masked
+    assert rule.notes(state, 0) == [
+        "The one season rule is broken at line 1, character 4 (冬): the poem already names 春秋."
+    ]
+
+
+def test_poems_under_one_season_name_one_season_and_without_it_some_name_two(bundled):
+    """The bundled model, the one default, first character 春: without the rule some poems turn to
+    another season (春风初入洞庭秋); with it none do, and 秋 as a first character keeps its autumn."""
+    mixed = {}
+    for rule in (True, False):
+        poems = [
+            p
+            for first in "春秋"
+            for form in (5, 7)
+            for p in generate_poems(bundled, 12, first=first, form=form, seed=3, one_season=rule)
+        ]
+        mixed[rule] = [p.text for p in poems if len(seasons_named(p.lines)) > 1]
+        assert all(seasons_named(p.lines)[0] == p.lines[0][0] for p in poems)
+    assert mixed[True] == [] and mixed[False], mixed
+    assert seasons_named(["春种一粒粟", "秋成万颗子"]) == "春秋" and seasons_named(["山中", "月下"]) == ""

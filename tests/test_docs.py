@@ -1,6 +1,6 @@
 """The documentation runs as written: every Python block of the README, the guides and the bundled model
-card, and every ``$ tangpoem ...`` sample of the README against the output it shows; every link points at a
-file that exists."""
+card, and every ``$ tangpoem generate ...`` sample of the README and the guides against the output it
+shows; every link points at a file that exists."""
 
 from __future__ import annotations
 
@@ -66,19 +66,20 @@ def test_python_blocks_run_as_written(path: Path, monkeypatch: pytest.MonkeyPatc
         assert value in printed, f"{path} says {value!r} is printed, but the code printed:\n{printed}"
 
 
-def readme_samples() -> list[tuple[str, str]]:
-    """(command, shown output) for each ``$ tangpoem ...`` line of the README's text blocks."""
+def documented_samples() -> list[tuple[str, str]]:
+    """(command, shown output) for each ``$ tangpoem generate ...`` line of the text blocks of the
+    README and the guides."""
     samples = []
-    for block in blocks(ROOT / "README.md", "text"):
+    for block in (b for path in [ROOT / "README.md", *GUIDES] for b in blocks(path, "text")):
         for part in re.split(r"\n(?=\$ )", block.strip()):
             command, _, output = part.partition("\n")
-            if command.startswith("$ tangpoem "):
+            if command.startswith("$ tangpoem generate "):
                 samples.append((command[2:], output.strip()))
     return samples
 
 
-@pytest.mark.parametrize(("command", "shown"), readme_samples(), ids=[c for c, _ in readme_samples()])
-def test_readme_samples_match_the_bundled_model(command: str, shown: str, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(("command", "shown"), documented_samples(), ids=[c for c, _ in documented_samples()])
+def test_documented_samples_match_the_bundled_model(command: str, shown: str, capsys: pytest.CaptureFixture) -> None:
     assert main(shlex.split(command)[1:]) == 0
     assert capsys.readouterr().out.strip() == shown
 

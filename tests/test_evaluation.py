@@ -25,6 +25,9 @@ def test_poem_metrics_of_real_poems(reference):
     assert m["copied_lines"] == 1.0 and m["seen_4grams"] == 1.0  # the tiny corpus trains on it
     assert m["distinct_1"] == 1.0 and m["distinct_2"] == 1.0
     assert poem_metrics(texts, "七绝")["format"] == 0.0
+    assert m["two_seasons"] == 0.0
+    mixed = ["春风吹柳絮，秋雨满江城。", "春日依山尽，黄河入海流。"]
+    assert poem_metrics(mixed, "五绝")["two_seasons"] == 0.5
 
 
 def test_evaluate_model_meets_the_constrained_goals(reference):

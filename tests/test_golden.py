@@ -29,6 +29,7 @@ def _settings(**overrides: Any) -> dict[str, Any]:
         "rhyme": False,
         "tone": "none",
         "no_repeat": False,
+        "one_season": False,
         "search": "poem",
         "candidates": 1,
         "score": "mean",
