@@ -43,29 +43,39 @@ def glued_doublings(lines: Sequence[str]) -> list[str]:
     ]
 
 
-def draw_default(model: TangPoemLSTM, num: int) -> list[dict]:
-    """The one default for every first character, both line lengths and ``num`` seeds each."""
+def draw_default(model: TangPoemLSTM, num: int, seed: int = 0, **settings: object) -> list[dict]:
+    """The one default (with ``settings`` changed) for every first character, both line lengths and
+    ``num`` seeds each (first character i from ``seed + 100 * i``)."""
     poems = []
     for form in (5, 7):
         for i, first in enumerate(FIRSTS):
-            for poem in generate_poems(model, num, first=first, form=form, seed=100 * i):
+            for poem in generate_poems(model, num, first=first, form=form, seed=seed + 100 * i, **settings):
                 poems.append({"form": form, "seed": poem.seed, "lines": poem.lines, "text": poem.text})
     return poems
 
 
-def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:
+def draw(model: TangPoemLSTM, num: int, rule: bool, seed: int = 0) -> list[dict]:
     """:func:`draw_default` with the glued-doubling rule, or with its pairs emptied."""
     with mock.patch.object(constraints, "glued", constraints.glued if rule else dict):
-        return draw_default(model, num)
+        return draw_default(model, num, seed)
 
 
 def pairs_where_they_differ(
-    ruled: list[dict], free: list[dict], seed: int = 11, fault: Callable[[list[str]], list[str]] = glued_doublings
+    ruled: list[dict],
+    free: list[dict],
+    seed: int = 11,
+    fault: Callable[[list[str]], list[str]] = glued_doublings,
+    only_fault: bool = False,
 ) -> tuple[list[dict], list[dict]]:
-    """(pairs, key) for the prompts whose two poems differ, shuffled, each in a random order; the
-    key keeps what ``fault`` finds in the poem without the rule (as ``glued``)."""
+    """(pairs, key) for the prompts whose two poems differ (``only_fault``: and whose poem without the
+    rule holds the fault), shuffled, each in a random order; the key keeps what ``fault`` finds in
+    the poem without the rule (as ``glued``)."""
     rng = random.Random(seed)
-    differ = [i for i, (a, b) in enumerate(zip(ruled, free)) if a["text"] != b["text"]]
+    differ = [
+        i
+        for i, (a, b) in enumerate(zip(ruled, free))
+        if a["text"] != b["text"] and (not only_fault or fault(b["lines"]))
+    ]
     rng.shuffle(differ)
     pairs, key = [], []
     for k, i in enumerate(differ, start=1):
@@ -86,18 +96,22 @@ def sign_test(wins: int, n: int) -> float:
 def rule_study(
     argv: list[str] | None,
     doc: str,
-    draw: Callable[[TangPoemLSTM, int, bool], list[dict]],
+    draw: Callable[..., list[dict]],
     fault: Callable[[list[str]], list[str]],
     name: str,
 ) -> int:
     """The ``write`` and ``score`` commands of a study that draws the one default with and without a
-    rule (``draw(model, num, rule)``); ``fault`` finds what the rule prevents, counted as ``name``."""
+    rule (``draw(model, num, rule, seed)``); ``fault`` finds what the rule prevents, counted as ``name``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("write", help="draw both arms, write pairs.json, pairs.md, key.json and counts.json")
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--model", help="model folder (default: the bundled model)")
     w.add_argument("--num", type=int, default=6, help="seeds per first character and line length")
+    w.add_argument("--seed", type=int, default=0, help="first character i draws from seed + 100 × i")
+    w.add_argument(
+        "--only-fault", action="store_true", help="pair only the prompts whose poem without the rule holds the fault"
+    )
     s = sub.add_parser("score", help="the rule's win rate, overall and where the poem without it held the fault")
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--answers", type=Path, required=True)
@@ -107,8 +121,8 @@ def rule_study(
         print(json.dumps(score_split(args.key, args.answers, name), indent=2))
         return 0
     model = load_model(args.model)
-    ruled, free = draw(model, args.num, rule=True), draw(model, args.num, rule=False)
-    pairs, key = pairs_where_they_differ(ruled, free, fault=fault)
+    ruled, free = draw(model, args.num, rule=True, seed=args.seed), draw(model, args.num, rule=False, seed=args.seed)
+    pairs, key = pairs_where_they_differ(ruled, free, fault=fault, only_fault=args.only_fault)
     write(args.out, pairs, key, {"generated": f"the one default with the {name} rule", "versus": "without"})
     counts = {
         "poems": len(ruled),

@@ -33,11 +33,11 @@ def heard_unrhymed(lines: list[str]) -> list[str]:
     return [end] if report.rhyme_ok and not report.first_line_rhymes and "平" in load_table().tones(end) else []
 
 
-def draw(model: TangPoemLSTM, num: int, rule: bool) -> list[dict]:
+def draw(model: TangPoemLSTM, num: int, rule: bool, seed: int = 0) -> list[dict]:
     """:func:`glued_doublings.draw_default` with the line-1 rule, or with line 1's requirement left as it was."""
     keep = verse._unrhymed_first_end if rule else (lambda req, first_rhymed, form: req)
     with mock.patch.object(verse, "_unrhymed_first_end", keep):
-        return draw_default(model, num)
+        return draw_default(model, num, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,11 @@ def test_pairs_hold_only_the_prompts_that_differ():
     pairs, key = study.pairs_where_they_differ(ruled, free)
     assert len(pairs) == len(key) == 1
     assert pairs[0][key[0]["generated"]] == "ruled" and key[0]["glued"] == ["归去去"]
+    ruled.append({"form": 5, "lines": ["山中一片云"], "text": "ruled too"})  # differs, but holds no fault
+    free.append({"form": 5, "lines": ["山中两片云"], "text": "free too"})
+    assert len(study.pairs_where_they_differ(ruled, free)[0]) == 2
+    pairs, key = study.pairs_where_they_differ(ruled, free, only_fault=True)
+    assert [row["glued"] for row in key] == [["归去去"]]
 
 
 def test_score_splits_the_glued_pairs_from_the_rest(tmp_path, capsys):
