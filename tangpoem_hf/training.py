@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .averaging import PREFIX as AVERAGE_PREFIX
 from .averaging import WeightAverage
 from .batching import make_batches
 from .checkpointing import (
@@ -68,8 +69,9 @@ def keep_portable(run_dir: str | Path, dest: str | Path, optimizer: bool = False
     its latest checkpoint's weights in fp16. Returns the step.
 
     Without ``optimizer`` the optimiser state and the average are left out and restart on resume.
-    With it they are kept in bf16 (their range, at half the bytes), so the run goes on with the step
-    sizes it had: where the accumulated state *is* the experiment (Adagrad), a restart would change it.
+    With it the optimiser state is kept in bf16 (Adam's squared gradients need its range) and the
+    average, a copy of the weights, in fp16 like them, so the run goes on with the step sizes it had:
+    where the accumulated state *is* the experiment (Adagrad), a restart would change it.
     Why at all: ``runs/`` lives only as long as the machine; a full checkpoint is four times the weights.
     """
     run_dir, dest = Path(run_dir), Path(dest)
@@ -83,9 +85,9 @@ def keep_portable(run_dir: str | Path, dest: str | Path, optimizer: bool = False
             shutil.copy2(f, dest / f.name)
     small = {}
     for name, t in tensors.items():
-        if name.startswith("model.") and t.is_floating_point():
-            small[name] = t.half()
-        elif name.startswith(("opt.", "avg.")) and optimizer:
+        if name.startswith("model.") and t.is_floating_point() or name.startswith(AVERAGE_PREFIX) and optimizer:
+            small[name] = t.half() if t.is_floating_point() and t.dim() else t
+        elif name.startswith("opt.") and optimizer:
             small[name] = t.bfloat16() if t.is_floating_point() and t.dim() else t  # step counters stay exact
         elif name.startswith(PORTABLE_KEPT):
             small[name] = t
@@ -391,7 +393,7 @@ class Trainer:
             if self.rewarm_from == step:
                 how = " (a portable copy: the optimiser restarts)"
             elif found[1].get("kept_rounded") == step:
-                how = " (a kept copy: weights in fp16, the optimiser's state in bf16)"
+                how = " (a kept copy: weights and their average in fp16, the optimiser's state in bf16)"
             else:
                 how = ""
             print(f"Resumed from step {step}{how}.")

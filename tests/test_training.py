@@ -251,10 +251,11 @@ def test_a_portable_copy_is_small_and_resumes_the_run_elsewhere(small_corpus, tm
 
 def test_a_copy_kept_with_its_optimizer_goes_on_with_the_step_sizes_it_had(small_corpus, tmp_path):
     """Adagrad's accumulated squares are its step sizes: a copy kept with them (in bf16) continues
-    almost exactly as the run would have, where a plain portable copy restarts them and drifts."""
+    almost exactly as the run would have, where a plain portable copy restarts them and drifts. The
+    average is a copy of the weights and is kept as they are, in fp16."""
     from tangpoem_hf.training import keep_portable
 
-    cfg = dict(optimizer="adagrad", lr=0.05, checkpoint_every=7)
+    cfg = dict(optimizer="adagrad", lr=0.05, checkpoint_every=7, average=0.9)
     Trainer(tiny_config(small_corpus, tmp_path / "whole", max_steps=12, **cfg)).run()
     whole = [r["loss"] for r in read_log(tmp_path / "whole" / "train_log.jsonl")[0]]
     Trainer(tiny_config(small_corpus, tmp_path / "run", max_steps=7, **cfg)).run()
@@ -269,6 +270,7 @@ def test_a_copy_kept_with_its_optimizer_goes_on_with_the_step_sizes_it_had(small
     kept, tensors, meta = resumed_losses("kept", optimizer=True)
     assert meta["optimizer"] is not None and meta["rewarm_from"] is None and meta["kept_rounded"] == 7
     assert {t.dtype for n, t in tensors.items() if n.startswith("opt.") and t.dim()} == {torch.bfloat16}
+    assert {t.dtype for n, t in tensors.items() if n.startswith("avg.") and t.dim()} == {torch.float16}
     lrs = [r["lr"] for r in read_log(tmp_path / "kept" / "train_log.jsonl")[0]]
     assert lrs == pytest.approx([0.05] * 12)  # no rewarm: the state it needs is there
     plain = resumed_losses("plain", optimizer=False)[0]
