@@ -293,7 +293,7 @@ class OneSeason(Constraint):
     """A poem names one season: once 春, 夏, 秋 or 冬 stands in it, the other three are refused.
 
     Judges fault poems that change season halfway (春风初入洞庭秋, "snow beside spring flowers"):
-    the model, drawing left to right, names two seasons in about 4% of its quatrains; real
+    the model, drawing left to right, names two seasons in about 5% of its quatrains; real
     quatrains do in 1%, and there mostly set them against each other on purpose (春种一粒粟，秋成
     万颗子), which a draw rarely does. The seasons the user gave (forced characters, keywords)
     always stand and refuse only the others.
@@ -313,11 +313,11 @@ class OneSeason(Constraint):
         return state.named.any(dim=1, keepdim=True) & ~state.named
 
     def allowed(self, slot: int, spec: PoemSpec, state: SeasonState) -> torch.Tensor | None:
-        refused = self._refused(state) & (state.ids >= 0)
+        present = state.ids >= 0
+        refused = self._refused(state) & present
         if slot in spec.forced or not bool(refused.any()):
             return None
         mask = torch.ones(len(refused), state.vocab, dtype=torch.bool)
-        present = state.ids >= 0
         mask[:, state.ids[present]] = ~refused[:, present]
         return mask
 
