@@ -176,7 +176,9 @@ def _body(
         _data_paragraph(training_config, finetuned)
         + " The model imitates form (line length, ，/。) and learns rhyme and tonal patterns only in part: the "
         'decoder\'s rules guarantee them, on by default (rhyme and relaxed tone; `tone="strict"` for strict, '
-        "`free=True` for none).",
+        "`free=True` for none). Nor does a model that draws left to right keep one season in mind (the bundled "
+        "model names two of 春夏秋冬 in about 5% of its quatrains): the one-season rule, also on by default, "
+        "refuses a second (`one_season=False` allows it).",
     ]
     return "\n".join(parts)
 
