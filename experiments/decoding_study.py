@@ -48,8 +48,9 @@ from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every arm names its search: whole poems unless it says lines (the default is a line search since issue 23).
-RULES = {"rhyme": True, "tone": "relaxed", "no_repeat": True, "search": "poem"}
+# Every arm names its search: whole poems unless it says lines (the default is a line search since issue 23),
+# and was judged before the one-season rule, which it leaves off.
+RULES = {"rhyme": True, "tone": "relaxed", "no_repeat": True, "one_season": False, "search": "poem"}
 BASELINE = "app"  # the app's defaults before issue 23: temperature 0.8, top-p 0.9, the best of 4, the rules
 PLAIN: dict[str, Any] = PLAIN_SAMPLE  # one plain sample: the time unit
 ARMS: dict[str, dict[str, Any]] = {

@@ -43,12 +43,22 @@ from tangpoem_hf.options import PLAIN_SAMPLE
 from tangpoem_hf.text import FORM_SHAPES, split_lines
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The settings docs/reports/judging.md judged: the app's defaults before issue 23, and one sample.
-    "app": {"rhyme": True, "tone": "relaxed", "no_repeat": True, "search": "poem", "candidates": 4, "temperature": 0.8},
+    # The settings docs/reports/judging.md judged: the app's defaults before issue 23, and one sample
+    # (both before the one-season rule).
+    "app": {
+        "rhyme": True,
+        "tone": "relaxed",
+        "no_repeat": True,
+        "one_season": False,
+        "search": "poem",
+        "candidates": 4,
+        "temperature": 0.8,
+    },
     "plain": {
         "rhyme": True,
         "tone": "relaxed",
         "no_repeat": False,
+        "one_season": False,
         "search": "poem",
         "candidates": 1,
         "temperature": 0.8,
