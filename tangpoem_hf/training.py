@@ -85,8 +85,9 @@ def keep_portable(run_dir: str | Path, dest: str | Path, optimizer: bool = False
             shutil.copy2(f, dest / f.name)
     small = {}
     for name, t in tensors.items():
-        if name.startswith("model.") and t.is_floating_point() or name.startswith(AVERAGE_PREFIX) and optimizer:
-            small[name] = t.half() if t.is_floating_point() and t.dim() else t
+        weights = name.startswith("model.") or (optimizer and name.startswith(AVERAGE_PREFIX))  # the average too
+        if weights and t.is_floating_point():
+            small[name] = t.half()
         elif name.startswith("opt.") and optimizer:
             small[name] = t.bfloat16() if t.is_floating_point() and t.dim() else t  # step counters stay exact
         elif name.startswith(PORTABLE_KEPT):
