@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
+from .errors import InputError
+
 MIN_LINES, MAX_LINES = 2, 16
 DEFAULT_LINES = 4
 MAX_BATCH = 1000
@@ -135,16 +137,29 @@ def default_of(name: str) -> Any:
     return None if value is MISSING else value
 
 
+def check_switch(name: str, value: object) -> bool:
+    """An on/off setting, which must be True or False: a string such as "false" would read as on."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, not {value!r}.")
+    return value
+
+
+def check_switches(options: GenerationOptions) -> None:
+    """:func:`check_switch` for every on/off setting of ``options`` that is set (an unset ``rhyme``
+    means "the default rules")."""
+    for name, f in OPTIONS.items():
+        value = getattr(options, name)
+        if f.metadata["kind"] is bool and not (value is None and f.default is None):
+            check_switch(name, value)
+
+
 def verse_rules(options: GenerationOptions) -> tuple[object, object]:
     """(rhyme, tone) for a request: the ones it asks for; unset ones follow the default rules
     (:data:`DEFAULT_RHYME`, :data:`DEFAULT_TONE`, for every line count); ``free`` turns both off.
 
     The only place that decides which rules a request gets when it names none.
     """
-    from .errors import InputError
-
-    if not isinstance(options.free, bool):
-        raise InputError(f"free must be True or False, not {options.free!r}.")
+    check_switches(options)
     if options.free:
         if options.rhyme or options.tone not in (None, "none") or options.rhyme_group is not None:
             raise InputError(

@@ -291,10 +291,7 @@ class PoemRequest:
             raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
         score = check_choice("score", options.score)
         w = check_number("coherence", options.coherence)
-        for name in ("no_repeat", "one_season"):
-            if not isinstance(getattr(options, name), bool):
-                raise InputError(f"{name} must be True or False, not {getattr(options, name)!r}.")
-        rhyme, tone = verse_rules(options)
+        rhyme, tone = verse_rules(options)  # checks every on/off setting
         verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=options.rhyme_group, keywords=bool(spec.keywords))
         house = [*([NoRepeat()] if options.no_repeat else []), *([OneSeason()] if options.one_season else [])]
         rules = (*verse, *house, *constraints)

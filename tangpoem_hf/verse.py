@@ -31,6 +31,7 @@ from .attested import bound_words
 from .constraints import Broken, Constraint, PoemSpec
 from .errors import InputError
 from .keywords import KeywordState, WindowCheck, fits_at, keywords_fit
+from .options import check_switch
 from .prosody import PING, TONE_MODES, ZE, RhymeTable, load_table, patterns, relaxed_columns
 from .tokenizer import CharTokenizer
 
@@ -605,8 +606,7 @@ def verse_constraints(
 
     A ``rhyme_group`` implies ``rhyme=True``; ``keywords`` says the request has keywords to place.
     """
-    if not isinstance(rhyme, bool):
-        raise InputError(f"rhyme must be True or False, not {rhyme!r}.")
+    check_switch("rhyme", rhyme)
     if tone is not None and tone not in TONE_MODES:
         raise InputError(f"tone must be 'relaxed' or 'strict' (or unset), not {tone!r}.")
     if rhyme_group is not None:

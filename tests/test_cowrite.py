@@ -21,7 +21,7 @@ from tangpoem_hf.decoding import (
     stream_poem,
     token_logprobs,
 )
-from tangpoem_hf.options import PLAIN_SAMPLE
+from tangpoem_hf.options import OPTIONS, PLAIN_SAMPLE
 from tangpoem_hf.prosody import check_poem
 from tangpoem_hf.request import PoemRequest
 from tangpoem_hf.serving import PoemServer
@@ -159,6 +159,20 @@ def test_the_server_decodes_candidates_in_the_shared_step(model):
 def test_bad_candidate_settings(model, kwargs, message):
     with pytest.raises(InputError, match=message):
         generate_poem(model, form=5, **kwargs)
+
+
+SWITCHES = [name for name, f in OPTIONS.items() if f.metadata["kind"] is bool]
+
+
+def test_the_switches_are_the_on_off_settings():
+    assert {"no_repeat", "one_season", "rhyme", "free"} <= set(SWITCHES)
+
+
+@pytest.mark.parametrize("name", SWITCHES)
+def test_every_switch_takes_only_true_or_false(model, name):
+    """The string "false" would read as on: every on/off setting refuses it in one sentence."""
+    with pytest.raises(InputError, match=f"^{name} must be True or False, not 'false'\\.$"):
+        generate_poem(model, form=5, **{name: "false"})
 
 
 # --- keep and redo lines ----------------------------------------------------------------------------
