@@ -38,7 +38,7 @@ def collections(
     first: list[list[str]], second: list[list[str]], size: int, seed: int, limit: int | None = None
 ) -> tuple[list, list]:
     """(pairs, key): the two sets cut into collections of ``size`` poems, each pair in a random order,
-    ``limit`` of them (all when None) in a random order."""
+    ``limit`` of them (all when None) in a random order; a pair whose sides are the same is left out."""
     if len(first) != len(second) or [p[0][0] for p in first] != [p[0][0] for p in second]:
         raise SystemExit("The two sets must hold the same prompts in the same order (stock_phrases.py draws them so).")
     rng = random.Random(seed)
@@ -48,6 +48,8 @@ def collections(
         if len({len(p[0]) for p in ours + theirs}) != 1:
             raise SystemExit(f"Collection {n} mixes 五言 and 七言: choose a --size that divides each form's poems.")
         texts = ["\n\n".join(join_lines(p) for p in ours), "\n\n".join(join_lines(p) for p in theirs)]
+        if texts[0] == texts[1]:
+            continue  # the same poems on both sides: nothing to judge
         generated = rng.choice("AB")
         a, b = texts if generated == "A" else texts[::-1]
         pairs.append({"pair": n, "A": a, "B": b})

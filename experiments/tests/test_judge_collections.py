@@ -56,3 +56,9 @@ def test_size_one_writes_single_poem_pairs_and_limit_keeps_a_few():
     assert [p["pair"] for p in pairs] == [1, 2, 3, 4] and len({k["poems"][0] for k in key}) == 4
     assert study.markdown(pairs, 1).startswith("# Which poem is better?")
     assert study.markdown(pairs, 2).startswith("# Which collection is better?")
+
+
+def test_pairs_whose_sides_are_the_same_are_left_out():
+    first, second = poem_set("甲", "春山江月"), poem_set("甲", "春山") + poem_set("乙", "江月")
+    pairs, key = study.collections(first, second, size=1, seed=0)
+    assert sorted(k["poems"][0] for k in key) == [2, 3] and [p["pair"] for p in pairs] == [1, 2]

@@ -1,0 +1,91 @@
+"""A first try at losing the stock phrases: the line search marks down poems that hold one.
+
+``stock_phrases.py`` found the one default writing a stock phrase (不知何处) in four poems of five.
+This tries the bluntest remedy before a principled one: ``list`` draws the default on prompts of
+another seed than the test's and keeps the stock phrases it finds; ``draw`` then draws the test's
+prompts with the ranking score less ``--penalty`` for each listed phrase a candidate holds (the
+decoder's own score, patched here, not in the package), and writes the set in ``stock_phrases.py``'s
+format for ``judge_collections.py``, with its stock share::
+
+    TANGPOEM_CORPUS=DIR python experiments/stock_penalty.py list --seed 1 --out runs/stock-penalty/list.json
+    TANGPOEM_CORPUS=DIR python experiments/stock_penalty.py draw --phrases runs/stock-penalty/list.json \
+        --penalty 0.2 --out runs/stock-penalty/p0.2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from unittest import mock
+
+from stock_phrases import QUATRAINS, phrases, poem_shares, stock
+
+from tangpoem_hf import decoding
+from tangpoem_hf.corpus import build_splits
+from tangpoem_hf.decoding import generate_poem
+from tangpoem_hf.modeling import load_model
+from tangpoem_hf.text import split_lines
+
+
+def penalised(listed: Collection[str], penalty: float):
+    """The decoder's ranking score less ``penalty`` per listed phrase the poem's lines hold."""
+    score = decoding._score
+
+    def patched(logp: float, tokens: int, lines: Sequence[str], forced: Collection[int], kind: str = "mean") -> float:
+        return score(logp, tokens, lines, forced, kind) - penalty * len(phrases(lines) & set(listed))
+
+    return mock.patch.object(decoding, "_score", patched)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("list", "draw"):
+        p = sub.add_parser(name)
+        p.add_argument("--model", help="model folder or Hub repo id (default: the bundled model)")
+        p.add_argument("--num", type=int, default=200)
+        p.add_argument("--seed", type=int, default=0, help="the prompts' seed (stock_phrases.py's)")
+        p.add_argument("--corpus")
+        p.add_argument("--out", type=Path, required=True)
+        if name == "draw":
+            p.add_argument("--phrases", type=Path, required=True)
+            p.add_argument("--penalty", type=float, default=0.2)
+    args = parser.parse_args(argv)
+    model = load_model(args.model)
+    splits, _ = build_splits(args.corpus, simplified=model.tokenizer.simplified)
+    quatrains = {form: [] for form in QUATRAINS}
+    heldout = {form: [] for form in QUATRAINS}
+    for split in splits:
+        for text, form in zip(splits[split]["text"], splits[split]["form"]):
+            if form in quatrains:
+                quatrains[form].append(split_lines(text))
+                if split in ("validation", "test"):
+                    heldout[form].append(split_lines(text))
+    rng = random.Random(args.seed)
+    prompts = [p for form in QUATRAINS for p in rng.sample(heldout[form], args.num // 2)]
+    real = poem_shares([p for form in QUATRAINS for p in quatrains[form]])
+    listed = json.loads(args.phrases.read_text(encoding="utf-8")) if args.command == "draw" else []
+    with penalised(listed, args.penalty if args.command == "draw" else 0.0):
+        poems = [
+            generate_poem(model, first=p[0][0], form=len(p[0]), lines=4, seed=args.seed + i).lines
+            for i, p in enumerate(prompts)
+        ]
+    found = stock(poem_shares(poems), real, len(poems))
+    held = sum(any(f in phrases(lines) for f, _, _ in found) for lines in poems) / len(poems)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.command == "list":
+        args.out.write_text(json.dumps([f for f, _, _ in found], ensure_ascii=False), encoding="utf-8")
+    else:
+        label = f"{args.model or 'bundled'} stock penalty {args.penalty}"
+        args.out.write_text(json.dumps({"set": label, "poems": poems}, ensure_ascii=False), encoding="utf-8")
+    top = ", ".join(f"{f} {s:.0%}" for f, s, _ in found[:8])
+    print(f"{len(found)} stock phrases, in {held:.0%} of {len(poems)} poems: {top}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
