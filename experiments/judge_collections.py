@@ -22,8 +22,7 @@ import random
 import sys
 from pathlib import Path
 
-from judge_pairs import INSTRUCTIONS as POEM_INSTRUCTIONS
-from judge_pairs import score_answers
+import judge_pairs
 
 from tangpoem_hf.text import join_lines
 
@@ -63,7 +62,7 @@ def collections(
 
 
 def markdown(pairs: list[dict], size: int) -> str:
-    out = ["# Which poem is better?", "", POEM_INSTRUCTIONS, ""] if size == 1 else []
+    out = ["# Which poem is better?", "", judge_pairs.INSTRUCTIONS, ""] if size == 1 else []
     out = out or ["# Which collection is better?", "", INSTRUCTIONS, ""]
     for p in pairs:
         out += [f"## Pair {p['pair']}", "", "**A**", "", *p["A"].split("\n"), "", "**B**", "", *p["B"].split("\n"), ""]
@@ -84,17 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--answers", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "score":
-        key = json.loads(args.key.read_text(encoding="utf-8"))
-        answers = json.loads(args.answers.read_text(encoding="utf-8"))
-        print(json.dumps({"sets": key["sets"], **score_answers(answers, key["key"])}, ensure_ascii=False, indent=2))
-        return 0
+    if args.command == "score":  # the key has judge_pairs.py's shape, so its scoring serves
+        return judge_pairs.main(["score", "--key", str(args.key), "--answers", str(args.answers)])
     first, second = (json.loads(p.read_text(encoding="utf-8")) for p in (args.first, args.second))
     pairs, key = collections(first["poems"], second["poems"], args.size, args.seed, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pairs.md").write_text(markdown(pairs, args.size), encoding="utf-8")
-    sets = {"generated": first["set"], "other": second["set"]}
-    (args.out / "key.json").write_text(json.dumps({"sets": sets, "key": key}, ensure_ascii=False, indent=2), "utf-8")
+    settings = {"generated": first["set"], "other": second["set"]}
+    key_text = json.dumps({"settings": settings, "key": key}, ensure_ascii=False, indent=2)
+    (args.out / "key.json").write_text(key_text, encoding="utf-8")
     print(f"wrote {len(pairs)} pairs to {args.out}/pairs.md; the key is {args.out}/key.json")
     return 0
 

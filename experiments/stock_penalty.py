@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from unittest import mock
 
-from stock_phrases import QUATRAINS, phrases, poem_shares, stock
+from stock_phrases import phrases, poem_shares, prompts_and_real, stock
 
 from tangpoem_hf import decoding
-from tangpoem_hf.corpus import build_splits
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.modeling import load_model
-from tangpoem_hf.text import split_lines
 
 
 def penalised(listed: Collection[str], penalty: float):
@@ -56,18 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--penalty", type=float, default=0.2)
     args = parser.parse_args(argv)
     model = load_model(args.model)
-    splits, _ = build_splits(args.corpus, simplified=model.tokenizer.simplified)
-    quatrains = {form: [] for form in QUATRAINS}
-    heldout = {form: [] for form in QUATRAINS}
-    for split in splits:
-        for text, form in zip(splits[split]["text"], splits[split]["form"]):
-            if form in quatrains:
-                quatrains[form].append(split_lines(text))
-                if split in ("validation", "test"):
-                    heldout[form].append(split_lines(text))
-    rng = random.Random(args.seed)
-    prompts = [p for form in QUATRAINS for p in rng.sample(heldout[form], args.num // 2)]
-    real = poem_shares([p for form in QUATRAINS for p in quatrains[form]])
+    prompts, real = prompts_and_real(args.corpus, model.tokenizer.simplified, args.num, args.seed)
     listed = json.loads(args.phrases.read_text(encoding="utf-8")) if args.command == "draw" else []
     with penalised(listed, args.penalty if args.command == "draw" else 0.0):
         poems = [

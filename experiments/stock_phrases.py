@@ -54,6 +54,23 @@ def stock(shares: Counter, real: Counter, poems: int) -> list[tuple[str, float, 
     return [r for r in rows if not any(r[0] in o[0] and r[0] != o[0] and o[1] >= r[1] for o in rows)]
 
 
+def prompts_and_real(corpus: str | None, simplified: bool, num: int, seed: int) -> tuple[list[list[str]], Counter]:
+    """``num`` held-out Tang 五绝 and 七绝 (half each, drawn with ``seed``), whose first characters and
+    forms are the prompts, and the share of all real Tang 五绝 and 七绝 that hold each phrase."""
+    splits, _ = build_splits(corpus, simplified=simplified)
+    quatrains: dict[str, list[list[str]]] = {form: [] for form in QUATRAINS}
+    heldout: dict[str, list[list[str]]] = {form: [] for form in QUATRAINS}
+    for split in splits:
+        for text, form in zip(splits[split]["text"], splits[split]["form"]):
+            if form in quatrains:
+                quatrains[form].append(split_lines(text))
+                if split in ("validation", "test"):
+                    heldout[form].append(split_lines(text))
+    rng = random.Random(seed)
+    prompts = [p for form in QUATRAINS for p in rng.sample(heldout[form], num // 2)]
+    return prompts, poem_shares([p for form in QUATRAINS for p in quatrains[form]])
+
+
 def summary(name: str, poems: Sequence[Sequence[str]], real: Counter, top: int) -> dict:
     shares = poem_shares(poems)
     found = stock(shares, real, len(poems))
@@ -92,18 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs/stock-phrases", help="the poems, as JSON")
     args = parser.parse_args(argv)
     models = args.model or [None]
-    splits, _ = build_splits(args.corpus, simplified=load_model(models[0]).tokenizer.simplified)
-    quatrains = {form: [] for form in QUATRAINS}
-    heldout = {form: [] for form in QUATRAINS}
-    for split in splits:
-        for text, form in zip(splits[split]["text"], splits[split]["form"]):
-            if form in quatrains:
-                quatrains[form].append(split_lines(text))
-                if split in ("validation", "test"):
-                    heldout[form].append(split_lines(text))
-    rng = random.Random(args.seed)
-    prompts = [p for form in QUATRAINS for p in rng.sample(heldout[form], args.num // 2)]
-    real = poem_shares([p for form in QUATRAINS for p in quatrains[form]])
+    prompts, real = prompts_and_real(args.corpus, load_model(models[0]).tokenizer.simplified, args.num, args.seed)
     rows = [summary("real poems (the prompts' own)", prompts, real, args.top)]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in models:

@@ -47,7 +47,7 @@ def test_write_then_score(tmp_path, capsys):
     capsys.readouterr()
     assert study.main(["score", "--key", str(out / "key.json"), "--answers", str(out / "answers.json")]) == 0
     scored = json.loads(capsys.readouterr().out)
-    assert scored["sets"] == {"generated": "one", "other": "two"} and scored["generated_wins"] == 1
+    assert scored["settings"] == {"generated": "one", "other": "two"} and scored["generated_wins"] == 1
 
 
 def test_size_one_writes_single_poem_pairs_and_limit_keeps_a_few():
