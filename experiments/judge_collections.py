@@ -36,8 +36,9 @@ INSTRUCTIONS = (
 def collections(
     first: list[list[str]], second: list[list[str]], size: int, seed: int, limit: int | None = None
 ) -> tuple[list, list]:
-    """(pairs, key): the two sets cut into collections of ``size`` poems, each pair in a random order,
-    ``limit`` of them (all when None) in a random order; a pair whose sides are the same is left out."""
+    """(pairs, key): the two sets cut into collections of ``size`` poems, A and B drawn at random for
+    each pair, the pairs shuffled and the first ``limit`` kept (all when None). A pair whose two
+    sides are the same is left out."""
     if len(first) != len(second) or [p[0][0] for p in first] != [p[0][0] for p in second]:
         raise SystemExit("The two sets must hold the same prompts in the same order (stock_phrases.py draws them so).")
     rng = random.Random(seed)

@@ -18,17 +18,18 @@ import argparse
 import json
 import sys
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from unittest import mock
 
-from stock_phrases import phrases, poem_shares, prompts_and_real, stock
+from stock_phrases import phrases, prompts_and_real, summary
 
 from tangpoem_hf import decoding
 from tangpoem_hf.decoding import generate_poem
 from tangpoem_hf.modeling import load_model
 
 
-def penalised(listed: Collection[str], penalty: float):
+def penalised(listed: Collection[str], penalty: float) -> AbstractContextManager:
     """The decoder's ranking score less ``penalty`` per listed phrase the poem's lines hold."""
     score = decoding._score
 
@@ -55,21 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     prompts, real = prompts_and_real(args.corpus, model.tokenizer.simplified, args.num, args.seed)
     listed = json.loads(args.phrases.read_text(encoding="utf-8")) if args.command == "draw" else []
-    with penalised(listed, args.penalty if args.command == "draw" else 0.0):
+    penalty = args.penalty if args.command == "draw" else 0.0
+    with penalised(listed, penalty):
         poems = [
             generate_poem(model, first=p[0][0], form=len(p[0]), lines=4, seed=args.seed + i).lines
             for i, p in enumerate(prompts)
         ]
-    found = stock(poem_shares(poems), real, len(poems))
-    held = sum(any(f in phrases(lines) for f, _, _ in found) for lines in poems) / len(poems)
+    label = f"{args.model or 'bundled'} stock penalty {penalty}"
+    row = summary(label, poems, real, top=None)  # every stock phrase, for the list
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.command == "list":
-        args.out.write_text(json.dumps([f for f, _, _ in found], ensure_ascii=False), encoding="utf-8")
+        args.out.write_text(json.dumps([f for f, _, _ in row["stock"]], ensure_ascii=False), encoding="utf-8")
     else:
-        label = f"{args.model or 'bundled'} stock penalty {args.penalty}"
         args.out.write_text(json.dumps({"set": label, "poems": poems}, ensure_ascii=False), encoding="utf-8")
-    top = ", ".join(f"{f} {s:.0%}" for f, s, _ in found[:8])
-    print(f"{len(found)} stock phrases, in {held:.0%} of {len(poems)} poems: {top}")
+    top = ", ".join(f"{f} {s:.0%}" for f, s, _ in row["stock"][:8])
+    print(f"{len(row['stock'])} stock phrases, in {row['with_stock']:.0%} of {len(poems)} poems: {top}")
     return 0
 
 

@@ -71,7 +71,9 @@ def prompts_and_real(corpus: str | None, simplified: bool, num: int, seed: int) 
     return prompts, poem_shares([p for form in QUATRAINS for p in quatrains[form]])
 
 
-def summary(name: str, poems: Sequence[Sequence[str]], real: Counter, top: int) -> dict:
+def summary(name: str, poems: Sequence[Sequence[str]], real: Counter, top: int | None) -> dict:
+    """A set's stock phrases (the first ``top``; all when None), the share of its poems holding any, and
+    its commonest phrase."""
     shares = poem_shares(poems)
     found = stock(shares, real, len(poems))
     held = sum(any(p in phrases(lines) for p, _, _ in found) for lines in poems) / len(poems)
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                 for i, p in enumerate(prompts)
             ]
             label = " ".join([name or "bundled", *([json.dumps(settings, ensure_ascii=False)] if settings else [])])
-            (args.out / f"{len(rows)}.json").write_text(json.dumps({"set": label, "poems": poems}, ensure_ascii=False))
+            drawn = json.dumps({"set": label, "poems": poems}, ensure_ascii=False)
+            (args.out / f"{len(rows)}.json").write_text(drawn, encoding="utf-8")
             rows.append(summary(label, poems, real, args.top))
             print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     command = "python experiments/stock_phrases.py " + " ".join(
