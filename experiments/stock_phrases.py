@@ -41,9 +41,10 @@ def phrases(lines: Sequence[str], sizes: Sequence[int] = (3, 4)) -> set[str]:
 
 
 def poem_shares(poems: Sequence[Sequence[str]]) -> Counter:
-    """For each phrase, the share of ``poems`` that hold it."""
+    """For each phrase, the share of ``poems`` that hold it, in the phrases' sorted order, so that
+    ``most_common`` breaks ties the same way in every run (a set's order depends on string hashing)."""
     counts = Counter(p for lines in poems for p in phrases(lines))
-    return Counter({p: c / len(poems) for p, c in counts.items()})
+    return Counter({p: counts[p] / len(poems) for p in sorted(counts)})
 
 
 def stock(shares: Counter, real: Counter, poems: int) -> list[tuple[str, float, float]]:

@@ -60,3 +60,8 @@ def test_each_settings_is_a_row(tmp_path, small_corpus, tiny_model_dir):
     text = doc.read_text(encoding="utf-8")
     assert f"| {tiny_model_dir} | 2 |" in text and f'| {tiny_model_dir} {{"temperature": 0.8}} | 2 |' in text
     assert "--settings '{\"temperature\": 0.8}'" in text
+
+
+def test_ties_are_broken_the_same_way_in_every_run():
+    shares = study.poem_shares([["明月照高楼"], ["白日依山尽"]])
+    assert [p for p, _ in shares.most_common()] == sorted(shares)
