@@ -157,9 +157,9 @@ def verse_rules(options: GenerationOptions) -> tuple[object, object]:
     """(rhyme, tone) for a request: the ones it asks for; unset ones follow the default rules
     (:data:`DEFAULT_RHYME`, :data:`DEFAULT_TONE`, for every line count); ``free`` turns both off.
 
-    The only place that decides which rules a request gets when it names none.
+    The only place that decides which rules a request gets when it names none. ``options`` has
+    passed :func:`check_switches` (:meth:`~tangpoem_hf.request.PoemRequest.build` checks it first).
     """
-    check_switches(options)
     if options.free:
         if options.rhyme or options.tone not in (None, "none") or options.rhyme_group is not None:
             raise InputError(

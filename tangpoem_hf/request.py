@@ -22,7 +22,16 @@ from .constraints import Constraint, NoRepeat, OneSeason, PoemSpec, selects_rows
 from .control import MAX_KEYWORDS, MAX_TITLE, Control, has_controls
 from .errors import InputError
 from .keywords import keywords_fit
-from .options import DEFAULT_LINES, MAX_BATCH, MAX_LINES, MIN_LINES, OPTIONS, GenerationOptions, verse_rules
+from .options import (
+    DEFAULT_LINES,
+    MAX_BATCH,
+    MAX_LINES,
+    MIN_LINES,
+    OPTIONS,
+    GenerationOptions,
+    check_switches,
+    verse_rules,
+)
 from .prosody import poem_lines
 from .text import COMMA, PERIOD, clean_poem_text, is_han, normalize_punctuation, punctuate
 from .tokenizer import CharTokenizer
@@ -291,7 +300,8 @@ class PoemRequest:
             raise InputError(f"num × candidates must be at most {MAX_BATCH}, not {n * c}.")
         score = check_choice("score", options.score)
         w = check_number("coherence", options.coherence)
-        rhyme, tone = verse_rules(options)  # checks every on/off setting
+        check_switches(options)
+        rhyme, tone = verse_rules(options)
         verse = verse_constraints(rhyme=rhyme, tone=tone, rhyme_group=options.rhyme_group, keywords=bool(spec.keywords))
         house = [*([NoRepeat()] if options.no_repeat else []), *([OneSeason()] if options.one_season else [])]
         rules = (*verse, *house, *constraints)
