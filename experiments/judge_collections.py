@@ -63,11 +63,9 @@ def collections(
 
 
 def markdown(pairs: list[dict], size: int) -> str:
-    out = ["# Which poem is better?", "", judge_pairs.INSTRUCTIONS, ""] if size == 1 else []
-    out = out or ["# Which collection is better?", "", INSTRUCTIONS, ""]
-    for p in pairs:
-        out += [f"## Pair {p['pair']}", "", "**A**", "", *p["A"].split("\n"), "", "**B**", "", *p["B"].split("\n"), ""]
-    return "\n".join(out)
+    if size == 1:
+        return judge_pairs.pairs_markdown(pairs)
+    return judge_pairs.pairs_markdown(pairs, "Which collection is better?", INSTRUCTIONS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,8 +125,9 @@ def _couplets(lines: list[str]) -> str:
     )
 
 
-def pairs_markdown(pairs: list[dict]) -> str:
-    out = ["# Which poem is better?", "", INSTRUCTIONS, ""]
+def pairs_markdown(pairs: list[dict], title: str = "Which poem is better?", instructions: str = INSTRUCTIONS) -> str:
+    """What a judge reads: the instructions, then each pair's A and B, lines kept apart in Markdown."""
+    out = [f"# {title}", "", instructions, ""]
     for p in pairs:
         out += [f"## Pair {p['pair']}", "", "**A**", "", *p["A"].split("\n"), "", "**B**", "", *p["B"].split("\n"), ""]
     return "\n".join(line if not line or line.startswith(("#", "**")) else line + "  " for line in out)
